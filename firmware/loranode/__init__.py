@@ -1,0 +1,1 @@
+"""Loranode: the MicroPython peer manager for LoRa boards."""

