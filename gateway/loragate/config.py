@@ -1,0 +1,242 @@
+"""Gateway settings: defaults that need no file, a TOML file, then command-line flags.
+
+Every setting has one name used in all three places (`outbound_target` in TOML is
+`--outbound-target` on the command line). A bad value raises ConfigError whose message
+is one line naming the setting, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+DATA_DIR_ENV = "LORAGATE_DATA_DIR"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PEER_KINDS = ("full", "light", "gateway", "mesh")
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; str(error) is a one-line message for the user."""
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path(platformdirs.user_data_dir("loragate"))
+
+
+@dataclass
+class ScoreSettings:
+    reliability_weight: float = 0.4
+    performance_weight: float = 0.3
+    behaviour_weight: float = 0.3
+    half_life_s: float = 3600.0
+
+
+@dataclass
+class BanSettings:
+    threshold: int = 100
+    base_duration_s: int = 3600
+    max_duration_s: int = 7 * 24 * 3600
+    permanent_after: int = 5
+
+
+@dataclass
+class GatewayConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8333
+    outbound_target: int = 8
+    inbound_cap: int = 32
+    max_outbound_per_group: int = 2
+    preferred_kinds: list[str] = field(default_factory=lambda: ["full", "gateway"])
+    dns_seeds: list[str] = field(default_factory=list)
+    dns_resolver: str | None = None
+    connect: list[str] = field(default_factory=list)
+    mdns: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    serial_port: str | None = None
+    serial_baud: int = 115200
+    network_key: str | None = None
+    network_key_file: Path | None = None
+    handshake_timeout_s: float = 10.0
+    read_timeout_s: float = 90.0
+    ping_interval_s: float = 30.0
+    log_level: str = "info"
+    score: ScoreSettings = field(default_factory=ScoreSettings)
+    bans: BanSettings = field(default_factory=BanSettings)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "loragate.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "node.key"
+
+    @property
+    def control_path(self) -> Path:
+        return self.data_dir / "control.sock"
+
+    def network_key_bytes(self) -> bytes:
+        """The 32-byte mesh network key, from `network_key` (hex) or `network_key_file`."""
+        if self.network_key is not None:
+            return _hex_key("network_key", self.network_key)
+        if self.network_key_file is not None:
+            try:
+                text = self.network_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"config: network_key_file={self.network_key_file} cannot be read: "
+                    f"{exc.strerror}"
+                ) from None
+            return _hex_key("network_key_file", text)
+        return bytes(32)
+
+
+def _hex_key(name: str, text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"config: {name} must be 64 hex digits (32 bytes), got {text[:16]!r}…")
+    return key
+
+
+_SECTIONS: dict[str, type] = {"score": ScoreSettings, "bans": BanSettings}
+_RANGES: dict[str, tuple[float, float]] = {
+    "listen_port": (0, 65535),
+    "metrics_port": (0, 65535),
+    "outbound_target": (0, 64),
+    "inbound_cap": (0, 1024),
+    "max_outbound_per_group": (1, 64),
+    "serial_baud": (1200, 4_000_000),
+    "handshake_timeout_s": (0.1, 600),
+    "read_timeout_s": (1, 3600),
+    "ping_interval_s": (1, 3600),
+    "score.reliability_weight": (0, 100),
+    "score.performance_weight": (0, 100),
+    "score.behaviour_weight": (0, 100),
+    "score.half_life_s": (1, 10**8),
+    "bans.threshold": (1, 10**6),
+    "bans.base_duration_s": (1, 10**8),
+    "bans.max_duration_s": (1, 10**9),
+    "bans.permanent_after": (1, 1000),
+}
+
+
+def _coerce(name: str, value: Any, target: Any) -> Any:
+    """Check `value` against the declared type of the setting `name`."""
+    kind = str(target)
+    if kind in ("int", "<class 'int'>"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif kind in ("float", "<class 'float'>"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        expected = "a number"
+    elif kind in ("bool", "<class 'bool'>"):
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif kind in ("str", "<class 'str'>", "str | None"):
+        ok = isinstance(value, str) or (value is None and "None" in kind)
+        expected = "a string"
+    elif kind in ("Path", "Path | None"):
+        ok = isinstance(value, str | Path)
+        value = Path(value).expanduser() if ok else value
+        expected = "a path"
+    elif kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        expected = "a list of strings"
+    else:  # pragma: no cover - a new field type needs a rule here
+        raise AssertionError(f"no rule for {name}: {kind}")
+    if not ok:
+        raise ConfigError(f"config: {name}={value!r} must be {expected}")
+    low_high = _RANGES.get(name)
+    if low_high and not low_high[0] <= value <= low_high[1]:
+        raise ConfigError(
+            f"config: {name}={value!r} is outside the allowed range {low_high[0]}..{low_high[1]}"
+        )
+    return value
+
+
+def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        name = prefix + key
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            raise ConfigError(f"config: unknown setting {name!r} (known: {allowed})")
+        if key in _SECTIONS and not prefix:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config: [{key}] must be a table")
+            _apply(getattr(obj, key), value, prefix=f"{key}.")
+            continue
+        setattr(obj, key, _coerce(name, value, fields[key].type))
+
+
+def _check_whole(cfg: GatewayConfig) -> None:
+    for name in ("listen_host", "metrics_host"):
+        try:
+            ipaddress.ip_address(getattr(cfg, name))
+        except ValueError:
+            raise ConfigError(
+                f"config: {name}={getattr(cfg, name)!r} must be an IP address"
+            ) from None
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"config: log_level={cfg.log_level!r} must be one of {LOG_LEVELS}")
+    for kind in cfg.preferred_kinds:
+        if kind not in PEER_KINDS:
+            raise ConfigError(f"config: preferred_kinds has {kind!r}; allowed: {PEER_KINDS}")
+    for entry in cfg.connect:
+        parse_endpoint(entry, "connect")
+    if cfg.dns_resolver is not None:
+        parse_endpoint(cfg.dns_resolver, "dns_resolver")
+    if cfg.network_key is not None:
+        _hex_key("network_key", cfg.network_key)
+    if cfg.bans.base_duration_s > cfg.bans.max_duration_s:
+        raise ConfigError(
+            f"config: bans.base_duration_s={cfg.bans.base_duration_s} exceeds "
+            f"bans.max_duration_s={cfg.bans.max_duration_s}"
+        )
+
+
+def parse_endpoint(text: str, setting: str = "address") -> tuple[str, int]:
+    """'1.2.3.4:8333' or '[::1]:8333' -> (host, port); ConfigError naming `setting`."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+        if not sep or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"config: {setting}={text!r} must be IP:PORT (e.g. 127.0.0.1:8333 or [::1]:8333)"
+        ) from None
+    return host, port
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> GatewayConfig:
+    """Defaults, then the TOML file at `path`, then `overrides` (flags; None = not given)."""
+    cfg = GatewayConfig()
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+        _apply(cfg, values)
+    if overrides:
+        _apply(cfg, {k: v for k, v in overrides.items() if v is not None})
+    _check_whole(cfg)
+    return cfg
