@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from upy import MicroPythonError, run_upy
 
 
