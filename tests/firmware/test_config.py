@@ -1,0 +1,369 @@
+"""Firmware config schema (loranode.config) and board presets (loranode.boards).
+
+Runs on CPython and, for the invalid-config table, inside the MicroPython unix port:
+both runtimes must give the very same one-line message for every bad config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "firmware") not in sys.path:
+    sys.path.append(str(ROOT / "firmware"))
+
+from loranode import boards, config  # noqa: E402
+
+KEY = "0123456789abcdef" * 4
+PRESETS = sorted(boards.BOARDS)
+
+
+def base(**kw):
+    d = {"board": "heltec-v3", "region": "EU868", "network_key": KEY}
+    d.update(kw)
+    return d
+
+
+CUSTOM_1262 = {
+    "chip": "sx1262",
+    "sck": 9,
+    "mosi": 10,
+    "miso": 11,
+    "cs": 8,
+    "reset": 12,
+    "busy": 13,
+    "dio1": 14,
+    "tcxo_mv": 1800,
+}
+
+# (id, config, field named in the message, fragment the message must contain)
+INVALID = [
+    (
+        "freq-other-region",
+        base(frequency_hz=915000000),
+        "frequency_hz=915000000",
+        "is outside EU868 (863000000..870000000)",
+    ),
+    ("freq-gap", base(frequency_hz=868650000), "frequency_hz=868650000", "sub-band"),
+    ("freq-edge-bw", base(frequency_hz=869990000), "frequency_hz=869990000", "sub-band"),
+    ("freq-float", base(frequency_hz=868.1e6), "frequency_hz=868100000.0", "not an integer"),
+    ("power-region", base(tx_power_dbm=20), "tx_power_dbm=20", "-9..16 (EU868 max EIRP 16"),
+    (
+        "power-board",
+        base(board="heltec-v2", region="US915", tx_power_dbm=22),
+        "tx_power_dbm=22",
+        "2..20 (board heltec-v2 max 20",
+    ),
+    ("power-gain", base(tx_power_dbm=14, antenna_gain_dbi=6), "tx_power_dbm=14", "-9..10"),
+    ("power-low", base(board="tbeam-sx1276", tx_power_dbm=0), "tx_power_dbm=0", "2..16"),
+    (
+        "power-kr-low-band",
+        base(region="KR920", frequency_hz=921100000, tx_power_dbm=14),
+        "tx_power_dbm=14",
+        "KR920 max EIRP 10",
+    ),
+    ("sf-high", base(sf=13), "sf=13", "is outside 7..12"),
+    ("sf-6", base(sf=6), "sf=6", "is outside 7..12"),
+    ("sf-dwell", base(region="US915", sf=12), "sf=12", "outside 7..9 for US915"),
+    ("sf-bool", base(sf=True), "sf=true", "not an integer"),
+    ("sf-string", base(sf="9"), "sf='9'", "not an integer (7..12)"),
+    ("bw-odd", base(bandwidth_hz=200000), "bandwidth_hz=200000", "not one of 125000"),
+    ("bw-region", base(bandwidth_hz=500000), "bandwidth_hz=500000", "not allowed in EU868"),
+    ("cr", base(coding_rate=9), "coding_rate=9", "is outside 5..8"),
+    ("region", base(region="EU869"), "region='EU869'", "not one of EU868, US915"),
+    ("region-missing", {"board": "heltec-v3", "network_key": KEY}, "region", "is missing"),
+    ("board", base(board="heltec-v4"), "board='heltec-v4'", "not one of heltec-v2"),
+    ("role", base(role="relay"), "role='relay'", "not one of node, bridge"),
+    ("typo", base(spreading_factor=9), "unknown key spreading_factor", "allowed: role"),
+    ("typo-section", base(capacities={"peer": 8}), "unknown key capacities.peer", "allowed: bans"),
+    ("cap-high", base(capacities={"peers": 129}), "capacities.peers=129", "is outside 4..128"),
+    ("cap-low", base(capacities={"reassembly": 0}), "capacities.reassembly=0", "is outside 1..8"),
+    ("cap-type", base(capacities=[1, 2]), "capacities=[...]", "not an object"),
+    ("key-short", base(network_key=KEY[:-2]), "network_key", "has 62 characters (need 64"),
+    ("key-nonhex", base(network_key="zz" + KEY[2:]), "network_key", "non-hex character"),
+    ("key-missing", {"board": "heltec-v3", "region": "EU868"}, "network_key", "is missing"),
+    ("key-type", base(network_key=5), "network_key", "not a string"),
+    (
+        "announce-order",
+        base(announce_interval_min_s=4000, announce_interval_max_s=3600),
+        "announce_interval_min_s=4000",
+        "is above announce_interval_max_s=3600",
+    ),
+    (
+        "announce-low",
+        base(announce_interval_min_s=10),
+        "announce_interval_min_s=10",
+        "is outside 30..86400",
+    ),
+    (
+        "weights-zero",
+        base(score_weights={"reliability": 0, "performance": 0, "behaviour": 0}),
+        "score_weights",
+        "all 0",
+    ),
+    (
+        "weight-neg",
+        base(score_weights={"behaviour": -1}),
+        "score_weights.behaviour=-1",
+        "is outside 0..100",
+    ),
+    ("uart-baud", base(role="bridge", uart={"baud": 12345}), "uart.baud=12345", "not one of"),
+    ("uart-pins-missing", base(role="bridge", uart={"id": 1}), "uart.tx", "is missing"),
+    (
+        "uart-clash",
+        base(role="bridge", uart={"id": 1, "tx": 8, "rx": 7}),
+        "uart.tx=8",
+        "already used by board heltec-v3 cs",
+    ),
+    (
+        "uart0-pins",
+        base(role="bridge", uart={"id": 0, "tx": 1}),
+        "uart.tx=1",
+        "must be null for uart.id=0",
+    ),
+    ("sim-port", base(sim={"medium_port": 70000}), "sim.medium_port=70000", "is outside 1..65535"),
+    ("pins-on-preset", base(pins=CUSTOM_1262), "board='heltec-v3'", "pins is only allowed"),
+    ("custom-no-pins", base(board="custom"), "pins", "is missing"),
+    (
+        "custom-busy-missing",
+        base(board="custom", pins={**CUSTOM_1262, "busy": None}),
+        "pins.busy",
+        "is missing",
+    ),
+    (
+        "custom-dio0-on-1262",
+        base(board="custom", pins={**CUSTOM_1262, "dio0": 26}),
+        "pins.dio0=26",
+        "must be null for chip sx1262",
+    ),
+    (
+        "custom-pin-range",
+        base(board="custom", pins={**CUSTOM_1262, "cs": 49}),
+        "pins.cs=49",
+        "is outside 0..48",
+    ),
+    (
+        "custom-clash",
+        base(board="custom", pins={**CUSTOM_1262, "dio1": 8}),
+        "pins.dio1=8",
+        "already used by pins.cs",
+    ),
+    (
+        "custom-tcxo",
+        base(board="custom", pins={**CUSTOM_1262, "tcxo_mv": 5000}),
+        "pins.tcxo_mv=5000",
+        "is outside 1600..3300",
+    ),
+    ("not-object", [1, 2, 3], "config", "not a JSON object"),
+]
+
+
+def _message(cfg: object) -> str:
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(cfg)
+    return str(err.value)
+
+
+def test_invalid_table_is_large_enough():
+    assert len(INVALID) >= 20
+    assert len({case[0] for case in INVALID}) == len(INVALID)
+
+
+@pytest.mark.parametrize(("name", "cfg", "field", "fragment"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_config_rejected_with_one_line(name, cfg, field, fragment):
+    msg = _message(cfg)
+    assert "\n" not in msg
+    assert msg.startswith("config: ")
+    assert field in msg, msg
+    assert fragment in msg, msg
+    assert isinstance(config.ConfigError(msg), ValueError)
+
+
+def test_secret_key_never_in_message():
+    bad = "g" + KEY[1:]
+    msg = _message(base(network_key=bad))
+    assert bad not in msg and KEY[1:20] not in msg
+
+
+@pytest.mark.upy
+def test_invalid_table_same_messages_on_micropython(upy, tmp_path):
+    """Every invalid config gives the same one-line message on the unix port as on CPython."""
+    cases = [(name, cfg) for name, cfg, _, _ in INVALID]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    script = (
+        "import json\n"
+        "from loranode import config\n"
+        "with open('cases.json') as f:\n"
+        "    cases = json.load(f)\n"
+        "for name, cfg in cases:\n"
+        "    try:\n"
+        "        config.validate(cfg)\n"
+        "        print(name + '|ACCEPTED')\n"
+        "    except config.ConfigError as e:\n"
+        "        print(name + '|' + str(e))\n"
+    )
+    out = upy(script, cwd=tmp_path).stdout.splitlines()
+    expected = [name + "|" + _message(json.loads(json.dumps(cfg))) for name, cfg in cases]
+    assert out == expected
+
+
+@pytest.mark.upy
+def test_presets_validate_on_micropython(upy):
+    code = (
+        "from loranode import boards, config\n"
+        "for b in sorted(boards.BOARDS):\n"
+        "    for r in config.REGIONS:\n"
+        "        c = config.validate({'board': b, 'region': r, 'network_key': 'KEY'})\n"
+        "        assert config.validate(c) == c\n"
+        "        print(b, r, c['frequency_hz'], c['tx_power_dbm'], config.radio(c)['chip'])\n"
+    ).replace("KEY", KEY)
+    lines = upy(code, heap="256K").stdout.splitlines()
+    expected = []
+    for b in PRESETS:
+        for r in config.REGIONS:
+            c = config.validate({"board": b, "region": r, "network_key": KEY})
+            chip = config.radio(c)["chip"]
+            expected.append(f"{b} {r} {c['frequency_hz']} {c['tx_power_dbm']} {chip}")
+    assert lines == expected
+
+
+@pytest.mark.parametrize("board", PRESETS)
+@pytest.mark.parametrize("region", config.REGIONS)
+def test_defaults_validate_for_every_board_and_region(board, region):
+    cfg = config.validate({"board": board, "region": region, "network_key": KEY.upper()})
+    assert cfg["network_key"] == KEY  # normalised to lower case
+    assert config.validate(cfg) == cfg  # a normalised config is a fixed point
+    assert set(cfg) == set(config.TOP_KEYS)
+    assert cfg["role"] == "node" and cfg["uart"] is None and cfg["pins"] is None
+    assert config.SF_MIN <= cfg["sf"] <= config.SF_MAX
+    assert cfg["tx_power_dbm"] <= boards.BOARDS[board]["max_power_dbm"]
+    assert cfg["capacities"] == {k: v[2] for k, v in config.CAPACITIES.items()}
+
+
+def test_bridge_defaults_to_usb_console_uart():
+    cfg = config.validate(base(role="bridge"))
+    assert cfg["uart"] == {"id": 0, "baud": 115200, "tx": None, "rx": None}
+    cfg = config.validate(base(role="bridge", uart={"id": 2, "tx": 17, "rx": 18, "baud": 921600}))
+    assert cfg["uart"] == {"id": 2, "baud": 921600, "tx": 17, "rx": 18}
+
+
+def test_region_power_follows_sub_band():
+    # EU868 869.4-869.65 MHz allows 500 mW ERP: 22 dBm is legal there, not at 868.1 MHz.
+    assert config.validate(base(frequency_hz=869525000, tx_power_dbm=22))["tx_power_dbm"] == 22
+    _message(base(frequency_hz=868100000, tx_power_dbm=22))
+
+
+def test_wide_channel_gets_a_default_frequency_inside_a_sub_band():
+    assert config.validate(base(bandwidth_hz=250000))["frequency_hz"] == 868300000
+    assert config.validate(base(region="US915", bandwidth_hz=500000))["frequency_hz"] == 903000000
+
+
+def test_custom_board_takes_every_pin_from_config():
+    cfg = config.validate(base(board="custom", pins=CUSTOM_1262))
+    radio = config.radio(cfg)
+    assert radio["chip"] == "sx1262" and radio["modem_api"] == "async"
+    assert (radio["spi_id"], radio["sck"], radio["mosi"], radio["miso"]) == (1, 9, 10, 11)
+    assert (radio["cs"], radio["busy"], radio["dio1"], radio["tcxo_mv"]) == (8, 13, 14, 1800)
+    assert radio["dio2_rf_sw"] is True and radio["max_power_dbm"] == 22
+    assert set(radio) == set(boards.BOARDS["heltec-v3"])  # same shape as a preset
+    sx1276 = {"chip": "sx1276", "sck": 5, "mosi": 27, "miso": 19, "cs": 18, "dio0": 26}
+    radio = config.radio(config.validate(base(board="custom", pins=sx1276)))
+    assert radio["busy"] is None and radio["dio1"] is None and radio["max_power_dbm"] == 20
+    assert radio["pa_boost"] is True
+    rfo = config.validate(base(board="custom", pins={**sx1276, "pa_boost": False}))
+    assert config.radio(rfo)["max_power_dbm"] == 14  # RFO output tops out at 14 dBm
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_is_consistent(name):
+    p = boards.BOARDS[name]
+    assert p["chip"] in boards.CHIPS
+    assert set(p) == {*boards.CUSTOM_PIN_KEYS, "modem_api"}
+    pins = [p[k] for k in ("sck", "mosi", "miso", "cs", "reset", "busy", "dio0", "dio1")]
+    used = [x for x in pins if x is not None]
+    assert len(used) == len(set(used)), "a pin is wired twice"
+    assert all(0 <= x <= boards.MAX_GPIO for x in used)
+    if p["chip"] == "sx1262":
+        assert p["busy"] is not None and p["dio0"] is None and p["dio1"] is not None
+        assert boards.packages(p) == ("lora-sx126x", "lora-async")
+        assert not p["pa_boost"]
+    else:
+        assert p["busy"] is None and p["dio0"] is not None and p["tcxo_mv"] is None
+        assert not p["dio2_rf_sw"] and p["pa_boost"]
+        assert boards.packages(p) == ("lora-sx127x", "lora-async")
+    lo, hi = boards.CHIP_POWER_RANGE[p["chip"]]
+    assert lo <= p["max_power_dbm"] <= hi
+
+
+def test_published_pin_maps():
+    """Spot checks against the cited pin maps (see comments in boards.py)."""
+    v3 = boards.BOARDS["heltec-v3"]
+    assert (v3["sck"], v3["mosi"], v3["miso"]) == (9, 10, 11)
+    assert (v3["cs"], v3["reset"], v3["busy"], v3["dio1"]) == (8, 12, 13, 14)
+    assert v3["tcxo_mv"] == 1800 and v3["dio2_rf_sw"]
+    v2 = boards.BOARDS["heltec-v2"]
+    assert (v2["sck"], v2["mosi"], v2["miso"]) == (5, 27, 19)
+    assert (v2["cs"], v2["reset"], v2["dio0"], v2["dio1"]) == (18, 14, 26, 35)
+    tb = boards.BOARDS["tbeam-sx1262"]
+    assert (tb["cs"], tb["reset"], tb["busy"], tb["dio1"]) == (18, 23, 32, 33)
+
+
+def test_load_reads_json_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(base(sf=10)))
+    assert config.load(str(path))["sf"] == 10
+    path.write_text("{not json")
+    msg = str(pytest.raises(config.ConfigError, config.load, str(path)).value)
+    assert msg.startswith("config: not valid JSON") and "\n" not in msg
+    msg = str(pytest.raises(config.ConfigError, config.load, str(tmp_path / "nope.json")).value)
+    assert msg.startswith("config: cannot read") and "\n" not in msg
+
+
+def test_network_key_bytes():
+    assert config.network_key_bytes(config.validate(base())) == bytes.fromhex(KEY)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+field_names = st.sampled_from(
+    [*config.TOP_KEYS, "capacities.peers", "uart.id", "uart.tx", "pins.cs", "sim.name", "zzz"]
+)
+
+
+@given(st.dictionaries(field_names, json_values, max_size=6))
+def test_any_mutation_is_accepted_or_one_line_config_error(changes):
+    cfg = base(role="bridge")
+    for dotted, value in changes.items():
+        head, _, tail = dotted.partition(".")
+        if tail:
+            section = cfg.get(head)
+            if not isinstance(section, dict):
+                section = {}
+                cfg[head] = section
+            section[tail] = value
+        else:
+            cfg[head] = value
+    try:
+        out = config.validate(cfg)
+    except config.ConfigError as e:
+        assert str(e).startswith("config: ") and "\n" not in str(e)
+    else:
+        assert config.validate(out) == out
+        assert config.SF_MIN <= out["sf"] <= config.SF_MAX
+        radio = config.radio(out)
+        assert out["tx_power_dbm"] <= radio["max_power_dbm"]

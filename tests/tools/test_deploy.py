@@ -1,0 +1,663 @@
+"""Deploy tool (tools/deploy): dry-run command lines per board and option, generated
+configs, staging, key handling and one-line errors.
+
+No board is attached here: the real-run tests put a stand-in `mpremote` first (through
+LORACHAIN_MPREMOTE) that keeps the board's filesystem in a directory, so the files the
+tool would copy can be checked, and the .mpy files it compiles are imported by the real
+MicroPython unix port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tools.deploy import cli
+from upy import micropython_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "00112233445566778899aabbccddeeff" * 2
+PORT = "/dev/ttyUSB0"
+NODE_ID_LINE = (
+    "mpremote connect {port} exec 'import binascii, loranode.identity as i; "
+    'print("NODE_ID", binascii.hexlify(i.load_or_create().id).decode())\''
+)
+DRIVER = {
+    "heltec-v2": "lora-sx127x",
+    "heltec-v3": "lora-sx126x",
+    "tbeam-sx1276": "lora-sx127x",
+    "tbeam-sx1262": "lora-sx126x",
+    "ttgo-lora32-v21": "lora-sx127x",
+}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A small source tree shaped like the repository (files the tool must pick up)."""
+    root = tmp_path / "src"
+    files = {
+        "shared/lorawire/__init__.py": "",
+        "shared/lorawire/codec.py": "X = 1\n",
+        "shared/lorawire/__pycache__/codec.cpython-311.pyc": "junk",
+        "shared/lorawire/README.txt": "not code",
+        "firmware/main.py": "import loranode\n",
+        "firmware/boot.py": "",
+        "firmware/mypy.ini": "[mypy]\n",
+        "firmware/loranode/__init__.py": "",
+        "firmware/loranode/node.py": "Y = 2\n",
+        "firmware/loranode/radio/__init__.py": "",
+        "firmware/loranode/radio/sx.py": "Z = 3\n",
+    }
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "network.key"
+    path.write_text(KEY + "\n")
+    return path
+
+
+def flash_args(board: str, tree: Path, build: Path, key_file: Path, *extra: str) -> list[str]:
+    return [
+        "flash",
+        "--port",
+        PORT,
+        "--board",
+        board,
+        "--region",
+        "EU868",
+        "--network-key-file",
+        str(key_file),
+        "--root",
+        str(tree),
+        "--build-dir",
+        str(build),
+        *extra,
+    ]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    cli.main(args)
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def expected_lines(
+    board: str, build: Path, *, key_on_host: bool = False, ext: str = "py"
+) -> list[str]:
+    """The mpremote lines for the `tree` fixture: one `cp` per board directory."""
+    mp = f"mpremote connect {PORT}"
+    b = build / "board"
+    lines = [
+        f"{mp} mip install {DRIVER[board]} lora-async",
+        f"{mp} run {build}/board_clean.py",
+        f"{mp} cp {b}/loranode/__init__.{ext} {b}/loranode/node.{ext} :loranode/",
+        f"{mp} cp {b}/loranode/radio/__init__.{ext} {b}/loranode/radio/sx.{ext} :loranode/radio/",
+        f"{mp} cp {b}/lorawire/__init__.{ext} {b}/lorawire/codec.{ext} :lorawire/",
+        f"{mp} cp {b}/boot.py :boot.py",
+        f"{mp} cp {b}/main.py :main.py",
+        f"{mp} cp {b}/config.json :config.json",
+    ]
+    if key_on_host:
+        lines.append(f"{mp} cp {b}/key.bin :key.bin")
+    lines.append(NODE_ID_LINE.format(port=PORT))
+    return lines
+
+
+@pytest.mark.parametrize("board", sorted(DRIVER))
+def test_dry_run_lines_per_preset(board, tree, tmp_path, key_file, capsys):
+    build = tmp_path / "build"
+    out, _ = run_main(flash_args(board, tree, build, key_file, "--dry-run"), capsys)
+    assert out.splitlines() == expected_lines(board, build)
+    assert not build.exists(), "a dry run must not stage anything"
+
+
+@pytest.mark.parametrize("board", sorted(DRIVER))
+def test_generated_config_validates(board, key_file, capsys):
+    out, _ = run_main(
+        ["config", "--board", board, "--region", "EU868", "--network-key-file", str(key_file)],
+        capsys,
+    )
+    cfg = json.loads(out)
+    assert cli.fw_config.validate(cfg) == cfg
+    assert cfg["board"] == board and cfg["network_key"] == KEY
+
+
+def test_dry_run_key_on_host_adds_key_copy(tree, tmp_path, key_file, capsys):
+    build = tmp_path / "build"
+    args = flash_args("heltec-v3", tree, build, key_file, "--dry-run", "--key-on-host")
+    out, _ = run_main(args, capsys)
+    assert out.splitlines() == expected_lines("heltec-v3", build, key_on_host=True)
+
+
+def test_dry_run_mpy_compiles_packages_not_main(tree, tmp_path, key_file, capsys):
+    build = tmp_path / "build"
+    out, _ = run_main(
+        flash_args("tbeam-sx1276", tree, build, key_file, "--dry-run", "--mpy"), capsys
+    )
+    b = build / "board"
+    s = tree / "shared" / "lorawire"
+    f = tree / "firmware" / "loranode"
+    mpy = "mpy-cross -march=xtensawin -o"
+    assert out.splitlines() == [
+        f"{mpy} {b}/lorawire/__init__.mpy {s}/__init__.py",
+        f"{mpy} {b}/lorawire/codec.mpy {s}/codec.py",
+        f"{mpy} {b}/loranode/__init__.mpy {f}/__init__.py",
+        f"{mpy} {b}/loranode/node.mpy {f}/node.py",
+        f"{mpy} {b}/loranode/radio/__init__.mpy {f}/radio/__init__.py",
+        f"{mpy} {b}/loranode/radio/sx.mpy {f}/radio/sx.py",
+        *expected_lines("tbeam-sx1276", build, ext="mpy"),
+    ]
+
+
+def test_dry_run_paths_relative_to_working_directory(tree, tmp_path, key_file, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out, _ = run_main(
+        flash_args("heltec-v2", tree, Path("out"), key_file, "--dry-run", "--mpy"), capsys
+    )
+    lines = out.splitlines()
+    assert lines[0] == "mpy-cross -march=xtensawin -o out/board/lorawire/__init__.mpy " + (
+        "src/shared/lorawire/__init__.py"
+    )
+    assert f"mpremote connect {PORT} cp out/board/config.json :config.json" in lines
+
+
+def test_dry_run_with_config_file_and_set(tree, tmp_path, key_file, capsys):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"board": "heltec-v3", "region": "US915", "role": "bridge"}))
+    out, _ = run_main(
+        [
+            "config",
+            "--config",
+            str(base),
+            "--network-key",
+            KEY,
+            "--set",
+            "capacities.peers=64",
+            "--set",
+            "uart.baud=921600",
+            "--sf",
+            "8",
+        ],
+        capsys,
+    )
+    cfg = json.loads(out)
+    assert (cfg["region"], cfg["role"], cfg["sf"]) == ("US915", "bridge", 8)
+    assert cfg["capacities"]["peers"] == 64 and cfg["uart"]["baud"] == 921600
+
+
+def test_custom_board_from_set_options(key_file, capsys):
+    pins = {"chip": "sx1262", "sck": 9, "mosi": 10, "miso": 11, "cs": 8, "busy": 13, "dio1": 14}
+    sets = [x for k, v in pins.items() for x in ("--set", f"pins.{k}={json.dumps(v)}")]
+    out, _ = run_main(
+        ["config", "--board", "custom", "--region", "EU868", "--network-key-file", str(key_file)]
+        + sets,
+        capsys,
+    )
+    cfg = json.loads(out)
+    assert cfg["pins"]["chip"] == "sx1262" and cfg["pins"]["busy"] == 13
+
+
+def test_keygen_prints_fresh_hex_key(capsys):
+    first, _ = run_main(["keygen"], capsys)
+    second, _ = run_main(["keygen"], capsys)
+    assert len(first.strip()) == 64 and bytes.fromhex(first.strip())
+    assert first != second
+
+
+# --- command-line errors: one line on stderr, non-zero exit, no traceback -----------------
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.deploy", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+
+
+BAD_ARGS = [
+    (
+        "unknown-board",
+        ["flash", "--port", PORT, "--board", "heltec-v9", "--region", "EU868"],
+        "'heltec-v9' is not one of",
+    ),
+    (
+        "bad-port",
+        [
+            "flash",
+            "--port",
+            "not a port",
+            "--board",
+            "heltec-v3",
+            "--region",
+            "EU868",
+            "--network-key",
+            KEY,
+            "--dry-run",
+        ],
+        "--port 'not a port' is not a serial port",
+    ),
+    (
+        "missing-port-device",
+        [
+            "flash",
+            "--port",
+            "/dev/ttyNOPE9",
+            "--board",
+            "heltec-v3",
+            "--region",
+            "EU868",
+            "--network-key",
+            KEY,
+        ],
+        "/dev/ttyNOPE9 does not exist",
+    ),
+    (
+        "bad-region",
+        ["config", "--board", "heltec-v3", "--region", "EU999", "--network-key", KEY],
+        "'EU999' is not one of",
+    ),
+    ("no-key", ["config", "--board", "heltec-v3", "--region", "EU868"], "no network key"),
+    (
+        "bad-key",
+        ["config", "--board", "heltec-v3", "--region", "EU868", "--network-key", "abc"],
+        "config: network_key has 3 characters",
+    ),
+    (
+        "power",
+        [
+            "config",
+            "--board",
+            "heltec-v3",
+            "--region",
+            "EU868",
+            "--network-key",
+            KEY,
+            "--tx-power-dbm",
+            "30",
+        ],
+        "config: tx_power_dbm=30 is outside",
+    ),
+    ("missing-option", ["flash", "--board", "heltec-v3"], "Missing option '--port'"),
+    (
+        "bad-set",
+        [
+            "config",
+            "--board",
+            "heltec-v3",
+            "--region",
+            "EU868",
+            "--network-key",
+            KEY,
+            "--set",
+            "sf",
+        ],
+        "--set 'sf' is not KEY=VALUE",
+    ),
+    ("unknown-command", ["burn"], "No such command 'burn'"),
+    (
+        "config-not-json",
+        ["config", "--config", "tests/../pyproject.toml", "--board", "heltec-v3"],
+        "is not valid JSON",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "fragment"), BAD_ARGS, ids=[c[0] for c in BAD_ARGS])
+def test_bad_arguments_one_line_no_traceback(name, args, fragment):
+    proc = run_cli(*args)
+    assert proc.returncode == 2  # usage / bad value; 1 is kept for failed steps
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_build_dir_that_is_not_ours_is_left_alone(tree, tmp_path, key_file, capsys):
+    build = tmp_path / "precious"
+    build.mkdir()
+    (build / "thesis.tex").write_text("keep me")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(flash_args("heltec-v3", tree, build, key_file, "--port", "u0"))
+    assert exc.value.code == 1
+    assert "not a deploy build directory" in capsys.readouterr().err
+    assert (build / "thesis.tex").read_text() == "keep me"
+
+
+# --- real runs against a stand-in board ---------------------------------------------------
+
+# No board is attached here. This stand-in runs mpremote's own command line and file-copy
+# code unchanged; only the serial connection is replaced: the board's filesystem is the
+# directory FAKE_BOARD, and code sent to the board (`run`, `exec`) runs in the MicroPython
+# unix port inside that directory. `mip install` only records the packages (no network).
+FAKE_MPREMOTE = r"""#!{python}
+import json, os, subprocess, sys
+from pathlib import Path
+
+from mpremote import main as mp_main
+
+BOARD = Path(os.environ["FAKE_BOARD"])
+with open(BOARD.parent / "mpremote.log", "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\n")
+if sys.argv[3] == os.environ.get("FAKE_FAIL"):
+    print("mpremote: failure", file=sys.stderr)
+    sys.exit(1)
+
+
+class DirTransport:
+    in_raw_repl = True
+    mounted = False
+    device_name = "stand-in"
+
+    def __init__(self):
+        self.code = b""
+
+    def path(self, p):
+        return BOARD / p.lstrip("/")
+
+    def enter_raw_repl(self, soft_reset=True):
+        pass
+
+    def exit_raw_repl(self):
+        pass
+
+    def close(self):
+        pass
+
+    def fs_stat(self, p):
+        return os.stat(self.path(p))
+
+    def fs_exists(self, p):
+        return self.path(p).exists()
+
+    def fs_isdir(self, p):
+        return self.path(p).is_dir()
+
+    def fs_mkdir(self, p):
+        os.mkdir(self.path(p))
+
+    def fs_hashfile(self, p, algo):
+        raise OSError(2, "no hash")  # mpremote then copies the file
+
+    def fs_writefile(self, p, data, progress_callback=None):
+        if p.endswith("key.bin") and os.environ.get("FAKE_DROP_KEY"):
+            return  # a board that silently loses the key
+        self.path(p).write_bytes(data)
+
+    def exec_raw_no_follow(self, code):
+        self.code = code if isinstance(code, bytes) else code.encode()
+
+    def follow(self, timeout, data_consumer=None):
+        env = dict(os.environ, MICROPYPATH=f"{BOARD}:{BOARD}/lib:.frozen")
+        proc = subprocess.run(
+            [os.environ["FAKE_MICROPYTHON"], "-c", self.code.decode()],
+            cwd=BOARD, capture_output=True, env=env,
+        )
+        if data_consumer:
+            data_consumer(proc.stdout)
+        return proc.stdout, (proc.stderr or b"error") if proc.returncode else b""
+
+
+def connect(state, args=None):
+    state.transport = DirTransport()
+
+
+def mip(state, args):
+    state.did_action()
+    (BOARD / "lib").mkdir(exist_ok=True)
+    for package in args.packages:
+        (BOARD / "lib" / (package + ".installed")).write_text("")
+
+
+mp_main._COMMANDS["connect"] = (connect, mp_main._COMMANDS["connect"][1])
+mp_main._COMMANDS["mip"] = (mip, mp_main._COMMANDS["mip"][1])
+sys.exit(mp_main.main())
+"""
+
+
+@pytest.fixture
+def fake_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    board = tmp_path / "board-fs"
+    board.mkdir()
+    (board / "lorawire").mkdir()
+    (board / "lorawire" / "stale.py").write_text("raise ImportError('stale file shadows .mpy')")
+    script = tmp_path / "mpremote"
+    script.write_text(FAKE_MPREMOTE.replace("{python}", sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("LORACHAIN_MPREMOTE", str(script))
+    monkeypatch.setenv("FAKE_BOARD", str(board))
+    monkeypatch.setenv("FAKE_MICROPYTHON", micropython_binary())
+    return board
+
+
+def node_id_of(seed: bytes) -> str:
+    raw = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return hashlib.sha256(raw).digest()[:8].hex()
+
+
+def real_args(board: str, build: Path, key_file: Path, *extra: str) -> list[str]:
+    args = flash_args(board, ROOT, build, key_file, *extra)
+    args[2] = "u0"  # an mpremote shortcut: no /dev path that must exist
+    return args
+
+
+def mpremote_log(tmp_path: Path) -> list[str]:
+    lines = (tmp_path / "mpremote.log").read_text().splitlines()
+    return [shlex.join(["mpremote", *json.loads(x)]) for x in lines]
+
+
+@pytest.mark.upy
+def test_flash_key_on_board_runs_what_dry_run_prints(tmp_path, key_file, fake_board, capsys):
+    build = tmp_path / "build"
+    dry, _ = run_main(real_args("heltec-v2", build, key_file, "--dry-run"), capsys)
+    out, err = run_main(real_args("heltec-v2", build, key_file), capsys)
+    assert mpremote_log(tmp_path) == dry.splitlines()
+    seed = (fake_board / "key.bin").read_bytes()  # made by the firmware on the board
+    assert len(seed) == 32
+    assert out == f"node id: {node_id_of(seed)}\n"
+    assert err.count("+ mpremote") == len(dry.splitlines())
+    assert not (fake_board / "lorawire" / "stale.py").exists()
+    shipped = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*.py"))
+    expected = sorted(
+        [f"lorawire/{p.name}" for p in (ROOT / "shared" / "lorawire").glob("*.py")]
+        + [f"loranode/{p.name}" for p in (ROOT / "firmware" / "loranode").glob("*.py")]
+        + [p.name for p in (ROOT / "firmware").glob("*.py")]
+    )
+    assert shipped == expected
+    assert not list(fake_board.rglob("__pycache__"))
+    assert sorted(p.name for p in (fake_board / "lib").iterdir()) == [
+        "lora-async.installed",
+        "lora-sx127x.installed",
+    ]
+    cfg = json.loads((fake_board / "config.json").read_text())
+    assert cli.fw_config.validate(cfg) == cfg and cfg["board"] == "heltec-v2"
+    # redeploying keeps the board's identity
+    out2, _ = run_main(real_args("heltec-v2", build, key_file), capsys)
+    assert out2 == out and (fake_board / "key.bin").read_bytes() == seed
+
+
+@pytest.mark.upy
+def test_flash_mpy_key_on_host(tmp_path, key_file, fake_board, capsys, upy):
+    """--mpy --key-on-host: compiled firmware on the board reports the host-made key's id."""
+    build = tmp_path / "build"
+    out, _ = run_main(real_args("tbeam-sx1262", build, key_file, "--mpy", "--key-on-host"), capsys)
+    seed = (fake_board / "key.bin").read_bytes()
+    assert out == f"node id: {node_id_of(seed)}\n"
+    assert not (build / "board" / "key.bin").exists(), "the private key must not stay on the host"
+    assert (fake_board / "loranode" / "config.mpy").exists()
+    assert not list((fake_board / "loranode").glob("*.py"))
+    assert not list((fake_board / "lorawire").glob("*.py"))
+    code = (
+        "from loranode import config\n"
+        "c = config.load('config.json')\n"
+        "print(c['board'], c['region'], config.radio(c)['busy'], config.__file__)\n"
+    )
+    words = upy(code, cwd=fake_board, path=[fake_board], heap="256K").stdout.split()
+    assert words[:3] == ["tbeam-sx1262", "EU868", "32"]
+    assert words[3].endswith(".mpy")
+
+
+@pytest.mark.upy
+def test_flash_node_id_mismatch_is_an_error(tmp_path, key_file, fake_board, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_DROP_KEY", "1")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(real_args("heltec-v3", tmp_path / "build", key_file, "--key-on-host"))
+    assert exc.value.code == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("deploy: board reports node id ")
+    assert ", the provisioned key gives " in last
+    assert not (tmp_path / "build" / "board" / "key.bin").exists()
+
+
+def test_flash_failed_step_stops_and_removes_key(
+    tmp_path, key_file, fake_board, capsys, monkeypatch
+):
+    monkeypatch.setenv("FAKE_FAIL", "cp")
+    build = tmp_path / "build"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(real_args("heltec-v3", build, key_file, "--key-on-host"))
+    assert exc.value.code == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("deploy: step failed (exit 1): mpremote connect u0 cp ")
+    assert len(mpremote_log(tmp_path)) == 3  # mip, run, the failing cp; nothing after it
+    assert not (build / "board" / "key.bin").exists()
+
+
+# --- Raspberry Pi files: sample gateway.toml and the systemd unit --------------------------
+
+
+def test_sample_gateway_toml_is_accepted_by_the_gateway():
+    import tomllib
+
+    from loragate import config as gw_config
+
+    path = ROOT / "deploy" / "gateway.toml"
+    cfg = gw_config.load(path)
+    assert (cfg.listen_host, cfg.listen_port) == ("127.0.0.1", 8333)
+    assert (cfg.outbound_target, cfg.inbound_cap) == (8, 32)
+    assert cfg.data_dir == Path("/var/lib/loragate")
+    assert cfg.network_key_file == Path("/etc/lorachain/network.key")
+    raw = tomllib.loads(path.read_text())
+    for key in (
+        "dns_seeds",
+        "connect",
+        "mdns",
+        "metrics_port",
+        "serial_port",
+        "serial_baud",
+        "log_level",
+    ):
+        assert key in raw, key
+    assert raw["bans"]["threshold"] == cfg.bans.threshold
+    assert set(raw["score"]) >= {"reliability_weight", "performance_weight", "behaviour_weight"}
+
+
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (ROOT / "deploy" / "loragate.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_systemd_unit_runs_loragate_hardened():
+    s = unit_settings()
+    assert s["User"] == ["loragate"]
+    assert s["ExecStart"] == [
+        "/opt/lorachain/.venv/bin/loragate run --config /etc/lorachain/gateway.toml"
+    ]
+    assert s["Restart"] == ["on-failure"]
+    assert s["StateDirectory"] == ["loragate"]
+    assert s["Environment"] == ["LORAGATE_DATA_DIR=/var/lib/loragate"]
+    for key, value in (
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("DevicePolicy", "closed"),
+    ):
+        assert s[key] == [value], key
+    assert "char-ttyUSB rw" in s["DeviceAllow"]
+
+
+def test_systemd_unit_verifies(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "loragate.service"
+    text = (ROOT / "deploy" / "loragate.service").read_text()
+    # verify checks that ExecStart exists; the real path is only there on the Pi
+    unit.write_text(text.replace("/opt/lorachain/.venv/bin/loragate", "/bin/true"))
+    proc = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+# --- firmware type check: the merged MicroPython typeshed -----------------------------------
+
+
+def test_typeshed_makes_mypy_check_against_the_board_api(tmp_path):
+    """With the merged stubs, a CPython-only call is an error and a MicroPython one is not."""
+    from tools.deploy import typeshed
+
+    out = tmp_path / "typeshed"
+    assert typeshed.build(out) > 50
+    assert typeshed.build(out) > 50  # rebuilding its own directory is fine
+    (tmp_path / "fw").mkdir()
+    (tmp_path / "fw" / "good.py").write_text(
+        "import time\nimport machine\n"
+        "t = time.ticks_ms()\n"
+        "spi = machine.SPI(1, baudrate=2000000, sck=machine.Pin(9))\n"
+        "from asyncio import core\n"
+    )
+    (tmp_path / "fw" / "bad.py").write_text("import time\nt = time.monotonic()\n")
+    ini = tmp_path / "mypy.ini"
+    ini.write_text(f"[mypy]\npython_version = 3.11\ncustom_typeshed_dir = {out}\n")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ini), "--no-incremental", "."],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "fw",
+        timeout=300,
+    )
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert proc.returncode == 1, proc.stdout
+    assert len(errors) == 1 and errors[0].startswith("bad.py:2:"), proc.stdout
+    assert 'Module has no attribute "monotonic"' in errors[0]
+
+
+def test_typeshed_refuses_a_directory_it_did_not_make(tmp_path):
+    from tools.deploy import typeshed
+
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(typeshed.TypeshedError):
+        typeshed.build(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep"
