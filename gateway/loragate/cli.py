@@ -1,19 +1,123 @@
-"""The `loragate` command line."""
+"""The `loragate` command line.
+
+* ``run``: every ``GatewayConfig`` setting from ``--config FILE`` (TOML) and as a flag
+  (flags win). The flags are generated from the dataclass fields, so they never drift:
+  ``outbound_target`` -> ``--outbound-target``, lists are repeatable singular flags
+  (``--connect``, ``--dns-seed``, ``--preferred-kind``), booleans are ``--mdns/--no-mdns``,
+  and the ``[score]``/``[bans]`` sections become ``--score-...``/``--ban-...``
+  (``bans.threshold`` -> ``--ban-threshold``).
+* ``peers``, ``bans``, ``status``, ``ban``, ``unban``: ask the gateway running with this
+  data dir over its control socket; when none answers, read (or, for ban/unban, write)
+  its database directly and say so on stderr.
+* ``keygen``, ``id``: the node key.
+
+Every user mistake prints one line ``loragate: error: ...`` and exits non-zero (2 for
+usage and configuration errors, 1 otherwise); never a traceback (set LORAGATE_DEBUG=1
+to see one for an unexpected internal error).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from loragate import keys
+from loragate import config as config_mod
+from loragate import control, keys
+from loragate.config import ConfigError, GatewayConfig
+from loragate.store import StoreError
+from loragate.view import (
+    BanInfo,
+    PeerInfo,
+    StatusInfo,
+    StoppedGatewayView,
+    ViewError,
+    check_target,
+    summarize_evidence,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+PROG = "loragate"
+DEBUG_ENV = "LORAGATE_DEBUG"
+USAGE_EXIT = 2
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _fail_line(message: str) -> str:
+    return f"{PROG}: error: " + " ".join(str(message).split())
+
+
+class LoragateGroup(click.Group):
+    """A click group whose errors are always one line on stderr, never a traceback."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        code = 0
+        try:
+            rv = super().main(args, prog_name or PROG, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = USAGE_EXIT
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(_fail_line(exc.format_message()) + hint, err=True)
+            code = USAGE_EXIT
+        except click.ClickException as exc:
+            click.echo(_fail_line(exc.format_message()), err=True)
+            code = exc.exit_code
+        except ConfigError as exc:
+            click.echo(_fail_line(str(exc)), err=True)
+            code = USAGE_EXIT
+        except (
+            keys.KeyFileError,
+            ViewError,
+            control.ControlError,
+            StoreError,
+        ) as exc:
+            click.echo(_fail_line(str(exc)), err=True)
+            code = 1
+        except OSError as exc:  # e.g. the listen port is taken
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(_fail_line(f"{exc.strerror or exc}{where}"), err=True)
+            code = 1
+        except (click.Abort, KeyboardInterrupt):
+            click.echo(f"{PROG}: interrupted", err=True)
+            code = 130
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            click.echo(
+                _fail_line(f"internal error: {exc!r} (set {DEBUG_ENV}=1 for the traceback)"),
+                err=True,
+            )
+            code = 1
+        sys.exit(code)
+
+
+@click.group(cls=LoragateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lorachain-peers")
 def cli() -> None:
     """Lorachain gateway: bridges a LoRa mesh to internet peers and manages who to talk to."""
@@ -29,6 +133,22 @@ def data_dir_option(func: F) -> F:
         help="Directory for the key, database and control socket "
         "(default: the user data directory; env LORAGATE_DATA_DIR).",
     )(func)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="TOML settings file (the same names as the flags of 'loragate run').",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
 
 
 @cli.command()
@@ -54,6 +174,517 @@ def show_id(data_dir: Path | None) -> None:
     except keys.KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(identity.hex_id())
+
+
+# ---- settings flags, generated from GatewayConfig ----------------------------------------
+
+SETTING_PREFIX = "set__"
+_SECTION_FLAG = {"score": "score", "bans": "ban"}
+_LIST_FLAG = {"dns_seeds": "dns-seed", "preferred_kinds": "preferred-kind"}
+_NOT_FLAGS = {"data_dir"}  # --data-dir is shared by every command (and has an env var)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingFlag:
+    path: tuple[str, ...]  # ("listen_port",) or ("bans", "threshold")
+    flag: str  # "--listen-port"
+    dest: str  # click parameter name
+    kind: str  # the field's annotation, e.g. "int", "list[str]", "Path | None"
+
+
+def _flag_name(path: tuple[str, ...]) -> str:
+    if len(path) == 2:
+        return f"--{_SECTION_FLAG[path[0]]}-{path[1].replace('_', '-')}"
+    return "--" + _LIST_FLAG.get(path[0], path[0]).replace("_", "-")
+
+
+def setting_flags() -> list[SettingFlag]:
+    """One flag per GatewayConfig setting (nested sections included)."""
+    out: list[SettingFlag] = []
+    for f in dataclasses.fields(GatewayConfig):
+        if f.name in _NOT_FLAGS:
+            continue
+        kind = str(f.type)
+        if f.name in _SECTION_FLAG:
+            section = getattr(GatewayConfig(), f.name)
+            for sf in dataclasses.fields(section):
+                sub = (f.name, sf.name)
+                out.append(
+                    SettingFlag(sub, _flag_name(sub), SETTING_PREFIX + "__".join(sub), str(sf.type))
+                )
+            continue
+        top = (f.name,)
+        out.append(SettingFlag(top, _flag_name(top), SETTING_PREFIX + f.name, kind))
+    return out
+
+
+def _default_of(path: tuple[str, ...]) -> Any:
+    obj: Any = GatewayConfig()
+    for part in path:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _click_option(s: SettingFlag) -> click.Option:
+    toml = ".".join(s.path)
+    default = _default_of(s.path)
+    shown = "none" if default in (None, []) else default
+    if isinstance(default, list):
+        shown = ", ".join(default) if default else "none"
+    help_text = f"Setting {toml} (default: {shown})."
+    if s.kind == "bool":
+        flag = s.flag[2:]
+        return click.Option(
+            [f"--{flag}/--no-{flag}", s.dest], default=None, help=help_text, show_default=False
+        )
+    if s.kind == "list[str]":
+        return click.Option(
+            [s.flag, s.dest], multiple=True, default=(), help=help_text + " Repeatable."
+        )
+    ptype: click.ParamType
+    if s.kind == "int":
+        ptype = click.INT
+    elif s.kind == "float":
+        ptype = click.FLOAT
+    elif s.kind.startswith("Path"):
+        ptype = click.Path(dir_okay=False, path_type=Path)
+    elif s.kind.startswith("str"):
+        ptype = click.STRING
+    else:  # pragma: no cover - a new field type needs a rule here
+        raise AssertionError(f"no flag rule for {toml}: {s.kind}")
+    if s.path == ("log_level",):
+        help_text = f"Log level: {', '.join(config_mod.LOG_LEVELS)} (default: {default})."
+    if s.path == ("network_key",):
+        help_text += " Visible in the process list: prefer --network-key-file."
+    return click.Option([s.flag, s.dest], type=ptype, default=None, help=help_text)
+
+
+def overrides_from(params: dict[str, Any]) -> dict[str, Any]:
+    """The flags actually given, as a (nested) settings dict for ``config.load``."""
+    out: dict[str, Any] = {}
+    for s in setting_flags():
+        value = params.get(s.dest)
+        if value is None or (s.kind == "list[str]" and not value):
+            continue
+        if s.kind == "list[str]":
+            value = list(value)
+        target = out
+        for part in s.path[:-1]:
+            target = target.setdefault(part, {})
+        target[s.path[-1]] = value
+    return out
+
+
+def load_config(
+    config_file: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None
+) -> GatewayConfig:
+    merged = dict(overrides or {})
+    if data_dir is not None:
+        merged["data_dir"] = data_dir
+    return config_mod.load(config_file, merged)
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Create the data dir (0700) if needed and prove it is writable; ClickException."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            f"data dir {path} is not writable: {exc.strerror or exc}"
+        ) from None
+
+
+def _config_dict(cfg: GatewayConfig) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+    d = {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+    if d.get("network_key"):
+        d["network_key"] = "<set>"
+    return d
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@click.option(
+    "--check-config",
+    is_flag=True,
+    help="Validate the settings, print the effective configuration as JSON and exit.",
+)
+@click.pass_context
+def run(ctx: click.Context, config_file: Path | None, data_dir: Path | None, **params: Any) -> None:
+    """Run the gateway (settings: defaults < --config FILE < flags)."""
+    check_only = bool(params.pop("check_config", False))
+    cfg = load_config(config_file, data_dir, overrides_from(params))
+    cfg.network_key_bytes()  # a missing or malformed key file is reported now
+    ensure_writable_dir(cfg.data_dir)
+    if check_only:
+        click.echo(json.dumps(_config_dict(cfg), indent=2, sort_keys=True))
+        return
+    if asyncio.run(control.is_running(cfg.control_path)):
+        raise click.ClickException(
+            f"a gateway is already running with data dir {cfg.data_dir} "
+            f"(control socket {cfg.control_path})"
+        )
+    from loragate.logsetup import setup_logging
+
+    setup_logging(cfg.log_level)
+    try:
+        manager = importlib.import_module("loragate.manager")
+    except ModuleNotFoundError as exc:
+        if exc.name != "loragate.manager":
+            raise
+        click.echo(f"{PROG}: the peer manager is not built yet", err=True)
+        ctx.exit(USAGE_EXIT)
+    result = manager.run_gateway(cfg)
+    if inspect.isawaitable(result):
+        try:
+            asyncio.run(_awaited(result))
+        except KeyboardInterrupt:
+            ctx.exit(130)
+
+
+async def _awaited(aw: Any) -> Any:
+    return await aw
+
+
+for _s in setting_flags():
+    run.params.append(_click_option(_s))
+
+
+# ---- talking to a gateway ------------------------------------------------------------
+
+
+def _ask(cfg: GatewayConfig, cmd: str, **args: Any) -> tuple[Any, bool]:
+    """(result, running): over the control socket, else from the database."""
+
+    async def go() -> tuple[Any, bool]:
+        try:
+            return await control.call(cfg.control_path, cmd, **args), True
+        except control.GatewayNotRunning:
+            pass
+        view = StoppedGatewayView(cfg)
+        if cmd == "peers":
+            return await view.peers(), False
+        if cmd == "bans":
+            return await view.bans(), False
+        if cmd == "status":
+            return await view.status(), False
+        if cmd == "ban":
+            return await view.ban(args["target"], args["duration_s"], args["reason"]), False
+        if cmd == "unban":
+            return await view.unban(args["target"]), False
+        raise AssertionError(cmd)
+
+    return asyncio.run(go())
+
+
+def _note_stopped(cfg: GatewayConfig, wrote: bool = False) -> None:
+    if wrote:
+        click.echo(
+            f"(gateway stopped; written to {cfg.db_path}, applied at its next start)", err=True
+        )
+    else:
+        click.echo(f"(gateway stopped; read from {cfg.db_path})", err=True)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def fmt_time(t: float | None) -> str:
+    if not t:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h:02d}h"
+    if h:
+        return f"{h}h {m:02d}m"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"
+
+
+def _num(v: float | int | None, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns; a column that is '-' in every row is left out."""
+    keep = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)]
+    widths = [max(len(headers[i]), *(len(r[i]) for r in rows)) for i in keep]
+    lines = ["  ".join(headers[i].ljust(w) for i, w in zip(keep, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(r[i].ljust(w) for i, w in zip(keep, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def peers_table(peers: list[PeerInfo]) -> str:
+    headers = (
+        "NODE ID",
+        "ADDRESS",
+        "KIND",
+        "STATE",
+        "SCORE",
+        "LATENCY MS",
+        "RSSI",
+        "SNR",
+        "HOPS",
+        "CONNECTED",
+        "LAST SEEN",
+        "BYTES IN",
+        "BYTES OUT",
+        "GROUP",
+    )
+    rows = []
+    for p in peers:
+        state = p.get("direction") or p.get("state") or "-"
+        rows.append(
+            (
+                p.get("node_id") or "-",
+                p.get("address") or "-",
+                p.get("kind") or "-",
+                state,
+                _num(p.get("score")),
+                _num(p.get("latency_ms"), 0),
+                _num(p.get("rssi"), 0),
+                _num(p.get("snr"), 1),
+                _num(p.get("hops")),
+                fmt_time(p.get("connected_since")),
+                fmt_time(p.get("last_seen")),
+                str(p.get("bytes_in") or "-"),
+                str(p.get("bytes_out") or "-"),
+                p.get("group") or "-",
+            )
+        )
+    return render_table(headers, rows)
+
+
+def _reason(b: BanInfo) -> str:
+    reason = b.get("reason") or "-"
+    if b.get("manual") and "manual" not in reason:
+        reason += " (manual)"
+    return reason
+
+
+def bans_table(bans: list[BanInfo]) -> str:
+    headers = ("TARGET", "REASON", "SINCE", "UNTIL", "COUNT", "EVIDENCE")
+    rows = []
+    for b in bans:
+        until = b.get("until")
+        rows.append(
+            (
+                b["target"],
+                _reason(b),
+                fmt_time(b.get("since")),
+                "permanent" if until is None else fmt_time(until),
+                str(b.get("count", "-")),
+                summarize_evidence(b.get("evidence") or []) or "-",
+            )
+        )
+    return render_table(headers, rows)
+
+
+def status_text(st: StatusInfo) -> str:
+    def counts(d: dict[str, int] | None) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted((d or {}).items())) or "-"
+
+    air = st.get("airtime")
+    airtime = "no bridge"
+    if air:
+        airtime = f"{air['used_ms']:.0f} / {air['budget_ms']:.0f} ms per {air['window_s']:g} s"
+    pairs = [
+        ("state", st.get("state", "-")),
+        ("node id", st.get("node_id") or "(no key yet)"),
+        ("version", st.get("version", "-")),
+        ("uptime", fmt_duration(st.get("uptime_s"))),
+        ("listen", st.get("listen", "-")),
+        (
+            "peers",
+            f"{st.get('peers_total', 0)} (by kind: {counts(st.get('peers_by_kind'))}; "
+            f"by direction: {counts(st.get('peers_by_direction'))})",
+        ),
+        ("address book", f"{st.get('addrman_new', 0)} new, {st.get('addrman_tried', 0)} tried"),
+        ("bans active", str(st.get("bans_active", 0))),
+        ("relayed", counts(st.get("relayed"))),
+        ("airtime", airtime),
+        ("database", st.get("database", "-")),
+    ]
+    width = max(len(k) for k, _ in pairs) + 1
+    return "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in pairs)
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@json_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Show at most this many peers (0: all).",
+)
+def peers(config_file: Path | None, data_dir: Path | None, as_json: bool, limit: int) -> None:
+    """List connected peers (or, when stopped, the best known addresses)."""
+    cfg = load_config(config_file, data_dir)
+    result, running = _ask(cfg, "peers")
+    if not running:
+        _note_stopped(cfg)
+    if limit and len(result) > limit:
+        click.echo(f"(showing {limit} of {len(result)}; --limit 0 shows all)", err=True)
+        result = result[:limit]
+    if as_json:
+        _print_json(result)
+    elif result:
+        click.echo(peers_table(result))
+    else:
+        click.echo("no peers" if running else "no known addresses")
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@json_option
+def bans(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List active bans with reason, expiry and evidence."""
+    cfg = load_config(config_file, data_dir)
+    result, running = _ask(cfg, "bans")
+    if not running:
+        _note_stopped(cfg)
+    if as_json:
+        _print_json(result)
+    elif result:
+        click.echo(bans_table(result))
+    else:
+        click.echo("no active bans")
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@json_option
+def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Show the gateway's state: peers, address book, bans, relay, airtime."""
+    cfg = load_config(config_file, data_dir)
+    result, running = _ask(cfg, "status")
+    if not running:
+        _note_stopped(cfg)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(status_text(result))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float | None:
+    """'3600', '45s', '30m', '1h30m', '2d', '1w' -> seconds; 'permanent' -> None.
+
+    Raises click.BadParameter (a usage error) for anything else or for zero.
+    """
+    t = text.strip().lower()
+    if t in ("permanent", "forever", "perm"):
+        return None
+    seconds = 0.0
+    try:
+        seconds = float(t)
+    except ValueError:
+        pos = 0
+        for m in _DURATION_RE.finditer(t):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(t) or not t:
+            raise click.BadParameter(
+                f"{text!r} is not a duration (e.g. 3600, 30m, 1h, 2d, 1w or permanent)",
+                param_hint="'--duration'",
+            ) from None
+    if not 0 < seconds < 1e10:
+        raise click.BadParameter(
+            f"{text!r}: a ban must last more than 0 s (or be permanent)",
+            param_hint="'--duration'",
+        )
+    return seconds
+
+
+def _target(text: str) -> str:
+    try:
+        return check_target(text)
+    except ViewError as exc:
+        raise click.BadParameter(str(exc), param_hint="'TARGET'") from None
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@click.argument("target")
+@click.option(
+    "--duration",
+    default=None,
+    metavar="DURATION",
+    help="3600, 30m, 1h, 2d, 1w or permanent (default: the bans.base_duration_s setting).",
+)
+@click.option("--reason", default="manual", show_default=True, help="Recorded with the ban.")
+@json_option
+def ban(
+    config_file: Path | None,
+    data_dir: Path | None,
+    target: str,
+    duration: str | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Ban TARGET: a node id (16 hex digits), an IP address or a subnet (CIDR)."""
+    canonical = _target(target)
+    cfg = load_config(config_file, data_dir)
+    seconds = float(cfg.bans.base_duration_s) if duration is None else parse_duration(duration)
+    result, running = _ask(cfg, "ban", target=canonical, duration_s=seconds, reason=reason)
+    if not running:
+        _note_stopped(cfg, wrote=True)
+    if as_json:
+        _print_json(result)
+        return
+    until = result.get("until")
+    when = "permanently" if until is None else f"until {fmt_time(until)}"
+    click.echo(f"banned {result['target']} {when} (ban #{result.get('count')}; {reason})")
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@click.argument("target")
+@json_option
+def unban(config_file: Path | None, data_dir: Path | None, target: str, as_json: bool) -> None:
+    """Lift the ban on TARGET (node id, IP address or subnet, as it was banned)."""
+    canonical = _target(target)
+    cfg = load_config(config_file, data_dir)
+    result, running = _ask(cfg, "unban", target=canonical)
+    if not result.get("removed"):
+        raise click.ClickException(f"{result.get('target', canonical)} is not banned")
+    if not running:
+        _note_stopped(cfg, wrote=True)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"unbanned {result['target']}")
 
 
 def main() -> None:

@@ -104,7 +104,8 @@ def test_installed_command_exits_nonzero_without_traceback(tmp_path: Path) -> No
         [str(LORAGATE), "id"], capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.returncode == 1
-    assert proc.stderr.startswith("Error: no key at ") and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("loragate: error: no key at ")
+    assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
     proc = subprocess.run(
         [str(LORAGATE), "keygen"], capture_output=True, text=True, env=env, timeout=60
