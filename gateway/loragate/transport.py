@@ -51,8 +51,10 @@ class FrameStream:
 
     async def read_frame(self) -> bytes:
         """The next frame; TransportError on a framing fault, EOFError on a clean close."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
         try:
-            first = await asyncio.wait_for(self.reader.read(1), self.idle_timeout)
+            async with asyncio.timeout(self.idle_timeout):
+                first = await self.reader.read(1)
         except TimeoutError:
             raise TransportError("idle_timeout", f"no frame for {self.idle_timeout}s") from None
         if not first:
@@ -77,7 +79,8 @@ class FrameStream:
             raise ValueError(f"frame of {len(frame)} bytes is outside 1..{self.max_frame}")
         self.writer.write(LENGTH.pack(len(frame)) + frame)
         try:
-            await asyncio.wait_for(self.writer.drain(), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                await self.writer.drain()
         except TimeoutError:
             raise TransportError("write_stalled", "peer is not reading") from None
         self.bytes_out += LENGTH.size + len(frame)
@@ -87,6 +90,7 @@ class FrameStream:
             return
         self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+            async with asyncio.timeout(2.0):
+                await self.writer.wait_closed()
         except (TimeoutError, OSError):
             pass

@@ -12,6 +12,7 @@ BENCHES = [
     "tools.bench.bench_codec",
     "tools.bench.bench_crypto",
     "tools.bench.bench_addrman",
+    "tools.bench.bench_relay",
 ]
 
 

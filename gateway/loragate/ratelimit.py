@@ -1,0 +1,41 @@
+"""Token buckets: the per-peer and per-address rate limits of the gateway.
+
+A bucket holds at most `burst` tokens and gains `rate` tokens per second. `take(n)`
+spends n tokens when that many are there (True) and spends nothing otherwise (False),
+so a peer over its limit is refused without being charged for the refusal.
+Time is passed in (monotonic seconds) so that tests can drive it.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None:
+        if rate < 0 or burst <= 0:
+            raise ValueError("rate must be >= 0 and burst > 0")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic() if now is None else now
+
+    def _refill(self, now: float) -> None:
+        dt = now - self.stamp
+        if dt > 0:
+            self.tokens = min(self.burst, self.tokens + dt * self.rate)
+            self.stamp = now
+
+    def take(self, n: float = 1, now: float | None = None) -> bool:
+        """Spend n tokens if there are that many; False (nothing spent) otherwise."""
+        self._refill(time.monotonic() if now is None else now)
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+    def available(self, now: float | None = None) -> float:
+        self._refill(time.monotonic() if now is None else now)
+        return self.tokens

@@ -1,0 +1,340 @@
+"""Transaction and block relay between connected peers: INV, GETDATA, TX, BLOCK.
+
+* A new object (hash = SHA-256 of its raw bytes) is announced by INV to every peer
+  not known to have it; a peer that wants it asks with GETDATA; we answer from a
+  bounded object store (by count and by bytes, oldest dropped first).
+* Dedupe: a bounded LRU of every hash seen (`seen_max`, 100,000 by default). An object
+  seen before is neither validated nor relayed again; an announced hash we already
+  have or have asked someone for is not requested again (until `getdata_timeout_s`).
+* Per peer: a bounded LRU of hashes the peer has or was told about (no echo), token
+  buckets for announced items and for objects received (the excess is ignored; the
+  session's frame bucket turns real floods into misbehaviour), at most
+  `inflight_max` outstanding GETDATA items.
+* Priorities: blocks go out at PRIO_BLOCK, transactions and their INVs at PRIO_TX;
+  GETDATA is control traffic. A new block is announced at once; transactions wait
+  `inv_delay_s` (20 ms) so that announcements leave in batches of up to INV_MAX.
+* The node judges objects through `validator(kind, payload) -> bool | None` ("tx" or
+  "block"; None = cannot tell, relay anyway). False is reported through
+  `on_invalid(peer, kind, reason)` (the manager turns it into INVALID_SYNC_DATA points
+  for the sender) and the object is neither stored nor relayed.
+* `on_response(peer, ms)`: time from our GETDATA to the object (for the peer's score);
+  `on_useful(peer, kind)`: the peer delivered a new valid object (eviction protection);
+  `on_object(kind, payload, peer)`: every new valid object, local ones with peer None
+  (the serial bridge forwards them to the mesh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loragate.ratelimit import TokenBucket
+from loragate.session import PRIO_BLOCK, PRIO_CONTROL, PRIO_TX
+from lorawire import messages
+
+log = logging.getLogger(__name__)
+
+KINDS = {messages.KIND_TX: "tx", messages.KIND_BLOCK: "block"}
+KIND_CODES = {"tx": messages.KIND_TX, "block": messages.KIND_BLOCK}
+_OBJECT_TYPE = {messages.KIND_TX: messages.TX, messages.KIND_BLOCK: messages.BLOCK}
+_PRIO = {messages.KIND_TX: PRIO_TX, messages.KIND_BLOCK: PRIO_BLOCK}
+
+
+class RelayPeer(Protocol):
+    """What the relay needs of a connection (PeerSession has it)."""
+
+    serial: int
+
+    def send_body(self, msg_type: int, body: bytes, prio: int = PRIO_CONTROL) -> bool: ...
+
+
+Validator = Callable[[str, bytes], "bool | None"]
+
+
+@dataclass
+class RelayLimits:
+    seen_max: int = 100_000
+    store_max_objects: int = 20_000
+    store_max_bytes: int = 32 * 1024 * 1024
+    known_per_peer: int = 5_000
+    inflight_max: int = 1_024
+    getdata_timeout_s: float = 30.0
+    inv_item_rate: float = 2_000.0
+    inv_item_burst: float = 4_000.0
+    object_rate: float = 1_000.0
+    object_burst: float = 2_000.0
+    inv_delay_s: float = 0.02  # transactions are announced in batches (blocks at once)
+
+
+class _PeerState:
+    __slots__ = ("peer", "known", "pending", "inflight", "inv_bucket", "obj_bucket")
+
+    def __init__(self, peer: RelayPeer, limits: RelayLimits) -> None:
+        self.peer = peer
+        self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.pending: list[tuple[int, bytes]] = []
+        self.inflight: dict[bytes, float] = {}
+        self.inv_bucket = TokenBucket(limits.inv_item_rate, limits.inv_item_burst)
+        self.obj_bucket = TokenBucket(limits.object_rate, limits.object_burst)
+
+    def know(self, h: bytes, cap: int) -> None:
+        known = self.known
+        known[h] = None
+        known.move_to_end(h)
+        if len(known) > cap:
+            known.popitem(last=False)
+
+
+def object_hash(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).digest()
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        validator: Validator | None = None,
+        on_object: Callable[[str, bytes, Any], None] | None = None,
+        on_invalid: Callable[[Any, str, str], None] | None = None,
+        on_response: Callable[[Any, float], None] | None = None,
+        on_useful: Callable[[Any, str], None] | None = None,
+        limits: RelayLimits | None = None,
+    ) -> None:
+        self.validator = validator
+        self.on_object = on_object
+        self.on_invalid = on_invalid
+        self.on_response = on_response
+        self.on_useful = on_useful
+        self.limits = limits or RelayLimits()
+        self._peers: dict[int, _PeerState] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._objects: OrderedDict[bytes, tuple[int, bytes, bytes]] = OrderedDict()
+        self._object_bytes = 0
+        self._requested: dict[bytes, float] = {}  # hash -> monotonic time of GETDATA
+        self._flush_scheduled = False
+        self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.relayed: Counter[str] = Counter()  # objects and INV items sent
+        self.received: Counter[str] = Counter()  # new valid objects received
+        self.duplicates = 0
+        self.invalid = 0
+
+    # ---- peers ---------------------------------------------------------------------
+
+    def add_peer(self, peer: RelayPeer) -> None:
+        self._peers[peer.serial] = _PeerState(peer, self.limits)
+
+    def remove_peer(self, peer: RelayPeer) -> None:
+        st = self._peers.pop(peer.serial, None)
+        if st is not None:
+            for h in st.inflight:
+                self._requested.pop(h, None)
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    # ---- local objects ---------------------------------------------------------------
+
+    def has(self, h: bytes) -> bool:
+        return h in self._seen
+
+    def get(self, h: bytes) -> bytes | None:
+        obj = self._objects.get(h)
+        return None if obj is None else obj[1]
+
+    @property
+    def object_count(self) -> int:
+        return len(self._objects)
+
+    @property
+    def object_bytes(self) -> int:
+        return self._object_bytes
+
+    def submit_local(self, kind: str, payload: bytes) -> bytes:
+        """Our node made an object: store it and announce it to every peer; its hash."""
+        code = KIND_CODES[kind]
+        payload = bytes(payload)
+        h = object_hash(payload)
+        if h in self._seen:
+            return h
+        self._accept(code, h, payload, None)
+        return h
+
+    def _mark_seen(self, h: bytes) -> None:
+        seen = self._seen
+        seen[h] = None
+        if len(seen) > self.limits.seen_max:
+            seen.popitem(last=False)
+
+    def _store(self, code: int, h: bytes, payload: bytes) -> None:
+        body = messages.encode_body(_OBJECT_TYPE[code], {0: payload})
+        self._objects[h] = (code, payload, body)
+        self._object_bytes += len(payload)
+        lim = self.limits
+        while self._objects and (
+            len(self._objects) > lim.store_max_objects or self._object_bytes > lim.store_max_bytes
+        ):
+            _, (_, old, _) = self._objects.popitem(last=False)
+            self._object_bytes -= len(old)
+
+    def _accept(self, code: int, h: bytes, payload: bytes, source: _PeerState | None) -> None:
+        self._mark_seen(h)
+        self._store(code, h, payload)
+        kind = KINDS[code]
+        cap = self.limits.known_per_peer
+        for st in self._peers.values():
+            if st is source or h in st.known:
+                continue
+            st.know(h, cap)
+            st.pending.append((code, h))
+        self._schedule_flush(urgent=code == messages.KIND_BLOCK)
+        if source is not None:
+            self.received[kind] += 1
+            if self.on_useful is not None:
+                self.on_useful(source.peer, kind)
+        if self.on_object is not None:
+            try:
+                self.on_object(kind, payload, None if source is None else source.peer)
+            except Exception:
+                log.exception("on_object hook failed")
+
+    def _schedule_flush(self, urgent: bool = False) -> None:
+        if self._flush_scheduled and not urgent:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (synchronous use in tests): flush now
+            self._flush()
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush_scheduled = True
+        delay = self.limits.inv_delay_s
+        if urgent or delay <= 0:
+            self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._flush_handle = loop.call_later(delay, self._flush)
+
+    def close(self) -> None:
+        """Cancel a pending announcement flush (at shutdown)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._flush_scheduled = False
+
+    def _flush(self) -> None:
+        """Send the pending announcements, batched into INVs of at most INV_MAX items."""
+        self._flush_scheduled = False
+        self._flush_handle = None
+        for st in self._peers.values():
+            if not st.pending:
+                continue
+            pending, st.pending = st.pending, []
+            for code in (messages.KIND_BLOCK, messages.KIND_TX):
+                items = [[c, h] for c, h in pending if c == code]
+                for i in range(0, len(items), messages.INV_MAX):
+                    chunk = items[i : i + messages.INV_MAX]
+                    body = messages.encode_body(messages.INV, {0: chunk})
+                    if st.peer.send_body(messages.INV, body, _PRIO[code]):
+                        self.relayed["inv"] += len(chunk)
+
+    # ---- incoming ------------------------------------------------------------------
+
+    def handle(self, peer: RelayPeer, msg_type: int, value: Any) -> bool:
+        """Process a relay message from a peer; False if the type is not a relay one."""
+        st = self._peers.get(peer.serial)
+        if st is None:
+            return msg_type in (messages.INV, messages.GETDATA, messages.TX, messages.BLOCK)
+        if msg_type == messages.INV:
+            self._on_inv(st, value[0])
+        elif msg_type == messages.GETDATA:
+            self._on_getdata(st, value[0])
+        elif msg_type == messages.TX:
+            self._on_object(st, messages.KIND_TX, value[0])
+        elif msg_type == messages.BLOCK:
+            self._on_object(st, messages.KIND_BLOCK, value[0])
+        else:
+            return False
+        return True
+
+    def _on_inv(self, st: _PeerState, items: list[list[Any]]) -> None:
+        now = time.monotonic()
+        if not st.inv_bucket.take(len(items), now):
+            return
+        want: list[list[Any]] = []
+        cap = self.limits.known_per_peer
+        timeout = self.limits.getdata_timeout_s
+        for code, h in items:
+            st.know(h, cap)
+            if h in self._seen or h in st.inflight:
+                continue
+            asked = self._requested.get(h)
+            if asked is not None and now - asked < timeout:
+                continue
+            if len(st.inflight) >= self.limits.inflight_max:
+                self._expire_inflight(st, now)
+                if len(st.inflight) >= self.limits.inflight_max:
+                    break
+            st.inflight[h] = now
+            self._requested[h] = now
+            want.append([code, h])
+        if want:
+            body = messages.encode_body(messages.GETDATA, {0: want})
+            st.peer.send_body(messages.GETDATA, body, PRIO_CONTROL)
+
+    def _expire_inflight(self, st: _PeerState, now: float) -> None:
+        timeout = self.limits.getdata_timeout_s
+        for h, t in list(st.inflight.items()):
+            if now - t >= timeout:
+                del st.inflight[h]
+                if self._requested.get(h) == t:
+                    del self._requested[h]
+
+    def _on_getdata(self, st: _PeerState, items: list[list[Any]]) -> None:
+        cap = self.limits.known_per_peer
+        served: set[bytes] = set()
+        for code, h in items:
+            obj = self._objects.get(h)
+            if obj is None or obj[0] != code or h in served:
+                continue  # unknown, wrong kind, or asked twice in one request
+            served.add(h)
+            st.know(h, cap)
+            if st.peer.send_body(_OBJECT_TYPE[code], obj[2], _PRIO[code]):
+                self.relayed[KINDS[code]] += 1
+
+    def _on_object(self, st: _PeerState, code: int, payload: bytes) -> None:
+        now = time.monotonic()
+        h = object_hash(payload)
+        asked = st.inflight.pop(h, None)
+        if asked is not None:
+            if self._requested.get(h) == asked:
+                del self._requested[h]
+            if self.on_response is not None:
+                self.on_response(st.peer, (now - asked) * 1000.0)
+        elif not st.obj_bucket.take(1, now):
+            return  # unsolicited and over the limit: ignore
+        st.know(h, self.limits.known_per_peer)
+        if h in self._seen:
+            self.duplicates += 1
+            return
+        kind = KINDS[code]
+        verdict: bool | None = None
+        if self.validator is not None:
+            try:
+                verdict = self.validator(kind, payload)
+            except Exception:
+                log.exception("validator failed on a %s", kind)
+                verdict = None
+        if verdict is False:
+            self.invalid += 1
+            self._mark_seen(h)
+            if self.on_invalid is not None:
+                self.on_invalid(st.peer, kind, f"invalid {kind} {h.hex()[:16]}")
+            return
+        self._accept(code, h, payload, st)
