@@ -4,21 +4,10 @@ import binascii
 import json
 import sys
 
+from vectors_json import untyped
+
 from lorawire import _purecodec as codec
 from lorawire.errors import DecodeError
-
-
-def untyped(v):
-    if isinstance(v, dict):
-        if "$bin" in v:
-            return binascii.unhexlify(v["$bin"])
-        out = {}
-        for k, item in v["$map"]:
-            out[untyped(k)] = untyped(item)
-        return out
-    if isinstance(v, list):
-        return [untyped(x) for x in v]
-    return v
 
 
 def main(path):
