@@ -10,24 +10,27 @@ from collections.abc import Callable
 from typing import Any
 
 from lorawire import _fastcodec, _purecodec
+from lorawire.record import encode_record
 from tools.bench.upy import run_micropython
 
-# Shaped like an announce record: key, kind, services, endpoints, mesh hints, seq, signature.
-RECORD: dict[int, Any] = {
-    0: bytes(range(32)),
-    1: 2,
-    2: 0b1011,
-    3: [["203.0.113.7", 8333]],
-    4: ["EU868", 9],
-    5: 1_790_000_123,
-    6: bytes(range(64, 100)),
-}
+# A real signed peer record (one IPv4 endpoint, mesh hints): 129 bytes encoded.
+RECORD_BYTES = encode_record(
+    {
+        "seq": 1_790_000_123,
+        "kind": 2,
+        "services": 3,
+        "endpoints": [(bytes([203, 0, 113, 7]), 8333)],
+        "mesh": (0, 9),
+    },
+    bytes(range(32)),
+)
+RECORD: dict[int, Any] = _purecodec.unpackb(RECORD_BYTES)
 
 UPY_LOOP = """
+import binascii
 import time
 from lorawire import _purecodec as c
-record = {0: bytes(range(32)), 1: 2, 2: 11, 3: [["203.0.113.7", 8333]], 4: ["EU868", 9],
-          5: 1790000123, 6: bytes(range(64, 100))}
+record = c.unpackb(binascii.unhexlify("%s"))
 n = 0
 start = time.ticks_ms()
 while time.ticks_diff(time.ticks_ms(), start) < %d:
@@ -53,7 +56,9 @@ def main(seconds: float = 1.0) -> None:
     print(f"codec encode+decode, pure path on CPython: {pure:,.0f} records/s")
     fast = _rate(_fastcodec.packb, _fastcodec.unpackb, seconds)
     print(f"codec encode+decode, msgpack C path on CPython: {fast:,.0f} records/s")
-    count, elapsed_ms, _ = run_micropython(UPY_LOOP % int(seconds * 1000)).split()
+    count, elapsed_ms, _ = run_micropython(
+        UPY_LOOP % (RECORD_BYTES.hex(), int(seconds * 1000))
+    ).split()
     upy = int(count) / (int(elapsed_ms) / 1000)
     print(f"codec encode+decode, pure path on the unix port: {upy:,.0f} records/s")
 
