@@ -312,7 +312,14 @@ def _uart(d, role):
         if role != "bridge":
             return None
         sect = {}
-    _check_keys("uart", sect, ("baud", "id", "rx", "tx"))
+    _check_keys("uart", sect, ("baud", "id", "path", "rx", "tx"))
+    path = sect.get("path")
+    if path is not None:
+        # On the unix port the "UART" is a tty path (a pty in tests and the demo).
+        if not isinstance(path, str) or not path:
+            _bad("uart.path", path, "is not a tty path")
+        baud = _choice(sect, "baud", "uart.baud", UART_BAUDS, UART_DEFAULT_BAUD)
+        return {"path": path, "baud": baud, "id": None, "tx": None, "rx": None}
     uid = _choice(sect, "id", "uart.id", UART_IDS, 0)
     out = {"id": uid}
     out["baud"] = _choice(sect, "baud", "uart.baud", UART_BAUDS, UART_DEFAULT_BAUD)
@@ -513,7 +520,7 @@ def validate(d):
     out["uart"] = uart
     out["sim"] = _sim(d)
     uses = _pin_uses(preset, "pins." if pins is not None else "board %s " % board)
-    if uart is not None and uart["id"] != 0:
+    if uart is not None and uart["id"] not in (0, None):
         uses.append(("uart.tx", uart["tx"]))
         uses.append(("uart.rx", uart["rx"]))
     _check_clashes(uses)

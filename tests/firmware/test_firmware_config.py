@@ -367,3 +367,10 @@ def test_any_mutation_is_accepted_or_one_line_config_error(changes):
         assert config.SF_MIN <= out["sf"] <= config.SF_MAX
         radio = config.radio(out)
         assert out["tx_power_dbm"] <= radio["max_power_dbm"]
+
+
+def test_bridge_uart_may_be_a_tty_path_on_the_unix_port():
+    cfg = config.validate(base(role="bridge", uart={"path": "/dev/pts/7"}))
+    assert cfg["uart"]["path"] == "/dev/pts/7" and cfg["uart"]["id"] is None
+    with pytest.raises(config.ConfigError, match="uart.path"):
+        config.validate(base(role="bridge", uart={"path": ""}))

@@ -1,0 +1,730 @@
+"""The gateway's mesh side (loragate.mesh) end to end on real parts.
+
+Topology per test: a PeerManager (real SQLite, real TCP on 127.61.x.y) with a MeshSide
+on a MeshLink over SerialLink (pyserial) -> pty cable (tests/gateway/ptycable.py) ->
+board_sim.py (a real process speaking the UART link protocol as the bridge board).
+Mesh nodes are real identities whose frames are built and tagged by lorawire and put
+on the "radio" of the board (board_sim `up`); frames the gateway sends down appear as
+the board's `tx` events and are parsed back with lorawire. Internet peers are other
+PeerManagers connected over loopback TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from peerkit import endpoint, start_node, stop_node, wait_until
+
+from loragate.bans import node_target
+from loragate.manager import PeerManager
+from loragate.mesh import MeshSide, MeshTuning, start_mesh
+from loragate.meshlink import MeshLink
+from loragate.metrics import GatewayMetrics
+from loragate.relay import object_hash
+from loragate.serialbridge import SerialLink
+from lorawire import auth, fragment, messages
+from lorawire import frame as wframe
+from lorawire import record as wrecord
+from lorawire.codec import packb, unpackb
+from lorawire.identity import Identity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ptycable import PtyCable  # noqa: E402
+
+BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
+NETKEY = bytes(range(32))
+BRIDGE_ID = bytes.fromhex("b0a4d00000000001")
+_hosts = iter(range(1, 250))
+
+
+def _host() -> str:
+    return f"127.61.{next(_hosts)}.1"
+
+
+class BoardProc:
+    """board_sim.py as a subprocess: JSON commands on stdin, JSON events on stdout."""
+
+    def __init__(self, path: str, cfg: dict[str, Any]) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.events: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            BOARD_SIM,
+            self.path,
+            json.dumps(self.cfg),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait(lambda e: e["ev"] == "ready")
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.events.append(json.loads(line))
+            self._changed.set()
+
+    async def cmd(self, **kw: Any) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(kw).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def up(self, frames: list[bytes], rssi: int = -90, snr_q4: int = 24) -> None:
+        await self.cmd(cmd="up", frames=[f.hex() for f in frames], rssi=rssi, snr_q4=snr_q4)
+
+    async def wait(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 8.0
+    ) -> dict[str, Any]:
+        async def find() -> dict[str, Any]:
+            i = 0
+            while True:
+                while i < len(self.events):
+                    if pred(self.events[i]):
+                        return self.events[i]
+                    i += 1
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def sent(self) -> list[tuple[wframe.Frame, Any, bytes]]:
+        """Frames the board transmitted for the gateway: (header, decoded body, bytes)."""
+        out = []
+        for e in self.events:
+            if e["ev"] == "tx":
+                data = bytes.fromhex(e["frame"])
+                f, value = messages.parse(data)
+                out.append((f, value, data))
+        return out
+
+    def of(self, ev: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["ev"] == ev]
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                await self.cmd(cmd="quit")
+                await asyncio.wait_for(proc.wait(), 5)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5)
+
+
+class MeshNode:
+    """A mesh node's identity and frame sequence; frames built by lorawire."""
+
+    def __init__(self, kind: int = wrecord.KIND_MESH) -> None:
+        self.ident = Identity.generate()
+        self.id = self.ident.id
+        self.kind = kind
+        self.seq = 100
+
+    def record_value(self) -> dict[int, Any]:
+        return unpackb(wrecord.encode_record({"seq": 1, "kind": self.kind}, self.ident))
+
+    def link_key(self, other: Identity) -> bytes:
+        return auth.link_key(self.ident.x_secret(), self.id, other.public)
+
+    def frame(
+        self,
+        msg_type: int,
+        fields: Any,
+        *,
+        dest: bytes | None = None,
+        link_key: bytes | None = None,
+        hop: int = 0,
+        source: bytes | None = None,
+    ) -> bytes:
+        self.seq += 1
+        data = auth.seal_message(
+            msg_type,
+            fields,
+            source or self.id,
+            self.seq,
+            network_key=NETKEY,
+            link_key=link_key,
+            dest=dest,
+            link=link_key is not None,
+        )
+        return wframe.with_hop(data, hop) if hop else data
+
+    def raw(
+        self, msg_type: int, body: bytes, key: bytes, *, dest: bytes | None = None, link: bool
+    ) -> bytes:
+        """A frame with any body bytes (no schema check), tagged under `key`."""
+        self.seq += 1
+        f = wframe.Frame(msg_type, self.id, self.seq, dest, wframe.FLAG_LINK if link else 0)
+        return wframe.encode(f, body, lambda region: auth.tag(key, region))
+
+    def announce(self, hop: int = 0) -> bytes:
+        return self.frame(messages.ANNOUNCE, self.record_value(), hop=hop)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.cable = PtyCable(tmp_path / "ttyBRIDGE")
+        self.board: BoardProc | None = None
+        self.gw: PeerManager | None = None
+        self.link: MeshLink | None = None
+        self.side: MeshSide | None = None
+        self.peers: list[PeerManager] = []
+        self.metrics = GatewayMetrics()
+
+    async def start(
+        self,
+        *,
+        validator: Callable[[str, bytes], bool | None] | None = None,
+        tuning: MeshTuning | None = None,
+        board: dict[str, Any] | None = None,
+    ) -> None:
+        self.gw = await start_node(
+            self.tmp_path,
+            _host(),
+            name="gw",
+            validator=validator,
+            outbound_target=0,
+            network_key=NETKEY.hex(),
+        )
+        self.gw.metrics = self.metrics
+        await self.cable.start()
+        self.board = BoardProc(self.cable.board_path, {"node_id": BRIDGE_ID.hex(), **(board or {})})
+        await self.board.start()
+        self.gw.cfg.serial_port = str(self.cable.link_path)
+        side = await start_mesh(
+            self.gw.cfg,
+            self.gw,
+            tuning=tuning
+            or MeshTuning(announce_first_s=0.05, inv_delay_s=0.05, announce_interval_s=3600),
+        )
+        assert side is not None
+        self.side, self.link = side, side.link
+        await self.link.wait_ready(5)
+
+    async def internet_peer(self) -> PeerManager:
+        assert self.gw is not None
+        p = await start_node(self.tmp_path, _host(), outbound_target=0, connect=[endpoint(self.gw)])
+        self.peers.append(p)
+        n = len(self.peers)
+        await wait_until(lambda: self.gw is not None and self.gw.peer_count == n)
+        return p
+
+    def drops(self, reason: str) -> float:
+        v = self.metrics.registry.get_sample_value(
+            "loragate_relay_dropped_total", {"reason": reason}
+        )
+        return v or 0.0
+
+    async def close(self) -> None:
+        if self.side is not None:
+            await self.side.close()  # and the link it opened
+        if self.board is not None:
+            await self.board.stop()
+        self.cable.close()
+        for p in self.peers:
+            await stop_node(p)
+        if self.gw is not None:
+            await stop_node(self.gw)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path):  # noqa: ANN201
+    made: list[Rig] = []
+
+    async def make(**kw: Any) -> Rig:
+        r = Rig(tmp_path)
+        made.append(r)
+        await r.start(**kw)
+        return r
+
+    yield make
+    for r in made:
+        await r.close()
+
+
+def _open(data: bytes, link_key: bytes | None = None) -> auth.Verdict:
+    return auth.open_frame(data, NETKEY, link_key)
+
+
+async def _mesh_peer(gw: PeerManager, node_id: bytes) -> Any:
+    for p in await gw.peers():
+        if p["node_id"] == node_id.hex():
+            return p
+    return None
+
+
+# ---- discovery ------------------------------------------------------------------------------
+
+
+async def test_announce_creates_a_mesh_peer_and_the_gateway_announces_itself(rig: Any) -> None:
+    r = await rig()
+    gw, board = r.gw, r.board
+    node = MeshNode()
+    await board.up([node.announce(hop=1)], rssi=-97, snr_q4=22)
+    await wait_until(lambda: node.id in r.side._records, timeout=5)
+    peer = await _mesh_peer(gw, node.id)
+    assert peer is not None
+    assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 1)
+    assert (peer["rssi"], peer["snr"]) == (-97, 5.5)
+    assert peer["group"] == "mesh " + BRIDGE_ID.hex()  # next hop: the bridge
+    assert gw._scores[f"node:{node.id.hex()}"].rssi is not None  # scored on link quality
+    # The gateway's own signed record went out, kind gateway, under the network key.
+    await board.wait(lambda e: e["ev"] == "tx")
+    f, value, data = board.sent()[0]
+    assert f.type == messages.ANNOUNCE and f.source == gw.identity.id
+    assert not f.flags & wframe.FLAG_BRIDGED
+    assert _open(data).accepted
+    rec = wrecord.verify_record(value)
+    assert rec.kind == wrecord.KIND_GATEWAY and rec.id == gw.identity.id
+    # A forged announce (bad signature) is refused and creates nothing.
+    evil = MeshNode()
+    value = evil.record_value()
+    value[wrecord.K_SIGNATURE] = bytes(64)
+    await board.up([evil.frame(messages.ANNOUNCE, value)])
+    await wait_until(lambda: r.side.counters["dropped_record_bad_signature"] == 1)
+    assert await _mesh_peer(gw, evil.id) is None
+
+
+# ---- mesh -> internet -------------------------------------------------------------------------
+
+
+async def test_tx_from_a_mesh_node_reaches_an_internet_peer_once(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    got: list[bytes] = []
+    p.on_object = lambda kind, payload, src: got.append(payload)
+    node = MeshNode()
+    payload = b"mesh-tx-" + bytes(range(40))
+    h = object_hash(payload)
+    await r.board.up([node.frame(messages.TX, {0: payload}, hop=2)])
+    await wait_until(lambda: p.relay.has(h))
+    assert got == [payload] and p.relay.get(h) == payload
+    # The same tx again (new frame, relayed copy): deduplicated, not relayed twice.
+    await r.board.up([node.frame(messages.TX, {0: payload})])
+    await wait_until(lambda: r.gw.relay.duplicates >= 1)
+    await asyncio.sleep(0.2)
+    assert got == [payload]
+    # Nor is it offered back to the mesh it came from.
+    assert not [f for f, _, _ in r.board.sent() if f.type == messages.INV]
+    # A tx too large for one frame arrives in fragments, out of order, and goes on whole.
+    big = bytes((i * 13) & 0xFF for i in range(600))
+    body = messages.fragment_payload(messages.TX, messages.encode_tx(big))
+    chunks = fragment.split(body, 77, wframe.MAX_LORA_FRAME - wframe.OVERHEAD_BROADCAST)
+    assert len(chunks) == 3
+    frames = [node.raw(messages.FRAGMENT, c, NETKEY, link=False) for c in chunks]
+    await r.board.up([frames[2], frames[0], frames[1]])
+    await wait_until(lambda: p.relay.has(object_hash(big)))
+    assert got == [payload, big] and r.side.counters["reassembled"] == 1
+
+
+# ---- internet -> mesh -------------------------------------------------------------------------
+
+
+async def test_internet_tx_is_offered_then_sent_on_request_bridged(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    gw_id = r.gw.identity.id
+    payload = b"internet-tx-" + bytes(range(60))
+    h = p.submit_local("tx", payload)
+    inv = await r.board.wait(
+        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x10
+    )
+    f, value = messages.parse(bytes.fromhex(inv["frame"]))
+    assert f.flags & wframe.FLAG_BRIDGED and f.source == gw_id and f.dest is None
+    assert value[0] == [[messages.KIND_TX, h]]
+    assert _open(bytes.fromhex(inv["frame"])).accepted
+    await asyncio.sleep(0.3)
+    assert not [x for x, _, _ in r.board.sent() if x.type == messages.TX]  # never pushed
+
+    # A node two hops away asks for it (network tag, addressed to the gateway).
+    node = MeshNode()
+    await r.board.up([node.frame(messages.GETDATA, {0: [[0, h]]}, dest=gw_id, hop=1)])
+    ev = await r.board.wait(
+        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x12
+    )
+    data = bytes.fromhex(ev["frame"])
+    f, value = messages.parse(data)
+    assert value[0] == payload
+    assert f.flags & wframe.FLAG_BRIDGED and f.source == gw_id
+    assert f.hop_limit == 1  # as far as the asker, no further
+    assert _open(data).accepted
+    # The unicast GETDATA was acknowledged.
+    await r.board.wait(
+        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x06
+    )
+    assert r.metrics.registry.get_sample_value("loragate_relayed_total", {"kind": "mesh_tx"}) == 1
+
+    # A second request right away is not answered again (served to that distance).
+    await r.board.up([node.frame(messages.GETDATA, {0: [[0, h]]}, dest=gw_id, hop=1)])
+    await wait_until(lambda: r.side.counters["served_dedupe"] == 1)
+    assert len([x for x, _, _ in r.board.sent() if x.type == messages.TX]) == 1
+
+
+async def test_large_objects_are_fragmented_and_oversize_ones_never_offered(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    gw_id = r.gw.identity.id
+    big = bytes((i * 7) & 0xFF for i in range(700))
+    huge = bytes(5000)
+    assert not MeshSide.fits("block", huge)
+    p.submit_local("block", huge)
+    h = p.submit_local("block", big)
+    await r.board.wait(lambda e: e["ev"] == "tx" and "10" == e["frame"][2:4])
+    await wait_until(lambda: r.gw.relay.has(object_hash(huge)))
+    await wait_until(lambda: r.side.counters["dropped_too_large"] == 1)
+    assert r.drops("mesh_too_large") == 1
+    invs = [v for f, v, _ in r.board.sent() if f.type == messages.INV]
+    assert [[messages.KIND_BLOCK, h]] in [v[0] for v in invs]
+    assert all(item[1] != object_hash(huge) for v in invs for item in v[0])
+
+    node = MeshNode()
+    await r.board.up([node.frame(messages.GETDATA, {0: [[1, h]]}, dest=gw_id)])
+    await wait_until(
+        lambda: sum(1 for f, _, _ in r.board.sent() if f.type == messages.FRAGMENT) >= 4
+    )
+    await asyncio.sleep(0.3)
+    frags = [(f, v, d) for f, v, d in r.board.sent() if f.type == messages.FRAGMENT]
+    re = fragment.Reassembler()
+    out = None
+    for f, v, d in frags:
+        assert len(d) <= wframe.MAX_LORA_FRAME and f.flags & wframe.FLAG_BRIDGED
+        assert _open(d).accepted
+        out = re.add(f.source, v, 0) or out
+    assert out is not None
+    inner_type, body = messages.parse_fragment_payload(out)
+    assert inner_type == messages.BLOCK and messages.decode_body(inner_type, body)[0] == big
+
+
+# ---- misbehaviour and bans ---------------------------------------------------------------------
+
+
+async def test_attributed_garbage_bans_the_node_and_the_bridge_silences_it(rig: Any) -> None:
+    r = await rig(validator=lambda kind, payload: not payload.startswith(b"bad"))
+    gw = r.gw
+    gw_id = gw.identity.id
+    node, liar = MeshNode(), MeshNode()
+    await r.board.up([node.announce(), liar.announce()])
+    await wait_until(lambda: node.id in r.side._records and liar.id in r.side._records)
+    lk = node.link_key(gw.identity)
+    # Valid link tag with the gateway, malformed body (TX raw must be bytes): 20 points each.
+    garbage = [node.raw(messages.TX, packb({0: 7}), lk, dest=gw_id, link=True) for _ in range(5)]
+    await r.board.up(garbage[:4])
+    await wait_until(lambda: r.side.counters["dropped_attributed_malformed"] == 4)
+    assert not gw.banman.is_banned(node_id=node.id)
+    assert gw.banman.points(node_target(node.id)) == pytest.approx(80, abs=0.1)
+    await r.board.up(garbage[4:])
+    await wait_until(lambda: gw.banman.is_banned(node_id=node.id))
+    ban = await r.board.wait(lambda e: e["ev"] == "ban" and e["node_id"] == node.id.hex())
+    assert ban["seconds"] > 3000  # the first ban lasts an hour
+    ev = gw.banman.evidence(node_target(node.id))
+    assert ev and all(e.misbehaviour == "malformed_frame" and "mesh" in e.reason for e in ev)
+    # Silenced at the bridge radio: its frames no longer reach the gateway.
+    before = r.side.counters["frames_in"]
+    await r.board.up([node.frame(messages.TX, {0: b"after ban"})])
+    await r.board.wait(lambda e: e["ev"] == "banned_drop" and e["node_id"] == node.id.hex())
+    await asyncio.sleep(0.2)
+    assert r.side.counters["frames_in"] == before
+
+    # Invalid sync data under the liar's own link tag: the validator's verdict bans it.
+    lk2 = liar.link_key(gw.identity)
+    await r.board.up([liar.frame(messages.TX, {0: b"bad tx"}, dest=gw_id, link_key=lk2)])
+    await wait_until(lambda: gw.banman.is_banned(node_id=liar.id))
+    await r.board.wait(lambda e: e["ev"] == "ban" and e["node_id"] == liar.id.hex())
+    assert gw.banman.evidence(node_target(liar.id))[0].misbehaviour == "invalid_sync_data"
+
+
+async def test_forged_frames_in_a_victims_name_ban_nobody(rig: Any) -> None:
+    r = await rig(validator=lambda kind, payload: not payload.startswith(b"bad"))
+    gw = r.gw
+    gw_id = gw.identity.id
+    victim = MeshNode()
+    first = victim.announce()
+    await r.board.up([first])
+    await wait_until(lambda: victim.id in r.side._records)
+    attacker = MeshNode()  # holds the network key, not the victim's key
+    attacker.id = victim.id  # ... and puts the victim's id on its frames
+    attacker.seq = 5000  # fresh sequence numbers: these are not replays
+    forged = []
+    for _ in range(8):
+        # network tag, malformed body
+        forged.append(attacker.raw(messages.TX, packb({0: 7}), NETKEY, link=False))
+        # link flag, but the attacker cannot compute the victim's link key
+        forged.append(attacker.raw(messages.TX, packb({0: b"x"}), bytes(32), dest=gw_id, link=True))
+        # well-formed invalid tx under the network tag: the validator's verdict is not proof
+        forged.append(attacker.frame(messages.TX, {0: b"bad %d" % attacker.seq}))
+        # replays of the victim's own frame
+        forged.append(first)
+    await r.board.up(forged)
+    await wait_until(lambda: r.side.counters["dropped_invalid_unattributed"] == 8)
+    c = r.side.counters
+    assert c["dropped_malformed"] == 8 and c["dropped_bad_tag"] == 8
+    assert c["dropped_replay"] == 8
+    assert not gw.banman.is_banned(node_id=victim.id)
+    assert gw.banman.points(node_target(victim.id)) == 0
+    assert gw.banman.evidence(node_target(victim.id)) == []
+    await asyncio.sleep(0.2)
+    assert r.board.of("ban") == []
+    assert r.drops("mesh_bad_tag") == 8
+
+
+async def test_manual_ban_of_a_mesh_node_is_pushed_and_unban_too(rig: Any) -> None:
+    r = await rig()
+    node = MeshNode()
+    await r.board.up([node.announce()])
+    await wait_until(lambda: node.id in r.side._records)
+    await r.gw.ban(node.id.hex(), 600, "test")
+    ev = await r.board.wait(lambda e: e["ev"] == "ban" and e["node_id"] == node.id.hex())
+    assert 590 <= ev["seconds"] <= 600
+    await r.gw.unban(node.id.hex())
+    await r.board.wait(lambda e: e["ev"] == "unban" and e["node_id"] == node.id.hex())
+    # An internet peer's ban is not the bridge's business.
+    await r.gw.ban("00" * 8, 600, "test")
+    await asyncio.sleep(0.2)
+    assert [e["node_id"] for e in r.board.of("ban")] == [node.id.hex()]
+
+
+async def test_mesh_bans_are_pushed_again_after_replug_and_gateway_restart(
+    rig: Any, tmp_path: Path
+) -> None:
+    r = await rig()
+    gw_id = r.gw.identity.id
+    node = MeshNode()
+    await r.board.up([node.announce()])
+    await wait_until(lambda: node.id in r.side._records)
+    lk = node.link_key(r.gw.identity)
+    await r.board.up(
+        [node.raw(messages.TX, packb({0: 7}), lk, dest=gw_id, link=True) for _ in range(5)]
+    )
+
+    def pushes() -> int:
+        return sum(1 for e in r.board.of("ban") if e["node_id"] == node.id.hex())
+
+    await wait_until(lambda: pushes() == 1)
+    # Unplug and replug the bridge: MeshLink re-pushes the list after the board's HELLO.
+    r.cable.unplug()
+    await asyncio.sleep(0.3)
+    r.cable.replug()
+    await wait_until(lambda: pushes() == 2)
+    # Restart the gateway on the same data directory: the ban comes back from SQLite
+    # and, having been earned on the mesh, is pushed to the bridge at start.
+    await r.side.close()
+    await stop_node(r.gw)
+    r.side = None
+    r.gw = await start_node(
+        tmp_path, _host(), name="gw", outbound_target=0, network_key=NETKEY.hex()
+    )
+    assert r.gw.banman.is_banned(node_id=node.id)
+    r.gw.cfg.serial_port = str(r.cable.link_path)
+    r.side = await start_mesh(r.gw.cfg, r.gw)
+    await wait_until(lambda: pushes() == 3)
+
+
+# ---- shaping and bounds ------------------------------------------------------------------------
+
+
+async def test_flood_of_internet_txs_stays_bounded_and_drops_are_counted(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    side, gw, board = r.side, r.gw, r.board
+    # A starved duty cycle: room for a few frames, then the budget returns in 100 s.
+    await board.cmd(cmd="budget", used_ms=0, budget_ms=1500, refill_ms=100_000)
+    await wait_until(lambda: r.link.airtime_budget_ms == 1500)
+    hs = {p.submit_local("tx", b"flood-%04d" % i) for i in range(150)}
+    await wait_until(lambda: all(gw.relay.has(h) for h in hs), timeout=15)
+    await asyncio.sleep(0.2)
+    # One internet origin gets its burst announced, no more.
+    assert side.counters["dropped_origin_rate"] >= 150 - 7
+    assert r.drops("mesh_origin_rate") == side.counters["dropped_origin_rate"]
+    from_p = {item[1] for f, v, _ in board.sent() if f.type == messages.INV for item in v[0]}
+    assert len(from_p & hs) <= 7
+
+    # The gateway's own node is not rate limited: its flood meets the bounded queues.
+    peak = 0
+    for i in range(600):
+        gw.submit_local("tx", b"local-%04d" % i)
+        if i % 25 == 0:
+            peak = max(peak, len(side.shaper))
+            assert len(side._inv_pending) <= side.tuning.inv_pending_max
+            await asyncio.sleep(0.01)
+    for _ in range(30):
+        peak = max(peak, len(side.shaper))
+        await asyncio.sleep(0.02)
+    side._sync_metrics()
+    assert peak <= side.shaper.capacity
+    assert len(side.shaper) <= side.shaper.capacity
+    dropped = side.counters["dropped_inv_backlog"] + side.counters["dropped_shaper_queue_full"]
+    assert dropped > 0
+    assert r.drops("mesh_inv_backlog") == side.counters["dropped_inv_backlog"]
+    assert r.drops("mesh_shaper_queue_full") == side.counters["dropped_shaper_queue_full"]
+    # Nothing beyond the budget went on air.
+    airtime = sum(e["airtime_ms"] for e in board.of("tx"))
+    assert airtime <= 1500
+    assert board.of("deferred")  # the board said "wait" and the shaper held back
+
+
+async def test_mesh_sequence_survives_a_restart(tmp_path: Path) -> None:
+    gw = await start_node(tmp_path, _host(), name="gw", outbound_target=0)
+    try:
+        serial = SerialLink(str(tmp_path / "none"), 115200, on_packet=lambda p: None)
+        link = MeshLink(serial, node_id=gw.identity.id)
+        side = MeshSide(gw.cfg, gw.identity, gw, link)
+        await side._load_seq()
+        first = [side._next_seq() for _ in range(300)]
+        side2 = MeshSide(gw.cfg, gw.identity, gw, link)
+        await asyncio.sleep(0.05)  # the block reserved at 256 is written by then
+        await side2._load_seq()
+        nxt = side2._next_seq()
+        assert nxt > first[-1]  # ahead of every number used: replay windows accept it
+        assert nxt - first[-1] <= 2 * side.tuning.seq_block
+    finally:
+        await stop_node(gw)
+
+
+def test_offer_backlog_is_bounded_and_blocks_displace_transactions() -> None:
+    t0 = time.monotonic()
+    side = MeshSide.__new__(MeshSide)  # only the offer bookkeeping, no link
+    from collections import Counter, OrderedDict
+
+    side.tuning = MeshTuning(inv_pending_max=4)
+    side._inv_pending = OrderedDict()
+    side.counters = Counter()
+    side.manager = None  # type: ignore[assignment]
+    side._wake_inv = asyncio.Event()
+    for i in range(10):
+        side._offer(bytes([i]) * 32, messages.KIND_TX)
+    assert len(side._inv_pending) == 4 and side.counters["dropped_inv_backlog"] == 6
+    side._offer(b"B" * 32, messages.KIND_BLOCK)
+    assert len(side._inv_pending) == 4 and b"B" * 32 in side._inv_pending
+    assert bytes([0]) * 32 not in side._inv_pending  # the oldest tx made room
+    assert time.monotonic() - t0 < 1
+
+
+# ---- no input crashes the mesh side or grows its tables ----------------------------------------
+
+_IDS = [MeshNode() for _ in range(12)]
+_TYPES = [
+    messages.ANNOUNCE,
+    messages.PEX_RESPONSE,
+    messages.PING,
+    messages.ACK,
+    messages.INV,
+    messages.GETDATA,
+    messages.TX,
+    messages.BLOCK,
+    messages.FRAGMENT,
+    0x2A,
+]
+
+
+@pytest.fixture
+def bare_side(tmp_path: Path):  # noqa: ANN201
+    """A started MeshSide on a real manager, driven synchronously (link never connects)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    gw = loop.run_until_complete(
+        start_node(tmp_path, _host(), name="gw", outbound_target=0, network_key=NETKEY.hex())
+    )
+    serial = SerialLink(str(tmp_path / "absent"), 115200, on_packet=lambda p: None)
+    link = MeshLink(serial, node_id=gw.identity.id)
+    tuning = MeshTuning(records_max=4, heard_max=6, replay_sources=5, link_keys=3)
+    side = MeshSide(gw.cfg, gw.identity, gw, link, tuning=tuning)
+    loop.run_until_complete(side.start())
+    yield side
+    loop.run_until_complete(side.close())
+    loop.run_until_complete(stop_node(gw))
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+_frame_spec = st.tuples(
+    st.integers(0, len(_IDS) - 1),
+    st.sampled_from(_TYPES),
+    st.one_of(
+        st.binary(min_size=1, max_size=200),
+        st.builds(lambda v: packb(v), st.dictionaries(st.integers(0, 3), st.binary(max_size=40))),
+        st.builds(
+            lambda i, n, c: packb([7, i, n, c]),
+            st.integers(0, 17),
+            st.integers(0, 17),
+            st.binary(min_size=1, max_size=150),
+        ),
+        st.just(b"announce"),
+        st.builds(lambda b: packb({0: b}), st.binary(min_size=1, max_size=300)),
+        st.builds(
+            lambda items: packb({0: items}),
+            st.lists(
+                st.tuples(st.integers(0, 1), st.binary(min_size=32, max_size=32)).map(list),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        st.builds(
+            lambda i, n, c: packb([i % 2, min(i, n - 1), n, c]),
+            st.integers(0, 3),
+            st.integers(1, 3),
+            st.binary(min_size=1, max_size=120),
+        ),
+    ),
+    st.booleans(),  # link tag with the gateway (or network tag)
+    st.integers(0, 15),  # hop count
+    st.one_of(st.none(), st.integers(0, 255 * 8 - 1)),  # a bit to flip
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.one_of(_frame_spec, st.binary(max_size=260)), max_size=40))
+def test_any_input_is_counted_never_crashes_and_tables_stay_bounded(
+    bare_side: MeshSide, items: list[Any]
+) -> None:
+    side = bare_side
+    gw_id = side.identity.id
+    for ban in side.manager.banman.bans():  # each example starts with nobody banned
+        side.manager.banman.unban(ban.target)
+    for item in items:
+        if isinstance(item, bytes):
+            data = item
+        else:
+            idx, mtype, body, link, hop, flip = item
+            node = _IDS[idx]
+            if body == b"announce":
+                mtype, body = messages.ANNOUNCE, packb(node.record_value())
+            key = node.link_key(side.identity) if link else NETKEY
+            data = node.raw(mtype, body, key, dest=gw_id if link else None, link=link)
+            data = wframe.with_hop(data, min(hop, data[2] >> 4))
+            if flip is not None and flip < 8 * len(data):
+                b = bytearray(data)
+                b[flip // 8] ^= 1 << (flip % 8)
+                data = bytes(b)
+        side.on_frame(data, -80, 7.5)
+    assert side.counters["errors"] == 0, side.counters
+    assert side.counters["frames_in"] >= len(items)
+    t = side.tuning
+    assert len(side._records) <= t.records_max and len(side._heard) <= t.heard_max
+    assert len(side._direct) <= t.heard_max
+    assert len(side.replay) <= t.replay_sources and len(side.link_keys) <= t.link_keys
+    assert side.reassembler.buffered_bytes() <= t.reassembly_slots * side.reassembler.max_message
+    assert len(side._frag_attr) <= 4 * t.reassembly_slots
+    assert len(side.shaper) <= side.shaper.capacity
+    assert len(side._inv_pending) <= t.inv_pending_max
