@@ -49,7 +49,7 @@ packet, not glued onto it) carrying lorawire.link messages:
   the boot SF until reboot.
 * Anything malformed: the StreamDecoder resynchronises at the next delimiter (bad CRC /
   COBS counted), a packet that fails `link.decode` is counted and answered with
-  ERROR(ERR_BAD_PACKET), a board->gateway message type with ERROR(ERR_UNEXPECTED).
+  ERROR(link.ERR_BAD_PACKET), a board->gateway message type with ERROR(link.ERR_UNEXPECTED).
 
 Time: the node clock runs at the medium's speed factor (1 on a board). Duty-cycle
 figures (airtime, budget) are node-clock ms; waits sent to the gateway (TX_DEFERRED
@@ -75,18 +75,10 @@ PENDING_DOWN = 8  # FRAME_DOWN handles held at once (the gateway keeps 2 in flig
 HOLD_MS = 6000  # real ms a gateway frame may wait for the radio (gateway times out at 10 s)
 STATS_INTERVAL_S = 5
 BAN_SAVE_DELAY_MS = 2000
-BAN_PERMANENT_SECONDS = 0xFFFFFFFF
 REOPEN_MS = 1000
 OUT_CAP = 2048  # bytes of encoded packets waiting for the UART
 READS_PER_TURN = 8
 DWELL_CHECK_BYTES = 64
-
-ERR_BAD_PACKET = 1
-ERR_UNEXPECTED = 2
-ERR_UNKNOWN_KEY = 3
-ERR_READ_ONLY = 4
-ERR_BAD_VALUE = 5
-ERR_TX_FAILED = 6
 
 CONFIG_KEYS = (
     "sf",
@@ -248,13 +240,13 @@ class Bridge(Node):
                 mt, f = link.decode(payload)
             except DecodeError as e:
                 self.b["link_errors"] += 1
-                self.error(ERR_BAD_PACKET, str(e))
+                self.error(link.ERR_BAD_PACKET, str(e))
                 continue
             try:
                 self.on_link(mt, f)
             except Exception as e:  # noqa: BLE001 - a bug in one message must not stop the link
                 self.b["link_errors"] += 1
-                self.error(ERR_BAD_VALUE, repr(e))
+                self.error(link.ERR_BAD_VALUE, repr(e))
 
     def on_link(self, mt, f):
         if mt == link.FRAME_DOWN:
@@ -279,7 +271,7 @@ class Bridge(Node):
             self.b["unexpected"] += 1  # the gateway complains: counted, nothing to answer
         else:
             self.b["unexpected"] += 1
-            self.error(ERR_UNEXPECTED, "message type 0x%02x is board-to-gateway" % mt)
+            self.error(link.ERR_UNEXPECTED, "message type 0x%02x is board-to-gateway" % mt)
 
     # --- frames down -----------------------------------------------------------------
 
@@ -316,7 +308,7 @@ class Bridge(Node):
         n = len(data)
         if n < fr.MIN_FRAME or n > fr.MAX_LORA_FRAME:
             self.b["bad_down"] += 1
-            self.error(ERR_BAD_VALUE, "frame of %d bytes" % n)
+            self.error(link.ERR_BAD_VALUE, "frame of %d bytes" % n)
             self._deferred(handle, link.DEFER_DUTY_CYCLE, NEVER)
             return
         if prio != CONTROL and prio != BLOCKS:
@@ -402,7 +394,7 @@ class Bridge(Node):
                 self.b["tx_failed"] += 1
                 h = self._p_handle[i]
                 self._release(i)
-                self.error(ERR_TX_FAILED, "radio failed to send handle %d" % h)
+                self.error(link.ERR_TX_FAILED, "radio failed to send handle %d" % h)
                 self._deferred(h, link.DEFER_QUEUE_FULL, 0)
         data = Node.next_frame(self)
         if data is not None:
@@ -457,11 +449,11 @@ class Bridge(Node):
 
     def ban_pushed(self, node_id, seconds):
         if node_id == self.id:
-            self.error(ERR_BAD_VALUE, "cannot ban this bridge's own id")
+            self.error(link.ERR_BAD_VALUE, "cannot ban this bridge's own id")
             return
         t = self.ticks(self.clock.now())
         rem = self._remaining(node_id, t)
-        if seconds >= BAN_PERMANENT_SECONDS:
+        if seconds >= link.BAN_PERMANENT_SECONDS:
             if rem == -1:
                 return
             self.bans.ban(node_id, t, permanent=True)
@@ -524,41 +516,41 @@ class Bridge(Node):
 
     def config_get(self, key):
         if key not in CONFIG_KEYS:
-            self.error(ERR_UNKNOWN_KEY, "unknown config key " + key)
+            self.error(link.ERR_UNKNOWN_KEY, "unknown config key " + key)
             return
         self.send(link.CONFIG_VALUE, key=key, value=self.config_value(key))
 
     def config_set(self, key, v):
         if key not in CONFIG_KEYS:
-            self.error(ERR_UNKNOWN_KEY, "unknown config key " + key)
+            self.error(link.ERR_UNKNOWN_KEY, "unknown config key " + key)
             return
         if key not in CONFIG_WRITABLE:
-            self.error(ERR_READ_ONLY, key + " is read-only")
+            self.error(link.ERR_READ_ONLY, key + " is read-only")
             return
         if isinstance(v, bool) or not isinstance(v, int):
-            self.error(ERR_BAD_VALUE, key + " must be an integer")
+            self.error(link.ERR_BAD_VALUE, key + " must be an integer")
             return
         if key == "sf":
             if not SF_MIN <= v <= SF_MAX:
-                self.error(ERR_BAD_VALUE, "sf must be %d..%d" % (SF_MIN, SF_MAX))
+                self.error(link.ERR_BAD_VALUE, "sf must be %d..%d" % (SF_MIN, SF_MAX))
                 return
             dwell = self.duty.dwell_limit_ms(self.freq, self.bw)
             if dwell and time_on_air_ms(DWELL_CHECK_BYTES, v, self.bw, self.cr) > dwell:
-                self.error(ERR_BAD_VALUE, "sf %d exceeds the dwell limit" % v)
+                self.error(link.ERR_BAD_VALUE, "sf %d exceeds the dwell limit" % v)
                 return
             if not self._reconfigure(v, self.power):
                 return
             self.sf = v
         elif key == "tx_power_dbm":
             if not 0 <= v <= self.power_max:
-                self.error(ERR_BAD_VALUE, "tx_power_dbm must be 0..%d" % self.power_max)
+                self.error(link.ERR_BAD_VALUE, "tx_power_dbm must be 0..%d" % self.power_max)
                 return
             if not self._reconfigure(self.sf, v):
                 return
             self.power = v
         else:
             if not 0 <= v <= INTERVAL_MAX_S:
-                self.error(ERR_BAD_VALUE, "%s must be 0..%d" % (key, INTERVAL_MAX_S))
+                self.error(link.ERR_BAD_VALUE, "%s must be 0..%d" % (key, INTERVAL_MAX_S))
                 return
             if key == "status_interval_s":
                 self.status_ms = v * 1000
@@ -572,7 +564,7 @@ class Bridge(Node):
             self.radio.configure(self.freq, sf, self.bw, self.cr, power)
             return True
         except (OSError, ValueError) as e:
-            self.error(ERR_BAD_VALUE, "radio: %s" % (e,))
+            self.error(link.ERR_BAD_VALUE, "radio: %s" % (e,))
             return False
 
     # --- main loop -------------------------------------------------------------------

@@ -16,7 +16,7 @@
   again after `wait_ms` (that is how MeshShaper treats it).
 * Mesh bans: `ban(node_id, seconds)` / `unban(node_id)` update a bounded list
   (`max_bans`) and push BAN/UNBAN to the board now (if ready) and again after every HELLO.
-  `seconds=None` is a permanent ban, sent as BAN_PERMANENT_SECONDS (u32 max: a board that
+  `seconds=None` is a permanent ban, sent as link.BAN_PERMANENT_SECONDS (u32 max: a board that
   does not special-case it still bans for 136 years). A full list evicts an expired ban,
   else the one expiring soonest, else the oldest permanent one (`bans_evicted`).
   FRAME_UP from a banned source is also dropped here (`banned_up`), in case the board's
@@ -75,7 +75,6 @@ INFLIGHT_MAX = 32
 TX_TIMEOUT_S = 10.0
 HELLO_INTERVAL_S = 1.0
 MAX_MESH_BANS = 256
-BAN_PERMANENT_SECONDS = 0xFFFFFFFF
 RADIO_KEYS = ("sf", "bandwidth_hz", "coding_rate")
 # Until the board tells its settings, estimate airtime as SF9 / 125 kHz / 4/5.
 DEFAULT_RADIO = {"sf": 9, "bandwidth_hz": 125000, "coding_rate": 5}
@@ -385,9 +384,9 @@ class MeshLink:
                     if exp is not None and exp <= now:
                         continue  # expired (or unbanned) meanwhile
                     secs = (
-                        BAN_PERMANENT_SECONDS
+                        link.BAN_PERMANENT_SECONDS
                         if exp is None
-                        else min(BAN_PERMANENT_SECONDS - 1, max(1, math.ceil(exp - now)))
+                        else min(link.BAN_PERMANENT_SECONDS - 1, max(1, math.ceil(exp - now)))
                     )
                     payload = link.encode(link.BAN, node_id=node_id, seconds=secs)
                 else:

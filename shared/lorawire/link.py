@@ -23,6 +23,17 @@ BAN = 0x0A  # gateway -> board: drop this id at the radio
 UNBAN = 0x0B
 ERROR = 0x0F
 
+# BAN seconds that mean "permanent" (u32 max: no finite ban is that long).
+BAN_PERMANENT_SECONDS = 0xFFFFFFFF
+
+# ERROR codes a board answers with.
+ERR_BAD_PACKET = 1
+ERR_UNEXPECTED = 2
+ERR_UNKNOWN_KEY = 3
+ERR_READ_ONLY = 4
+ERR_BAD_VALUE = 5
+ERR_TX_FAILED = 6
+
 # Deferral reasons.
 DEFER_DUTY_CYCLE = 1
 DEFER_QUEUE_FULL = 2

@@ -172,7 +172,8 @@ class Board:
             self.frame_down(f)
         elif msg_type == link.BAN:
             secs = f["seconds"]
-            self.bans[f["node_id"]] = math.inf if secs == 0xFFFFFFFF else time.monotonic() + secs
+            permanent = secs == link.BAN_PERMANENT_SECONDS
+            self.bans[f["node_id"]] = math.inf if permanent else time.monotonic() + secs
             self.event("ban", node_id=f["node_id"].hex(), seconds=secs)
         elif msg_type == link.UNBAN:
             self.bans.pop(f["node_id"], None)

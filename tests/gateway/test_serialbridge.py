@@ -466,7 +466,7 @@ async def test_ban_is_pushed_and_silences_the_node_at_the_board(rig: Any) -> Non
 
     mesh.ban(node(8), None)  # permanent
     ev = await board.wait_event(lambda e: e["ev"] == "ban" and e["node_id"] == node(8).hex())
-    assert ev["seconds"] == ml.BAN_PERMANENT_SECONDS
+    assert ev["seconds"] == link.BAN_PERMANENT_SECONDS
     mesh.unban(bad)
     await board.wait_event(lambda e: e["ev"] == "unban")
     await board.cmd(cmd="up", frames=[make_frame(bad, 2).hex()])
@@ -522,7 +522,7 @@ async def test_unplug_replug_reconnects_and_repushes_bans(rig: Any) -> None:
     assert len(h.hellos) >= 2  # the board's boot HELLO and/or its answer to ours
     await board_bans(h.board, set(bans))
     pushed = {bytes.fromhex(e["node_id"]): e["seconds"] for e in h.board.of("ban")}
-    assert pushed[node(2)] == ml.BAN_PERMANENT_SECONDS and 880 <= pushed[node(1)] <= 900
+    assert pushed[node(2)] == link.BAN_PERMANENT_SECONDS and 880 <= pushed[node(1)] <= 900
     # And the link carries frames again.
     res = await mesh.send_frame(make_frame(GATEWAY_ID, 2), ml.PRIO_TX)
     assert res.status == ml.DONE
