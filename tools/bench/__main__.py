@@ -13,6 +13,7 @@ BENCHES = [
     "tools.bench.bench_crypto",
     "tools.bench.bench_addrman",
     "tools.bench.bench_relay",
+    "tools.bench.bench_mesh",
 ]
 
 

@@ -1,0 +1,113 @@
+"""Status dump: one JSON line, prefixed `STATUS `, describing a running node.
+
+Fields (ids are lower-case hex):
+  id, name, role, kind       who this is
+  sim_s                      medium time now (simulation; node clock on a board), s
+  up_s                       node clock since boot, s
+  last_new_s                 medium time when the latest new peer was verified
+  peers: [[id, kind, flags, score, hops (255 = unknown), next_hop or null,
+           rssi or null, snr or null, rtt_ms or null, age_s, succ, fail, invalid], ...]
+  known                      number of verified peers (have a signed record)
+  bans: [[id, remaining_s (-1 permanent, 0 expired/history), repeats, reason], ...]
+  airtime: {tx_ms, used_ms, budget_ms, bg_used_ms, bg_budget_ms, announce_interval_s}
+  queue: {len, pushed, sent, dropped, expired}  (per-priority lists: control, blocks, gossip)
+  heap: {free, alloc, min_free}                 bytes (null on CPython)
+  counters: {...}                               receive/transmit/drop counters
+  gateway                    preferred gateway id or null
+"""
+
+import gc
+import json
+from binascii import hexlify
+
+PREFIX = "STATUS "
+
+
+def _hex(b):
+    return None if b is None else hexlify(b).decode()
+
+
+def heap():
+    """(free, alloc) bytes of the GC heap, or (None, None) on CPython."""
+    try:
+        return gc.mem_free(), gc.mem_alloc()
+    except AttributeError:
+        return None, None
+
+
+def build(node):
+    """The status dict of `node` (a loranode.node.Node)."""
+    mono = node.clock.now()
+    t = node.ticks(mono)
+    peers = []
+    known = 0
+    pt = node.peers
+    for s in pt.slots():
+        e = pt.entry(s, t)
+        if node.rec_id[s] == e[0]:
+            known += 1
+        peers.append(
+            [
+                _hex(e[0]),
+                e[1],
+                e[2],
+                e[3],
+                e[8],
+                _hex(e[9]),
+                e[5],
+                e[6],
+                e[7],
+                e[10] // 1000,
+                e[11],
+                e[12],
+                e[13],
+            ]
+        )
+    bans = []
+    for nid, rem, rep, why in node.bans.dump(t):
+        bans.append([_hex(nid), rem if rem <= 0 else (rem + 999) // 1000, rep, why])
+    free, alloc = heap()
+    q = node.txq
+    a = node.airtime(mono)
+    return {
+        "id": _hex(node.id),
+        "name": node.name,
+        "role": node.role,
+        "kind": node.kind,
+        "sim_s": node.sim_s(mono),
+        "up_s": round(mono / 1000, 3),
+        "last_new_s": node.last_new_s,
+        "known": known,
+        "peers": peers,
+        "bans": bans,
+        "airtime": a,
+        "queue": {
+            "len": len(q),
+            "pushed": q.pushed,
+            "sent": q.sent,
+            "dropped": q.dropped,
+            "expired": q.expired,
+        },
+        "heap": {"free": free, "alloc": alloc, "min_free": node.min_free},
+        "counters": node.c,
+        "gateway": _hex(node.best_gateway()),
+    }
+
+
+def line(node):
+    return PREFIX + json.dumps(build(node))
+
+
+def emit(node, out=None):
+    """Print the status line (flushing stdout where the runtime allows)."""
+    text = line(node)
+    if out is not None:
+        out(text)
+        return
+    print(text)
+    try:
+        import sys
+
+        sys.stdout.flush()
+    except AttributeError:
+        pass

@@ -1,0 +1,604 @@
+"""Launch a simulated mesh: a meshsim medium plus N unix-port firmware nodes.
+
+`launch(n, topology, workdir, speed, seed, ...)` (or `Mesh(...).start()`):
+  * writes the topology (`line`, `grid`, `random`, a Topology, or a JSON file path)
+    to workdir/topology.json and starts `python -m tools.meshsim` on an ephemeral port;
+  * per node i (topology name n<i>): workdir/<name>/config.json, validated with the
+    firmware's own loranode.config (imported on CPython from firmware/), a shared random
+    network key, and the node's "node" runtime section; the node creates its key.bin on
+    first boot in its directory (its cwd);
+  * starts `micropython -X heapsize=H firmware/main.py config.json` per node
+    (MICROPYPATH=shared:firmware:.frozen), one reader thread per process collecting
+    `STATUS ` lines (the latest per node) and the last lines of other output;
+  * `request_status()` writes `status` to every node's stdin; `wait_until(pred)` polls
+    until a predicate over the statuses holds; `converged()` says whether every node
+    has verified the record of every other node;
+  * `stop()` ends every process it started: `quit` on stdin, then SIGINT, then SIGKILL
+    after a timeout -- nodes first, the medium last; it is idempotent and also runs
+    from `__exit__` and at interpreter exit, so no process is orphaned.
+
+CLI: `python -m tools.meshsim.launcher --nodes 10 --topology line --speed 10`
+prints a progress line while the mesh converges, then the convergence time and the
+airtime of every node, and exits 0 (1 if it did not converge in --timeout seconds).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import topology as topo_mod
+from .topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+SHARED = ROOT / "shared"
+MAIN = FIRMWARE / "main.py"
+VERIFIED = 0x10  # loranode.peers.VERIFIED
+STATUS_PREFIX = "STATUS "
+DEFAULT_HEAP = "512K"
+FREQ_HZ = 868_100_000
+KEEP_LINES = 200
+
+
+def _firmware_config() -> Any:
+    """loranode.config, imported on CPython from firmware/ (it runs on both runtimes)."""
+    for p in (str(FIRMWARE), str(SHARED)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    from loranode import config
+
+    return config
+
+
+def micropython_binary() -> str:
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    venv = ROOT / ".venv" / "bin" / "micropython"
+    if venv.exists():
+        return str(venv)
+    return "micropython"
+
+
+def make_topology(spec: str | Path | Topology, n: int, seed: int = 0) -> Topology:
+    """A Topology from a generator name, a file path or a Topology (n nodes n0..)."""
+    if isinstance(spec, Topology):
+        return spec
+    if spec == "line":
+        return topo_mod.line(n)
+    if spec == "grid":
+        return topo_mod.grid(n)
+    if spec == "random":
+        return topo_mod.random(n, seed=seed, area=4500.0 * max(1.0, (n / 4) ** 0.5))
+    return topo_mod.load(spec)
+
+
+def hops_diameter(topology: Topology, sf: int) -> int | None:
+    """Longest shortest path (in links) between two nodes; None if disconnected."""
+    names = sorted(topology.nodes)
+    nb = {a: topology.neighbours(a, sf) for a in names}
+    worst = 0
+    for a in names:
+        dist = {a: 0}
+        frontier = [a]
+        while frontier:
+            nxt = []
+            for x in frontier:
+                for y in nb[x]:
+                    if y not in dist:
+                        dist[y] = dist[x] + 1
+                        nxt.append(y)
+            frontier = nxt
+        if len(dist) != len(names):
+            return None
+        worst = max(worst, max(dist.values()))
+    return worst
+
+
+class NodeProc:
+    """One unix-port node process and what it printed."""
+
+    def __init__(self, index: int, name: str, directory: Path) -> None:
+        self.index = index
+        self.name = name
+        self.dir = directory
+        self.config_path = directory / "config.json"
+        self.proc: subprocess.Popen[str] | None = None
+        self.node_id: str | None = None
+        self.status: dict[str, Any] | None = None
+        self.status_count = 0
+        self.lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self.cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            with self.cond:
+                if line.startswith(STATUS_PREFIX):
+                    try:
+                        self.status = json.loads(line[len(STATUS_PREFIX) :])
+                    except ValueError:
+                        self.lines.append(line[:200])
+                    else:
+                        self.status_count += 1
+                else:
+                    if line.startswith("NODE ") and len(line.split()) >= 2:
+                        self.node_id = line.split()[1]
+                    self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def start(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.dir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+
+    def send(self, command: str) -> bool:
+        p = self.proc
+        if p is None or p.poll() is not None or p.stdin is None:
+            return False
+        try:
+            p.stdin.write(command + "\n")
+            p.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def wait_id(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.node_id is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.running:
+                    break
+                self.cond.wait(min(left, 0.2))
+        if self.node_id is None:
+            raise RuntimeError(f"node {self.name} did not start:\n" + "\n".join(self.lines))
+        return self.node_id
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """quit on stdin, then SIGINT, then SIGKILL (the whole process group)."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            self.send("quit")
+            try:
+                p.wait(timeout / 2)
+            except subprocess.TimeoutExpired:
+                _signal_group(p, signal.SIGINT)
+                try:
+                    p.wait(timeout / 2)
+                except subprocess.TimeoutExpired:
+                    _signal_group(p, signal.SIGKILL)
+                    p.wait(5)
+        if p.stdin is not None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        if self._reader is not None:
+            self._reader.join(2)
+        return p.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye (a power cut)."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            _signal_group(p, signal.SIGKILL)
+            p.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+
+    def known_ids(self) -> set[str]:
+        s = self.status
+        if not s:
+            return set()
+        return {p[0] for p in s.get("peers", []) if p[2] & VERIFIED}
+
+
+def _signal_group(p: subprocess.Popen[str], sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+_LIVE: set[Mesh] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for mesh in list(_LIVE):
+        mesh.stop()
+
+
+class Mesh:
+    """A medium and N nodes (see the module docstring)."""
+
+    def __init__(
+        self,
+        n: int,
+        topology: str | Path | Topology = "line",
+        workdir: str | Path | None = None,
+        speed: float = 10.0,
+        seed: int = 0,
+        *,
+        heap: str = DEFAULT_HEAP,
+        sf: int = 7,
+        announce_min_s: int = 30,
+        announce_max_s: int = 600,
+        status_interval_s: int = 0,
+        node_options: dict[str, Any] | None = None,
+        capacities: dict[str, int] | None = None,
+        network_key: str | None = None,
+    ) -> None:
+        if n < 1:
+            raise ValueError("need at least one node")
+        self.n = n
+        self.topology = make_topology(topology, n, seed)
+        if len(self.topology.nodes) < n:
+            raise ValueError(f"topology has {len(self.topology.nodes)} nodes, need {n}")
+        self.names = sorted(self.topology.nodes, key=_natural)[:n]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="meshsim-")
+            workdir = self._tmp.name
+        self.workdir = Path(workdir)
+        self.speed = speed
+        self.seed = seed
+        self.heap = heap
+        self.sf = sf
+        self.announce = (announce_min_s, announce_max_s)
+        self.status_interval_s = status_interval_s
+        self.node_options = dict(node_options or {})
+        self.capacities = dict(capacities or {})
+        self.network_key = network_key or os.urandom(32).hex()
+        self.medium: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.medium_lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self.nodes = [NodeProc(i, nm, self.workdir / nm) for i, nm in enumerate(self.names)]
+        self.started_at = 0.0
+
+    # -- configuration -------------------------------------------------------
+
+    def config_for(self, node: NodeProc) -> dict[str, Any]:
+        raw: dict[str, Any] = {
+            "board": "heltec-v3",
+            "region": "EU868",
+            "frequency_hz": FREQ_HZ,
+            "sf": self.sf,
+            "bandwidth_hz": 125000,
+            "network_key": self.network_key,
+            "announce_interval_min_s": self.announce[0],
+            "announce_interval_max_s": self.announce[1],
+            "sim": {"medium_host": "127.0.0.1", "medium_port": self.port, "name": node.name},
+        }
+        if self.capacities:
+            raw["capacities"] = dict(self.capacities)
+        opts = {"status_interval_s": self.status_interval_s}
+        opts.update(self.node_options)
+        _firmware_config().validate(dict(raw))  # the board's own check, before any process
+        raw["node"] = opts
+        return raw
+
+    def write_configs(self) -> None:
+        for node in self.nodes:
+            node.dir.mkdir(parents=True, exist_ok=True)
+            node.config_path.write_text(json.dumps(self.config_for(node), indent=1) + "\n")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f"{SHARED}:{FIRMWARE}:.frozen"
+        env["PYTHONPATH"] = f"{ROOT}:{SHARED}"
+        return env
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start_medium(self, timeout: float = 20.0) -> int:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "topology.json"
+        self.topology.save(path)
+        argv = [sys.executable, "-m", "tools.meshsim", "--topology", str(path), "--port", "0"]
+        argv += ["--speed", str(self.speed), "--seed", str(self.seed)]
+        self.medium = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        _LIVE.add(self)
+        assert self.medium.stdout is not None
+        ready = threading.Event()
+
+        def read(stream: Any) -> None:
+            for raw in stream:
+                line = raw.rstrip("\n")
+                self.medium_lines.append(line)
+                if line.startswith("meshsim listening on"):
+                    self.port = int(line.split(":")[-1].split()[0])
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, args=(self.medium.stdout,), daemon=True).start()
+        if not ready.wait(timeout) or not self.port:
+            self.stop()
+            raise RuntimeError("medium did not start:\n" + "\n".join(self.medium_lines))
+        return self.port
+
+    def node_argv(self, node: NodeProc) -> list[str]:
+        return [micropython_binary(), "-X", f"heapsize={self.heap}", str(MAIN), "config.json"]
+
+    def start_node(self, i: int, timeout: float = 20.0) -> str:
+        node = self.nodes[i]
+        if node.running:
+            raise RuntimeError(f"node {node.name} is already running")
+        node.node_id = None
+        node.status = None
+        node.start(self.node_argv(node), self.env())
+        return node.wait_id(timeout)
+
+    def start(self) -> Mesh:
+        try:
+            self.start_medium()
+            self.write_configs()
+            for node in self.nodes:
+                node.start(self.node_argv(node), self.env())
+            for node in self.nodes:
+                node.wait_id(30.0)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = time.monotonic()
+        return self
+
+    def stop_node(self, i: int, timeout: float = 5.0) -> int | None:
+        return self.nodes[i].stop(timeout)
+
+    def restart_node(self, i: int, timeout: float = 20.0) -> str:
+        self.stop_node(i)
+        return self.start_node(i, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every node, then the medium. Safe to call twice."""
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.send("quit")
+        for node in self.nodes:
+            node.stop(timeout)
+        m = self.medium
+        if m is not None and m.poll() is None:
+            _signal_group(m, signal.SIGINT)
+            try:
+                m.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(m, signal.SIGKILL)
+                m.wait(5)
+        _LIVE.discard(self)
+
+    def pids(self) -> list[int]:
+        out = [n.proc.pid for n in self.nodes if n.proc is not None]
+        if self.medium is not None:
+            out.append(self.medium.pid)
+        return out
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    # -- statuses ---------------------------------------------------------------
+
+    def request_status(self, wait: float = 5.0) -> list[dict[str, Any] | None]:
+        """Ask every running node for a status line; wait for the answers."""
+        before = [n.status_count for n in self.nodes]
+        asked = [n.send("status") for n in self.nodes]
+        deadline = time.monotonic() + wait
+        for node, b, a in zip(self.nodes, before, asked, strict=True):
+            if not a:
+                continue
+            with node.cond:
+                while node.status_count == b and node.running:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    node.cond.wait(min(left, 0.2))
+        return [n.status for n in self.nodes]
+
+    def statuses(self) -> list[dict[str, Any] | None]:
+        return [n.status for n in self.nodes]
+
+    def ids(self) -> list[str]:
+        return [n.node_id or "" for n in self.nodes]
+
+    def converged(self) -> bool:
+        """Every node has verified the record of every other node (latest statuses)."""
+        ids = set(self.ids())
+        for node in self.nodes:
+            if node.node_id is None or not (ids - {node.node_id}) <= node.known_ids():
+                return False
+        return True
+
+    def knowledge(self) -> int:
+        """Sum over nodes of verified other nodes (n*(n-1) when converged)."""
+        ids = set(self.ids())
+        return sum(len(n.known_ids() & (ids - {n.node_id})) for n in self.nodes)
+
+    def wait_until(
+        self,
+        predicate: Callable[[Mesh], bool],
+        timeout: float,
+        poll: float = 0.5,
+        progress: Callable[[Mesh], None] | None = None,
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.request_status()
+            if predicate(self):
+                return True
+            if progress is not None:
+                progress(self)
+            if time.monotonic() >= deadline:
+                return False
+            dead = [n.name for n in self.nodes if not n.running]
+            if dead:
+                raise RuntimeError(f"nodes exited: {dead}\n" + self.tail(dead[0]))
+            time.sleep(poll)
+
+    def tail(self, name: str) -> str:
+        for n in self.nodes:
+            if n.name == name:
+                return "\n".join(list(n.lines)[-30:])
+        return ""
+
+    def convergence_s(self) -> float | None:
+        """Simulated seconds from the last node's start to the last new peer verified."""
+        sts = [s for s in self.statuses() if s]
+        if len(sts) != self.n or any(s.get("last_new_s") is None for s in sts):
+            return None
+        t0 = max(s["sim_s"] - s["up_s"] for s in sts)
+        return max(s["last_new_s"] for s in sts) - t0
+
+    def airtime(self) -> dict[str, int]:
+        """Airtime (ms) each node has transmitted, from the latest statuses."""
+        out = {}
+        for node in self.nodes:
+            s = node.status
+            out[node.name] = s["airtime"]["tx_ms"] if s else -1
+        return out
+
+    def iter_status(self) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        for node in self.nodes:
+            yield node.name, node.status
+
+
+def _natural(name: str) -> tuple[str, int]:
+    head = name.rstrip("0123456789")
+    tail = name[len(head) :]
+    return (head, int(tail) if tail else -1)
+
+
+def launch(
+    n: int,
+    topology: str | Path | Topology = "line",
+    workdir: str | Path | None = None,
+    speed: float = 10.0,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Mesh:
+    """Start a medium and n nodes; returns the running Mesh (call stop() or use `with`)."""
+    return Mesh(n, topology, workdir, speed, seed, **kwargs).start()
+
+
+def run_convergence(mesh: Mesh, timeout: float, echo: Callable[[str], None] | None = None) -> bool:
+    """Wait for convergence, echoing a progress line; True if it converged."""
+    total = mesh.n * (mesh.n - 1)
+
+    def progress(m: Mesh) -> None:
+        if echo is not None:
+            wall = time.monotonic() - m.started_at
+            echo(f"converging: {m.knowledge()}/{total} peer records known, {wall:.1f}s wall")
+
+    return mesh.wait_until(lambda m: m.converged(), timeout, progress=progress)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nodes", "n", default=10, show_default=True, type=click.IntRange(1, 64))
+@click.option("--topology", default="line", show_default=True, help="line, grid, random or FILE.")
+@click.option("--speed", default=10.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="micropython -X heapsize.")
+@click.option("--sf", default=7, show_default=True, type=click.IntRange(7, 12))
+@click.option("--timeout", default=120.0, show_default=True, help="Wall seconds to wait.")
+@click.option("--workdir", default=None, help="Keep node files here (default: a temp dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
+def main(
+    n: int,
+    topology: str,
+    speed: float,
+    seed: int,
+    heap: str,
+    sf: int,
+    timeout: float,
+    workdir: str | None,
+    as_json: bool,
+) -> None:
+    """Launch a simulated mesh of unix-port nodes and wait until it converges."""
+    try:
+        mesh = Mesh(n, topology, workdir, speed, seed, heap=heap, sf=sf)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with mesh:
+            diameter = hops_diameter(mesh.topology, sf)
+            click.echo(f"{n} nodes, topology {topology} (diameter {diameter} hops), speed {speed}")
+            ok = run_convergence(mesh, timeout, lambda s: click.echo(s, err=True))
+            conv = mesh.convergence_s()
+            air = mesh.airtime()
+            result = {"converged": ok, "convergence_s": conv, "airtime_ms": air}
+            if as_json:
+                click.echo(json.dumps(result, sort_keys=True))
+            else:
+                state = "converged" if ok else "did NOT converge"
+                click.echo(f"{state}: convergence {conv if conv is None else round(conv, 1)} s")
+                for name, ms in air.items():
+                    click.echo(f"  {name}: airtime {ms} ms")
+    except KeyboardInterrupt:
+        click.echo("interrupted; stopped every process", err=True)
+        sys.exit(130)
+    except RuntimeError as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m tools.meshsim.launcher")
