@@ -78,6 +78,7 @@ from loragate.session import (
 from loragate.store import AsyncStore
 from loragate.transport import FrameStream
 from loragate.view import (
+    AirtimeInfo,
     BanInfo,
     PeerInfo,
     StatusInfo,
@@ -247,6 +248,7 @@ class PeerManager:
         self._scores: OrderedDict[str, PeerScore] = OrderedDict()
         self._dirty_scores: set[str] = set()
         self._mesh: OrderedDict[bytes, MeshPeer] = OrderedDict()
+        self.mesh_side: Any = None  # loragate.mesh.MeshSide when a bridge is configured
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -1184,9 +1186,20 @@ class PeerManager:
             addrman_tried=self.book.tried_count,
             bans_active=sum(1 for b in self.banman.bans() if b.active(now)),
             relayed=dict(self.relay.relayed),
-            airtime=None,
+            airtime=self._airtime(),
             database=str(self.cfg.db_path),
         )
+
+    def _airtime(self) -> AirtimeInfo | None:
+        """The bridge's duty-cycle figures (None without a bridge or before its stats)."""
+        side = self.mesh_side
+        if side is None:
+            return None
+        b = side.link.budget()
+        used, budget = b.get("airtime_used_ms"), b.get("airtime_budget_ms")
+        if used is None or budget is None:
+            return None
+        return AirtimeInfo(used_ms=float(used), budget_ms=float(budget), window_s=3600.0)
 
     async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo:
         parsed = parse_target(check_target(target))
@@ -1262,8 +1275,26 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, done.set)
             handled.append(sig)
+    mesh: Any = None
+    from loragate.discovery import Discovery
+
+    def discovered(addrs: list[tuple[str, int]], source: str | None, kind: str) -> None:
+        manager.add_addresses(addrs, source, kind)
+
+    discovery = Discovery(
+        cfg,
+        discovered,
+        identity.hex_id(),
+        cfg.listen_port,
+        book_size=lambda: len(manager.book),
+    )
     try:
         await manager.start()
+        await discovery.start()
+        if cfg.serial_port:
+            from loragate.mesh import start_mesh  # mesh imports this module
+
+            mesh = manager.mesh_side = await start_mesh(cfg, manager)
         await control.start()
         if metrics is not None and cfg.metrics_port:
             port = metrics.start_http(cfg.metrics_host, cfg.metrics_port)
@@ -1274,6 +1305,11 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         for sig in handled:
             loop.remove_signal_handler(sig)
         await control.close()
+        await discovery.stop()
+        if mesh is not None:
+            manager.mesh_side = None
+            with contextlib.suppress(Exception):
+                await mesh.close()
         await manager.stop()
         if metrics is not None:
             with contextlib.suppress(Exception):
