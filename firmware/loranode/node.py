@@ -15,6 +15,32 @@ Receive path (cheapest checks first; docs/AUTH.md "Receiving a frame"):
      verdict decides attribution (bad signature under a link tag = the sender's fault).
   5. Known source heard -> liveness, RSSI/SNR (direct frames only) and valid count.
 
+Per-source flood limit (FloodTable): after the ban, own-id and not-for-me checks (all
+header-only, so a frame we discard for free costs its source nothing) and before any
+tag work, every frame takes one token from its source's bucket (`flood_rate_per_min`
+tokens per node-clock minute, at most `flood_burst`; 0 disables the limit). The table
+holds PEERS buckets, preallocated; an unknown source takes the least recently used
+bucket (`flood_evicted`) and starts full. A frame over the limit is dropped
+(`dropped_flood`). Attribution: the header's source is only a claim and anyone can
+spend a victim's tokens with forged frames, so points are charged only when the
+over-limit frame itself proves its origin: it carries the LINK flag, is addressed to
+us, its pairwise tag verifies (one HMAC; the key comes from the LinkKeyCache, derived
+only for a peer whose signed record we hold) and its sequence is fresh in the source's
+link replay window (a recorded frame replayed by a third party is no evidence). Such a
+frame adds FLOOD points (`flood_points`). Network-tagged or relayed floods are dropped
+and counted, never charged. Forged frames under a victim's id can drain its bucket
+here (a per-source limit before authentication cannot avoid that), but never get it
+banned.
+
+FRAGMENT frames (lorawire.fragment.Reassembler, `capacities.reassembly` slots, each
+message at most fragment.max_message() bytes and REASM_TIMEOUT_MS old): a complete
+message is decoded and dispatched as if it had arrived whole (its header fields are
+those of the completing fragment; an ANNOUNCE rebuilt from fragments is not relayed
+again: the fragments themselves were). It is attributed only if every fragment carried
+a valid link tag (tracked per reassembly slot). Refusals (ReassemblyError) add
+MALFORMED points to `.source` only when attributed that way and only for the sender's
+faults (malformed, oversize, inconsistent); `busy` and `quota` are our capacity.
+
 Routing facts kept per peer (PeerTable hops / next_hop):
   hops = the hop_count of the frame that carried its record (0 = direct neighbour);
   HOPS_UNKNOWN (255) = learned by peer exchange only. next_hop = the peer itself for a
@@ -71,12 +97,14 @@ from loranode import bans as bn
 from loranode.announce import AnnounceScheduler, rand
 from loranode.app import APP_TYPES, App, Port
 from loranode.clock import TICKS_PERIOD, ticks_diff, ticks_ms
+from loranode.constants import PEERS, REASSEMBLY, new_index
 from loranode.peers import KIND_GATEWAY, NEXT_HOP, PeerTable
 from loranode.persist import read_file, write_atomic
 from loranode.score import Scorer
 from loranode.seen import SeenRing
 from loranode.txqueue import BLOCKS, CONTROL, GOSSIP, TxQueue
 from lorawire import auth, regions
+from lorawire import fragment as fg
 from lorawire import frame as fr
 from lorawire import messages as msg
 from lorawire import record as rc
@@ -103,6 +131,10 @@ GOSSIP_MAX_AGE_MS = 600000
 BLOCKS_MAX_AGE_MS = 1200000
 ATTR_RING = 8  # recent (source, attributed) deliveries, for report_invalid
 KIND_NAMES = ("full", "light", "gateway", "mesh")
+FLOOD_RATE_PER_MIN = 20  # frames a source may send per node-clock minute (LoRa is slow)
+FLOOD_BURST = 10  # frames a silent source may send at once
+FLOOD_COST = 60000  # one frame in bucket units (1 unit = 1 ms at 1 frame/minute)
+REASM_TIMEOUT_MS = fg.DEFAULT_TIMEOUT_MS
 
 _STATE_MAGIC = b"LCS\x01"
 _STATE_FMT = ">HI"
@@ -142,6 +174,13 @@ _COUNTERS = (
     "points",
     "bans",
     "invalid_reported",
+    "dropped_flood",
+    "flood_points",
+    "flood_evicted",
+    "frag_rx",
+    "frag_done",
+    "frag_rejected",
+    "frag_points",
 )
 
 OPTION_DEFAULTS = {
@@ -153,6 +192,8 @@ OPTION_DEFAULTS = {
     "pex_interval_s": 0,  # 0: the announce minimum
     "ping_interval_s": 0,  # 0: four times the announce minimum
     "stdin": True,
+    "flood_rate_per_min": FLOOD_RATE_PER_MIN,  # 0: no per-source limit
+    "flood_burst": FLOOD_BURST,
 }
 
 
@@ -189,6 +230,8 @@ def options(d):
         out[k] = v
     if out["hop_limit"] > fr.MAX_HOPS:
         raise OptionError("config: node.hop_limit=%d is outside 0..15" % out["hop_limit"])
+    if out["flood_rate_per_min"] and out["flood_burst"] < 1:
+        raise OptionError("config: node.flood_burst must be at least 1")
     if out["kind"] not in KIND_NAMES:
         raise OptionError("config: node.kind=%r is not one of %s" % (out["kind"], KIND_NAMES))
     return out
@@ -218,6 +261,88 @@ class Clock:
     def wall_ms(self, sim_ms):
         """Real ms that `sim_ms` of node time takes."""
         return sim_ms * 1000 // self.milli
+
+
+class FloodTable:
+    """Per-source token buckets in preallocated parallel lists (see the module docstring).
+
+    Units: a bucket holds up to burst * FLOOD_COST; it refills `rate` units per ms
+    (rate frames per minute) and a frame costs FLOOD_COST. Times are node-clock ms.
+    """
+
+    def __init__(self, capacity=PEERS, rate_per_min=FLOOD_RATE_PER_MIN, burst=FLOOD_BURST):
+        self.capacity = capacity
+        self.rate = rate_per_min
+        self.full = burst * FLOOD_COST
+        self.ids = [None] * capacity
+        self.credit = [0] * capacity
+        self.t = [0] * capacity  # last frame seen (LRU key)
+        self.index = new_index(capacity)
+        self.count = 0
+        self.evicted = 0
+
+    def __len__(self):
+        return self.count
+
+    def _victim(self):
+        best = 0
+        for i in range(self.capacity):
+            if self.ids[i] is None:
+                return i
+            if self.t[i] < self.t[best]:
+                best = i
+        return best
+
+    def allow(self, src, now):
+        """Take one token from src's bucket; False when it is empty (over the limit)."""
+        if self.rate <= 0:
+            return True
+        i = self.index.get(src)
+        if i is None:
+            i = self._victim()
+            old = self.ids[i]
+            if old is None:
+                self.count += 1
+            else:
+                del self.index[old]
+                self.evicted += 1
+            self.ids[i] = src
+            self.index[src] = i
+            self.credit[i] = self.full
+        else:
+            d = now - self.t[i]
+            if d > 0:
+                room = self.full - self.credit[i]
+                if d >= room // self.rate + 1:
+                    self.credit[i] = self.full
+                else:
+                    self.credit[i] += d * self.rate
+        self.t[i] = now
+        if self.credit[i] >= FLOOD_COST:
+            self.credit[i] -= FLOOD_COST
+            return True
+        return False
+
+    def forget(self, src):
+        i = self.index.get(src)
+        if i is not None:
+            del self.index[src]
+            self.ids[i] = None
+            self.count -= 1
+
+
+class _Inner:
+    """An accepted message rebuilt from fragments, shaped like an auth.Verdict."""
+
+    __slots__ = ("frame", "value", "attributed")
+    kind = auth.ACCEPT
+    accepted = True
+    reason = None
+
+    def __init__(self, frame, value, attributed):
+        self.frame = frame
+        self.value = value
+        self.attributed = attributed
 
 
 class Node:
@@ -268,6 +393,11 @@ class Node:
         self.seen = SeenRing(cap["seen"])
         self.replay = ReplayTable(n)
         self.link_keys = auth.LinkKeyCache(identity, cap["key_cache"], self._public_of)
+        self.flood = FloodTable(n, opts["flood_rate_per_min"], opts["flood_burst"])
+        nr = cap.get("reassembly", REASSEMBLY)
+        self.reasm = fg.Reassembler(nr, REASM_TIMEOUT_MS, fg.max_message())
+        self.frag_ok = bytearray(nr)  # every fragment so far in that slot was link-tagged
+        self.gc_heap = None  # (free, alloc) right after the last `gc` command
         self.txq = TxQueue(cap["txqueue"], max_age_ms=(None, BLOCKS_MAX_AGE_MS, GOSSIP_MAX_AGE_MS))
         self.duty = DutyCycle(cfg["region"])
         amin = cfg["announce_interval_min_s"]
@@ -469,6 +599,14 @@ class Node:
         ):
             c["not_for_me"] += 1
             return
+        ok = self.flood.allow(src, mono)
+        c["flood_evicted"] = self.flood.evicted
+        if not ok:
+            c["dropped_flood"] += 1
+            if flags & fr.FLAG_LINK and self._proves_origin(data, src):
+                c["flood_points"] += 1
+                self.misbehaved(src, bn.FLOOD, t)
+            return
         v = auth.open_frame(data, self.net_key, self.link_keys, self.replay, self.id)
         if not v.accepted:
             self._dropped(v, t)
@@ -481,13 +619,37 @@ class Node:
         s = self.peers.find(src)
         if s >= 0:
             self.peers.heard(src, t, rssi, snr, f.hop_count, src if direct else None)
+        self._dispatch(v, data, rssi, snr, t, mono)
+
+    def _proves_origin(self, data, src):
+        """A LINK frame to us whose pairwise tag verifies and whose sequence is fresh:
+        only `src` can have sent it (flood attribution; no body decode)."""
+        try:
+            f = fr.decode(data)
+        except DecodeError:
+            return False
+        if f.dest != self.id:
+            return False
+        key = self.link_keys.get(src)
+        if key is None or not auth.check(key, fr.tagged_region(data), f.tag):
+            return False
+        return self.replay.check_and_update(src + b"L", f.seq)
+
+    def _dispatch(self, v, data, rssi, snr, t, mono, whole=True):
+        """Act on an accepted message; `whole` False for one rebuilt from fragments
+        (`data` is then None: nothing to relay)."""
+        f = v.frame
+        src = f.source
         mt = f.type
         to_me = f.dest is None or f.dest == self.id
         if mt == msg.ANNOUNCE:
             self._on_announce(v, data, rssi, snr, t, mono)
             return
         if to_me:
-            if mt == msg.PEX_REQUEST and f.dest is not None:
+            if mt == msg.FRAGMENT:
+                if whole:
+                    self._on_fragment(v, rssi, snr, t, mono)
+            elif mt == msg.PEX_REQUEST and f.dest is not None:
                 self._on_pex_request(v, t, mono)
             elif mt == msg.PEX_RESPONSE:
                 self._on_pex_response(v, rssi, snr, t, mono)
@@ -499,8 +661,52 @@ class Node:
                 self._answered(src, 1, v.value[0], t, mono)
             elif mt in APP_TYPES:
                 self._deliver(v, mono)
-        if f.dest != self.id:
+        if whole and f.dest != self.id:
             self._maybe_relay(f, data, mt)
+
+    def _frag_slot(self, src, msg_id):
+        i = 0
+        for sl in self.reasm.slots:
+            if sl.source == src and sl.msg_id == msg_id:
+                return i
+            i += 1
+        return -1
+
+    def _on_fragment(self, v, rssi, snr, t, mono):
+        c = self.c
+        c["frag_rx"] += 1
+        f = v.frame
+        src = f.source
+        msg_id = v.value[0]  # the body passed fragment.check_fields in open_frame
+        i = self._frag_slot(src, msg_id)
+        ok = bool(v.attributed) and (i < 0 or self.frag_ok[i] == 1)
+        try:
+            whole = self.reasm.add(src, v.value, mono)
+        except fg.ReassemblyError as e:
+            c["frag_rejected"] += 1
+            if ok and e.reason not in (fg.BUSY, fg.QUOTA):
+                c["frag_points"] += 1
+                self.misbehaved(bytes(e.source), bn.MALFORMED, t)
+            return
+        if whole is None:
+            j = self._frag_slot(src, msg_id)
+            if j >= 0:
+                self.frag_ok[j] = 1 if ok else 0
+            return
+        c["frag_done"] += 1
+        try:
+            mt, body = msg.parse_fragment_payload(whole)
+            value = msg.decode_body(mt, body)
+        except DecodeError:  # UnknownType included
+            c["frag_rejected"] += 1
+            if ok:
+                c["frag_points"] += 1
+                self.misbehaved(src, bn.MALFORMED, t)
+            return
+        inner = fr.Frame(
+            mt, src, f.seq, f.dest, f.flags, hop_limit=f.hop_limit, hop_count=f.hop_count
+        )
+        self._dispatch(_Inner(inner, value, ok), None, rssi, snr, t, mono, False)
 
     def _dropped(self, v, t):
         reason = v.reason or "unknown"
@@ -525,6 +731,7 @@ class Node:
                 self.rec_enc[s] = None
                 self.peers.remove(node_id)
             self.link_keys.forget(node_id)
+            self.flood.forget(node_id)
         return banned
 
     def _check_record(self, v, value, expected, t):
@@ -630,6 +837,7 @@ class Node:
         self._admit(rec, t, mono, rssi, snr, f.hop_count, rec.id if direct else None)
         if (
             self.relay
+            and data is not None
             and f.hop_count < f.hop_limit
             and self.seen.check_and_add(rec.id, rec.seq & 0x7FFFFFFF)
         ):
@@ -1039,6 +1247,7 @@ class Node:
             self._ping_due = mono + self.ping_ms * 3 // 4 + rand(self.ping_ms // 2 + 1)
         self._expire_pending(mono, t)
         self.txq.expire(mono)
+        self.reasm.expire(mono)
         self.bans.maybe_save(t)
         if mono >= self._age_due:
             self.peers.age_out(t)
@@ -1095,6 +1304,10 @@ class Node:
             elif cmd == "gc":
                 gc.collect()
                 self.sample_heap()
+                try:
+                    self.gc_heap = (gc.mem_free(), gc.mem_alloc())
+                except AttributeError:
+                    pass
 
     async def run(self):
         """Run until `running` turns False (stdin `quit`) or the task is cancelled."""

@@ -11,7 +11,10 @@ Fields (ids are lower-case hex):
   bans: [[id, remaining_s (-1 permanent, 0 expired/history), repeats, reason], ...]
   airtime: {tx_ms, used_ms, budget_ms, bg_used_ms, bg_budget_ms, announce_interval_s}
   queue: {len, pushed, sent, dropped, expired}  (per-priority lists: control, blocks, gossip)
-  heap: {free, alloc, min_free}                 bytes (null on CPython)
+  heap: {free, alloc, min_free, gc_free, gc_alloc}  bytes (null on CPython); gc_* were
+                             sampled right after gc.collect() by the last stdin `gc`
+  tables: {name: [len, capacity], ...}          peers, bans, seen, key_cache, txqueue,
+                             reassembly (live slots), flood (per-source buckets)
   counters: {...}                               receive/transmit/drop counters
   gateway                    preferred gateway id or null
 """
@@ -33,6 +36,26 @@ def heap():
         return gc.mem_free(), gc.mem_alloc()
     except AttributeError:
         return None, None
+
+
+def _size(obj, attr):
+    x = getattr(obj, attr, None)
+    return None if x is None else [len(x), x.capacity]
+
+
+def tables(node):
+    """[len, capacity] of each fixed table (null where this node lacks one)."""
+    out = {
+        "peers": _size(node, "peers"),
+        "bans": _size(node, "bans"),
+        "seen": _size(node, "seen"),
+        "key_cache": _size(node, "link_keys"),
+        "txqueue": _size(node, "txq"),
+        "flood": _size(node, "flood"),
+    }
+    ra = getattr(node, "reasm", None)
+    out["reassembly"] = None if ra is None else [ra.live_slots(), len(ra.slots)]
+    return out
 
 
 def build(node):
@@ -67,6 +90,7 @@ def build(node):
     for nid, rem, rep, why in node.bans.dump(t):
         bans.append([_hex(nid), rem if rem <= 0 else (rem + 999) // 1000, rep, why])
     free, alloc = heap()
+    gh = getattr(node, "gc_heap", None)
     q = node.txq
     a = node.airtime(mono)
     return {
@@ -88,7 +112,14 @@ def build(node):
             "dropped": q.dropped,
             "expired": q.expired,
         },
-        "heap": {"free": free, "alloc": alloc, "min_free": node.min_free},
+        "heap": {
+            "free": free,
+            "alloc": alloc,
+            "min_free": node.min_free,
+            "gc_free": None if gh is None else gh[0],
+            "gc_alloc": None if gh is None else gh[1],
+        },
+        "tables": tables(node),
         "counters": node.c,
         "gateway": _hex(node.best_gateway()),
     }
