@@ -47,7 +47,7 @@ pytest: venv
 test: lint mpy typecheck pytest
 
 run: venv
-	$(BIN)/loragate --help
+	$(BIN)/python -m tools.demo
 
 bench: venv
 	$(BIN)/python -m tools.bench

@@ -9,6 +9,8 @@ state directory, hop limit, relay, record kind, PEX/ping intervals, stdin comman
 A bad config prints one line and exits with status 2. State files (key.bin,
 state.bin, bans.bin) live in node.state_dir (default: the current directory).
 
+A config with "role": "bridge" runs bridge mode instead (loranode.bridge.main: the
+UART link to the gateway; it prints `BRIDGE <id hex> <name>`).
 The line `NODE <id hex> <name>` is printed once the radio is up; STATUS lines follow
 (loranode.status). On the unix port, stdin takes `status` and `quit`; SIGINT also
 stops the node after saving its ban list.
@@ -89,7 +91,24 @@ def _radio(cfg, preset, node_id):
     )
 
 
+def _role(path):
+    # Bridge mode has its own entry (loranode.bridge.main: uart path, "bridge" section).
+    import json
+
+    try:
+        with open(path) as f:
+            raw = json.loads(f.read())
+    except (OSError, ValueError):
+        return None  # _load reports it
+    return raw.get("role") if isinstance(raw, dict) else None
+
+
 def main():
+    if _role(_config_path()) == "bridge":
+        from loranode import bridge
+
+        bridge.main(_config_path())
+        return
     try:
         cfg, opts, preset = _load(_config_path())
     except ValueError as e:

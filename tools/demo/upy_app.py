@@ -1,0 +1,143 @@
+# ruff: noqa: ANN001, ANN201, ANN202, ANN204, UP031
+# mypy: ignore-errors
+"""A mesh node with a tiny demo application (MicroPython unix port; also runs on CPython).
+
+    micropython tools/demo/upy_app.py config.json   (MICROPYPATH=shared:firmware:.frozen)
+
+It is firmware/main.py plus an `App` (loranode.app hook API) that behaves like a wallet
+on a light node:
+  * stdin `tx <hex>` broadcasts a TX with those raw bytes (hop limit of the node) and
+    prints `TXNEW <sha256 hex>`; `status` and `quit` work as in the firmware;
+  * an INV naming a transaction it lacks is answered with a GETDATA to the sender (the
+    gateway offers internet objects by INV only, DESIGN: never push onto LoRa);
+  * every new TX prints `OBJ tx <sha256 hex> <source id hex>`.
+Hashes it has seen are kept in a fixed ring of SEEN_MAX entries.
+"""
+
+import sys
+from binascii import hexlify, unhexlify
+from hashlib import sha256
+
+from loranode.app import App
+from loranode.node import Node
+from loranode.txqueue import CONTROL, GOSSIP
+
+INV = 0x10
+GETDATA = 0x11
+TX = 0x12
+KIND_TX = 0
+SEEN_MAX = 32
+WANT_MAX = 4
+
+
+def _h(b):
+    return hexlify(b).decode()
+
+
+class DemoApp(App):
+    def __init__(self):
+        self.seen = [None] * SEEN_MAX
+        self.pos = 0
+
+    def know(self, h):
+        return h in self.seen
+
+    def remember(self, h):
+        self.seen[self.pos] = h
+        self.pos = (self.pos + 1) % SEEN_MAX
+
+    def on_message(self, peer_id, msg_type, fields):
+        try:
+            if msg_type == INV:
+                want = []
+                for item in fields[0]:
+                    if item[0] == KIND_TX and not self.know(bytes(item[1])):
+                        want.append([KIND_TX, bytes(item[1])])
+                if want:
+                    self.port.send(peer_id, GETDATA, {0: want[:WANT_MAX]}, CONTROL)
+            elif msg_type == TX:
+                raw = bytes(fields[0])
+                h = sha256(raw).digest()
+                if not self.know(h):
+                    self.remember(h)
+                    print("OBJ tx %s %s" % (_h(h), _h(peer_id)))
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+
+    def create(self, raw):
+        h = sha256(raw).digest()
+        self.remember(h)
+        ok = self.port.send(None, TX, {0: raw}, GOSSIP)
+        print("TXNEW %s %s" % (_h(h), "queued" if ok else "refused"))
+
+
+class DemoNode(Node):
+    async def stdin_task(self, sleep_ms):
+        import select
+
+        try:
+            p = select.poll()
+            p.register(sys.stdin, select.POLLIN)
+        except (AttributeError, OSError, TypeError, ValueError):
+            return
+        while self.running:
+            if not p.poll(0):
+                await sleep_ms(50)
+                continue
+            cmd = sys.stdin.readline()
+            if not cmd:
+                return
+            cmd = cmd.strip()
+            if cmd == "status":
+                self.emit_status()
+            elif cmd == "quit":
+                self.running = False
+            elif cmd.startswith("tx "):
+                try:
+                    raw = unhexlify(cmd[3:].strip())
+                except ValueError:
+                    raw = b""
+                if raw:
+                    self.app.create(raw)
+
+
+def main():
+    import json
+
+    from loranode import config
+    from loranode.identity import load_or_create
+    from loranode.node import options
+    from loranode.radio_sim import SimRadio
+
+    path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
+    try:
+        with open(path) as f:
+            raw = json.loads(f.read())
+        opts = options(raw.pop("node", None))
+        cfg = config.validate(raw)
+    except (OSError, ValueError) as e:
+        print(str(e).split("\n")[0])
+        sys.exit(2)
+    d = opts["state_dir"]
+    ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
+    sim = cfg["sim"]
+    radio = SimRadio(ident.id, sim["name"], sim["medium_host"], sim["medium_port"])
+    radio.configure(
+        cfg["frequency_hz"], cfg["sf"], cfg["bandwidth_hz"], cfg["coding_rate"], cfg["tx_power_dbm"]
+    )
+    app = DemoApp()
+    node = DemoNode(cfg, ident, radio, opts, app=app, name=sim["name"])
+    node.app = app
+    print("NODE %s %s" % (ident.hex_id(), node.name))
+    import asyncio
+
+    try:
+        asyncio.run(node.run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.shutdown()
+        radio.close()
+
+
+main()
