@@ -25,8 +25,8 @@ Send (every frame through the MeshShaper: bounded queue, priorities, deadlines, 
 duty-cycle budget the bridge reports):
 
 * Our own signed record (kind gateway) as ANNOUNCE every `announce_interval_s`
-  (jittered), shortly after the bridge's HELLO, never more often than
-  `announce_min_gap_s`.
+  (jittered), shortly after the bridge's HELLO and whenever a mesh node we never heard
+  of appears (it may lack our record), never more often than `announce_min_gap_s`.
 * Objects the relay accepts from internet peers are never pushed: they are *offered*
   by INV (flag BRIDGED), batched for `inv_delay_s`, each internet origin limited by a
   token bucket (`origin_rate_per_min`), the backlog bounded (`inv_pending_max`; a block
@@ -537,6 +537,10 @@ class MeshSide:
                     return False
                 self._drop(verdict.reason or "record")
                 return True
+            if held is None:
+                # A node we never heard of may lack our record too (a single announce can
+                # be lost to a collision): announce again soon, min gap permitting.
+                self._schedule_announce(self.tuning.announce_first_s)
             self._hold(rec)
         if not direct and rec.id in self._direct:
             return True  # announced itself: a PEX copy must not overwrite its link data

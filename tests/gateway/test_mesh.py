@@ -728,3 +728,26 @@ def test_any_input_is_counted_never_crashes_and_tables_stay_bounded(
     assert len(side._frag_attr) <= 4 * t.reassembly_slots
     assert len(side.shaper) <= side.shaper.capacity
     assert len(side._inv_pending) <= t.inv_pending_max
+
+
+async def test_a_new_mesh_node_makes_the_gateway_announce_again(rig: Any) -> None:
+    # One announce can be lost to a collision; a node we never heard of may lack our record.
+    r = await rig(
+        tuning=MeshTuning(announce_first_s=0.05, announce_min_gap_s=0.3, announce_interval_s=3600)
+    )
+    await r.board.wait(lambda e: e["ev"] == "tx")
+    ours = [f for f, _, _ in r.board.sent() if f.type == messages.ANNOUNCE]
+    assert len(ours) == 1
+    first, second = MeshNode(), MeshNode()
+    await r.board.up([first.announce()])
+    await wait_until(
+        lambda: sum(f.type == messages.ANNOUNCE for f, _, _ in r.board.sent()) == 2, timeout=5
+    )
+    # Re-hearing a known node does not: only newcomers count.
+    await r.board.up([first.announce()])
+    await asyncio.sleep(0.6)
+    assert sum(f.type == messages.ANNOUNCE for f, _, _ in r.board.sent()) == 2
+    await r.board.up([second.announce()])
+    await wait_until(
+        lambda: sum(f.type == messages.ANNOUNCE for f, _, _ in r.board.sent()) == 3, timeout=5
+    )
