@@ -68,8 +68,15 @@ def shows_everything(snapshot: str) -> bool:
 
 
 def test_makefile_run_rule_starts_the_demo() -> None:
+    # Under `make test` the outer make's MAKEFLAGS/MAKELEVEL would add directory lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     out = subprocess.run(
-        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        ["make", "--no-print-directory", "-n", "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
     ).stdout
     assert out.strip().splitlines()[-1].endswith("python -m tools.demo")
 
