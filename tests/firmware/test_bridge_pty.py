@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from hypothesis import strategies as st
 from lorawire import frame as wf
 from lorawire import link, uart
 from lorawire.airtime import time_on_air_ms
+from tools.ptycable import RawPty
 from upy import micropython_binary, micropython_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,14 +85,11 @@ def medium(tmp_path: Path) -> Iterator[int]:
         p.communicate(timeout=30)
 
 
-class Gateway:
+class Gateway(RawPty):
     """The gateway's end of the cable: link messages on the pty master."""
 
     def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
+        super().__init__()
         self.decoder = uart.StreamDecoder()
         self.inbox: list[tuple[int, dict[str, Any]]] = []
 
@@ -164,13 +161,6 @@ class Gateway:
                 return f
             time.sleep(0.2)
         raise AssertionError("no RADIO_STATS matching the condition")
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class BridgeProc:

@@ -1,7 +1,7 @@
 """The gateway's mesh side (loragate.mesh) end to end on real parts.
 
 Topology per test: a PeerManager (real SQLite, real TCP on 127.61.x.y) with a MeshSide
-on a MeshLink over SerialLink (pyserial) -> pty cable (tests/gateway/ptycable.py) ->
+on a MeshLink over SerialLink (pyserial) -> pty cable (tools/ptycable.py) ->
 board_sim.py (a real process speaking the UART link protocol as the bridge board).
 Mesh nodes are real identities whose frames are built and tagged by lorawire and put
 on the "radio" of the board (board_sim `up`); frames the gateway sends down appear as
@@ -36,9 +36,7 @@ from lorawire import frame as wframe
 from lorawire import record as wrecord
 from lorawire.codec import packb, unpackb
 from lorawire.identity import Identity
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ptycable import PtyCable  # noqa: E402
+from tools.ptycable import PtyCable
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 NETKEY = bytes(range(32))
@@ -207,7 +205,7 @@ class Rig:
             network_key=NETKEY.hex(),
         )
         self.gw.metrics = self.metrics
-        await self.cable.start()
+        self.cable.start()
         self.board = BoardProc(self.cable.board_path, {"node_id": BRIDGE_ID.hex(), **(board or {})})
         await self.board.start()
         self.gw.cfg.serial_port = str(self.cable.link_path)

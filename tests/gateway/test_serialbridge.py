@@ -1,11 +1,11 @@
 """Gateway serial side against a board process on real pseudo-terminals.
 
-Topology (tests/gateway/ptycable.py): board_sim.py opens the slave of pty A; the gateway's
-pyserial opens `tmp_path/ttyBRIDGE`, a symlink to the slave of pty B; this process relays
-master A <-> master B. Unplug closes pty B (the gateway's fd fails with EIO as when a USB
-adapter is pulled); replug makes a new pty B and re-points the symlink, so the device
-comes back under the same name. board_sim is a real process speaking the link protocol;
-the firmware's bridge mode will replace it in end-to-end tests.
+Topology (tools/ptycable.py): board_sim.py opens the slave of pty A; the gateway's
+pyserial opens `tmp_path/ttyBRIDGE`, a symlink to the slave of pty B; a relay thread in
+this process joins master A <-> master B. Unplug closes pty B (the gateway's fd fails
+with EIO as when a USB adapter is pulled); replug makes a new pty B and re-points the
+symlink, so the device comes back under the same name. board_sim is a real process
+speaking the link protocol; the firmware's bridge mode will replace it in end-to-end tests.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from hypothesis import strategies as st
 from loragate import meshlink as ml
 from loragate.serialbridge import CONNECTED, DISCONNECTED, SerialLink
 from lorawire import link, uart
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ptycable import PtyCable  # noqa: E402
+from tools.ptycable import PtyCable
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 GATEWAY_ID = bytes.fromhex("0123456789abcdef")
@@ -144,7 +142,7 @@ class Harness:
         shaper: dict[str, Any] | None = None,
         ready_timeout: float = 5.0,
     ) -> None:
-        await self.cable.start()
+        self.cable.start()
         self.board = BoardProc(self.cable.board_path, self.board_cfg)
         await self.board.start()
         self.serial = SerialLink(

@@ -9,10 +9,10 @@
    each running the firmware with the small demo application of tools/demo/upy_app.py
    (it can make a transaction on stdin `tx <hex>`, fetches offered ones by GETDATA,
    prints `OBJ tx <hash> <source>` for each new one);
-3. a `Cable` of two real pseudo-terminals joined by a relay thread: the bridge opens
-   one side by its /dev/pts path, the gateway opens a stable symlink
-   (workdir/ttyBRIDGE) to the other side, which `unplug()` / `replug()` re-create, as
-   when a USB serial adapter is pulled and plugged back;
+3. a `PtyCable` (tools/ptycable.py) of two real pseudo-terminals joined by a relay
+   thread: the bridge opens one side by its /dev/pts path, the gateway opens a stable
+   symlink (workdir/ttyBRIDGE) to the other side, which `unplug()` / `replug()`
+   re-create, as when a USB serial adapter is pulled and plugged back;
 4. the bridge node: `micropython firmware/main.py config.json` with role "bridge"
    (main.py hands over to loranode.bridge), the pty as its UART, the same radio;
 5. the gateway: `loragate run` with its own data dir, listening on 127.0.0.1:<free>,
@@ -29,20 +29,18 @@
 Every child runs in its own session (process group); its output goes to
 workdir/<name>.log and, for the ones the view reads, into a bounded line buffer.
 `stop()` ends them in reverse order: SIGINT to the group, SIGTERM after
-`STOP_GRACE_S`, SIGKILL after as long again; it is idempotent and also runs at
-interpreter exit. Nothing here blocks for long: queries to the gateway go through its
-control socket (`loragate.control.call`) with a timeout.
+`STOP_GRACE_S`, SIGKILL after as long again (tools/procs.py); it is idempotent and also
+runs at interpreter exit. Nothing here blocks for long: queries to the gateway go through
+its control socket (`loragate.control.call`) with a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -51,21 +49,22 @@ import sys
 import tempfile
 import threading
 import time
-import tty
 import urllib.request
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tools import procs
 from tools.meshsim.launcher import MAIN, Mesh, NodeProc, micropython_binary
 from tools.meshsim.topology import Topology, from_dict
+from tools.ptycable import PtyCable
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().with_name("upy_app.py")
 STOP_GRACE_S = 5.0
 KEEP_LINES = 400
-BUF_MAX = 1 << 16
+BUF_MAX = 1 << 16  # the cable's buffer per direction
 GATEWAY_HOST = "127.0.0.1"
 PEER_HOSTS = ("127.11.0.1", "127.12.0.1", "127.13.0.1")
 TX_BYTES = 48
@@ -112,171 +111,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-# ---- the serial cable --------------------------------------------------------------------
-
-
-class _Pty:
-    def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class Cable:
-    """Two ptys joined by a relay thread (see the module docstring, step 3).
-
-    The cable keeps both slave fds open itself, so a master never reads EIO while an end
-    is closed (a restarting process). Buffers are bounded (BUF_MAX per direction; the
-    excess is dropped, as a UART overrun would)."""
-
-    def __init__(self, link_path: Path) -> None:
-        self.link_path = Path(link_path)
-        self._a = _Pty()
-        self.board_path = self._a.path
-        self._b: _Pty | None = None
-        self._lock = threading.Lock()
-        self._to_a = bytearray()
-        self._to_b = bytearray()
-        self._wake_r, self._wake_w = os.pipe()
-        self._stop = threading.Event()
-        self.bytes_to_gateway = 0
-        self.bytes_to_board = 0
-        self.replug()
-        self._thread = threading.Thread(target=self._run, name="pty-cable", daemon=True)
-        self._thread.start()
-
-    def _point(self, target: str) -> None:
-        tmp = self.link_path.with_name(self.link_path.name + ".new")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.replace(tmp, self.link_path)
-
-    def _kick(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
-    def unplug(self) -> None:
-        """Close the gateway's side: its fd reports hang-up, the symlink dangles."""
-        with self._lock:
-            b, self._b = self._b, None
-            self._to_b.clear()
-            self._point(str(self.link_path) + ".unplugged")
-        if b is not None:
-            b.close()
-        self._kick()
-
-    def replug(self) -> None:
-        """A new pty for the gateway's side, under the same symlink."""
-        with self._lock:
-            old, self._b = self._b, _Pty()
-            self._to_b.clear()
-            self._point(self._b.path)
-        if old is not None:
-            old.close()
-        self._kick()
-
-    @property
-    def plugged(self) -> bool:
-        return self._b is not None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                a, b = self._a.master, (self._b.master if self._b is not None else None)
-                rfds = [self._wake_r, a] + ([b] if b is not None else [])
-                wfds = ([a] if self._to_a else []) + ([b] if b is not None and self._to_b else [])
-            try:
-                r, w, _ = select.select(rfds, wfds, [], 0.5)
-            except (OSError, ValueError):
-                time.sleep(0.05)
-                continue
-            with self._lock:
-                if self._wake_r in r:
-                    with contextlib.suppress(OSError):
-                        os.read(self._wake_r, 4096)
-                b_now = self._b.master if self._b is not None else None
-                if a in r:
-                    data = _read(a)
-                    if b_now is not None and data:
-                        self.bytes_to_gateway += len(data)
-                        self._to_b += data[: BUF_MAX - len(self._to_b)]
-                if b is not None and b == b_now and b in r:
-                    data = _read(b)
-                    if data:
-                        self.bytes_to_board += len(data)
-                        self._to_a += data[: BUF_MAX - len(self._to_a)]
-                _flush(a, self._to_a)
-                if b_now is not None:
-                    _flush(b_now, self._to_b)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._kick()
-        self._thread.join(2)
-        with self._lock:
-            if self._b is not None:
-                self._b.close()
-                self._b = None
-            self._a.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            self.link_path.unlink()
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 65536)
-    except (BlockingIOError, OSError):
-        return b""
-
-
-def _flush(fd: int, buf: bytearray) -> None:
-    if not buf:
-        return
-    try:
-        n = os.write(fd, buf)
-    except BlockingIOError:
-        return
-    except OSError:
-        buf.clear()
-        return
-    del buf[:n]
-
-
 # ---- child processes ---------------------------------------------------------------------
 
 
-def signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-
-
-def end_process(proc: subprocess.Popen[Any] | None, grace: float = STOP_GRACE_S) -> int | None:
-    """SIGINT to the process group, then SIGTERM, then SIGKILL; the exit status."""
-    if proc is None:
-        return None
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            break
-        signal_group(proc, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(grace)
-    # Whatever the child left in its group (it should be nothing) goes too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.poll()
+def stop_steps(grace: float) -> tuple[tuple[int, float], ...]:
+    """SIGINT to the process group, then SIGTERM, then SIGKILL, `grace` seconds apart."""
+    return ((signal.SIGINT, grace), (signal.SIGTERM, grace), (signal.SIGKILL, grace))
 
 
 class Child:
@@ -309,17 +149,7 @@ class Child:
 
     def start(self) -> Child:
         self.cwd.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
+        self.proc = procs.spawn(self.argv, cwd=self.cwd, env=self.env)
         self._reader = threading.Thread(
             target=self._read, args=(self.proc,), name=f"read-{self.name}", daemon=True
         )
@@ -343,15 +173,7 @@ class Child:
             self.cond.notify_all()
 
     def send(self, text: str) -> bool:
-        p = self.proc
-        if p is None or p.poll() is not None or p.stdin is None:
-            return False
-        try:
-            p.stdin.write(text + "\n")
-            p.stdin.flush()
-            return True
-        except (OSError, ValueError):
-            return False
+        return procs.send_line(self.proc, text)
 
     def wait_line(self, pattern: str, timeout: float) -> re.Match[str] | None:
         """The first buffered line matching `pattern` (regex search), waiting for it."""
@@ -369,7 +191,8 @@ class Child:
                 self.cond.wait(min(left, 0.2))
 
     def stop(self, grace: float = STOP_GRACE_S) -> int | None:
-        rc = end_process(self.proc, grace)
+        # Whatever the child left in its group (it should be nothing) goes too: sweep.
+        rc = procs.end_process(self.proc, stop_steps(grace), sweep=True)
         if self.proc is not None and self.proc.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
                 self.proc.stdin.close()
@@ -379,9 +202,7 @@ class Child:
 
     def kill(self) -> None:
         """SIGKILL, no goodbye (a crash or power cut)."""
-        if self.proc is not None and self.proc.poll() is None:
-            signal_group(self.proc, signal.SIGKILL)
-            self.proc.wait(5)
+        procs.kill(self.proc)
         if self._reader is not None:
             self._reader.join(2)
 
@@ -424,13 +245,7 @@ class DemoMesh(Mesh):
         return [micropython_binary(), "-X", f"heapsize={self.heap}", str(APP), "config.json"]
 
 
-_LIVE: set[Network] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for net in list(_LIVE):
-        net.stop()
+_LIVE = procs.LiveSet()
 
 
 class Network:
@@ -474,7 +289,7 @@ class Network:
             announce_min_s=30,
             announce_max_s=600,
         )
-        self.cable: Cable | None = None
+        self.cable: PtyCable | None = None
         self.bridge: Child | None = None
         self.bridge_id: str | None = None
         self.bridge_status: dict[str, Any] | None = None
@@ -538,7 +353,7 @@ class Network:
                 if node.node_id:
                     self.names[node.node_id] = node.name
             say("starting the bridge board on a pseudo-terminal")
-            self.cable = Cable(self.link_path)
+            self.cable = PtyCable(self.link_path, buf_max=BUF_MAX).start()
             self.start_bridge()
             say("starting the gateway (loragate run)")
             self.start_gateway()

@@ -24,7 +24,6 @@ airtime of every node, and exits 0 (1 if it did not converge in --timeout second
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import signal
@@ -40,6 +39,7 @@ from typing import Any
 
 import click
 
+from .. import procs
 from . import topology as topo_mod
 from .topology import Topology
 
@@ -150,30 +150,12 @@ class NodeProc:
             self.cond.notify_all()
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=self.dir,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
+        self.proc = procs.spawn(argv, cwd=self.dir, env=env)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
 
     def send(self, command: str) -> bool:
-        p = self.proc
-        if p is None or p.poll() is not None or p.stdin is None:
-            return False
-        try:
-            p.stdin.write(command + "\n")
-            p.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError, ValueError):
-            return False
+        return procs.send_line(self.proc, command)
 
     def wait_id(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -197,12 +179,7 @@ class NodeProc:
             try:
                 p.wait(timeout / 2)
             except subprocess.TimeoutExpired:
-                _signal_group(p, signal.SIGINT)
-                try:
-                    p.wait(timeout / 2)
-                except subprocess.TimeoutExpired:
-                    _signal_group(p, signal.SIGKILL)
-                    p.wait(5)
+                procs.end_process(p, ((signal.SIGINT, timeout / 2), (signal.SIGKILL, 5)))
         if p.stdin is not None:
             try:
                 p.stdin.close()
@@ -214,10 +191,7 @@ class NodeProc:
 
     def kill(self) -> None:
         """SIGKILL, no goodbye (a power cut)."""
-        p = self.proc
-        if p is not None and p.poll() is None:
-            _signal_group(p, signal.SIGKILL)
-            p.wait(5)
+        procs.kill(self.proc)
         if self._reader is not None:
             self._reader.join(2)
 
@@ -228,23 +202,7 @@ class NodeProc:
         return {p[0] for p in s.get("peers", []) if p[2] & VERIFIED}
 
 
-def _signal_group(p: subprocess.Popen[str], sig: int) -> None:
-    try:
-        os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-
-
-_LIVE: set[Mesh] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for mesh in list(_LIVE):
-        mesh.stop()
+_LIVE = procs.LiveSet()
 
 
 class Mesh:
@@ -335,17 +293,7 @@ class Mesh:
         self.topology.save(path)
         argv = [sys.executable, "-m", "tools.meshsim", "--topology", str(path), "--port", "0"]
         argv += ["--speed", str(self.speed), "--seed", str(self.seed)]
-        self.medium = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
+        self.medium = procs.spawn(argv, cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL)
         _LIVE.add(self)
         assert self.medium.stdout is not None
         ready = threading.Event()
@@ -405,14 +353,7 @@ class Mesh:
                 node.send("quit")
         for node in self.nodes:
             node.stop(timeout)
-        m = self.medium
-        if m is not None and m.poll() is None:
-            _signal_group(m, signal.SIGINT)
-            try:
-                m.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(m, signal.SIGKILL)
-                m.wait(5)
+        procs.end_process(self.medium, ((signal.SIGINT, timeout), (signal.SIGKILL, 5)))
         _LIVE.discard(self)
 
     def pids(self) -> list[int]:
