@@ -12,14 +12,13 @@ PeerManagers connected over loopback TCP.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from boardproc import BoardProc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peerkit import endpoint, start_node, stop_node, wait_until
@@ -38,7 +37,6 @@ from lorawire.codec import packb, unpackb
 from lorawire.identity import Identity
 from tools.ptycable import PtyCable
 
-BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 NETKEY = bytes(range(32))
 BRIDGE_ID = bytes.fromhex("b0a4d00000000001")
 _hosts = iter(range(1, 250))
@@ -46,86 +44,6 @@ _hosts = iter(range(1, 250))
 
 def _host() -> str:
     return f"127.61.{next(_hosts)}.1"
-
-
-class BoardProc:
-    """board_sim.py as a subprocess: JSON commands on stdin, JSON events on stdout."""
-
-    def __init__(self, path: str, cfg: dict[str, Any]) -> None:
-        self.path = path
-        self.cfg = cfg
-        self.events: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self.proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            BOARD_SIM,
-            self.path,
-            json.dumps(self.cfg),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        await self.wait(lambda e: e["ev"] == "ready")
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.events.append(json.loads(line))
-            self._changed.set()
-
-    async def cmd(self, **kw: Any) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(kw).encode() + b"\n")
-        await self.proc.stdin.drain()
-
-    async def up(self, frames: list[bytes], rssi: int = -90, snr_q4: int = 24) -> None:
-        await self.cmd(cmd="up", frames=[f.hex() for f in frames], rssi=rssi, snr_q4=snr_q4)
-
-    async def wait(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 8.0
-    ) -> dict[str, Any]:
-        async def find() -> dict[str, Any]:
-            i = 0
-            while True:
-                while i < len(self.events):
-                    if pred(self.events[i]):
-                        return self.events[i]
-                    i += 1
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(find(), timeout)
-
-    def sent(self) -> list[tuple[wframe.Frame, Any, bytes]]:
-        """Frames the board transmitted for the gateway: (header, decoded body, bytes)."""
-        out = []
-        for e in self.events:
-            if e["ev"] == "tx":
-                data = bytes.fromhex(e["frame"])
-                f, value = messages.parse(data)
-                out.append((f, value, data))
-        return out
-
-    def of(self, ev: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["ev"] == ev]
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            try:
-                await self.cmd(cmd="quit")
-                await asyncio.wait_for(proc.wait(), 5)
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                proc.kill()
-                await proc.wait()
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5)
 
 
 class MeshNode:
