@@ -10,9 +10,11 @@ unix port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +123,10 @@ def _ban_attacker(mesh: Mesh, atk: Attacker) -> dict[str, Any]:
     return s
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Any:
-    mesh = Mesh(1, from_dict(PAIR), tmp_path, speed=10.0, announce_min_s=30)
+@contextlib.contextmanager
+def attacked_mesh(tmp_path: Path, nodes: int, links: dict[str, Any]) -> Iterator[Any]:
+    """`nodes` unix-port nodes and a CPython attacker "zz" on the medium, per `links`."""
+    mesh = Mesh(nodes, from_dict(links), tmp_path, speed=10.0, announce_min_s=30)
     mesh.start()
     atk = Attacker(mesh.port, bytes.fromhex(mesh.network_key))
     try:
@@ -131,6 +134,12 @@ def pair(tmp_path: Path) -> Any:
     finally:
         atk.close()
         mesh.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Any:
+    with attacked_mesh(tmp_path, 1, PAIR) as mesh_and_attacker:
+        yield mesh_and_attacker
 
 
 @pytest.mark.upy

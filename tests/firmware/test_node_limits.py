@@ -35,11 +35,15 @@ from lorawire import fragment as fg  # noqa: E402
 from lorawire import frame as fr  # noqa: E402
 from lorawire import messages as msg  # noqa: E402
 from lorawire.identity import Identity  # noqa: E402
-from tools.meshsim.launcher import Mesh  # noqa: E402
-from tools.meshsim.topology import from_dict  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_node import Attacker, _node_public, _repeat_until, _status  # noqa: E402
+from test_node import (  # noqa: E402
+    PAIR,
+    _node_public,
+    _repeat_until,
+    _status,
+    attacked_mesh,
+)
 
 TRIO = {
     "links": [
@@ -47,7 +51,6 @@ TRIO = {
         ["n0", "n1", {"rssi": -75, "snr": 9}],
     ]
 }
-PAIR = {"links": [["n0", "zz", {"rssi": -80, "snr": 10}]]}
 
 
 def link_frame(
@@ -81,14 +84,8 @@ def tx_fragments(raw: bytes, msg_id: int, unicast: bool = True) -> list[bytes]:
 
 @pytest.fixture
 def trio(tmp_path: Path) -> Any:
-    mesh = Mesh(2, from_dict(TRIO), tmp_path, speed=10.0, announce_min_s=30)
-    mesh.start()
-    atk = Attacker(mesh.port, bytes.fromhex(mesh.network_key))
-    try:
-        yield mesh, atk
-    finally:
-        atk.close()
-        mesh.stop()
+    with attacked_mesh(tmp_path, 2, TRIO) as mesh_and_attacker:
+        yield mesh_and_attacker
 
 
 @pytest.mark.upy
@@ -138,14 +135,8 @@ def test_link_tagged_flood_is_banned_but_normal_rate_is_not(trio: Any) -> None:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Any:
-    mesh = Mesh(1, from_dict(PAIR), tmp_path, speed=10.0, announce_min_s=30)
-    mesh.start()
-    atk = Attacker(mesh.port, bytes.fromhex(mesh.network_key))
-    try:
-        yield mesh, atk
-    finally:
-        atk.close()
-        mesh.stop()
+    with attacked_mesh(tmp_path, 1, PAIR) as mesh_and_attacker:
+        yield mesh_and_attacker
 
 
 @pytest.mark.upy
