@@ -1181,12 +1181,15 @@ class Node:
         if self.min_free is None or free < self.min_free:
             self.min_free = free
 
-    async def rx_task(self):
+    async def rx_task(self, sleep_ms):
         radio = self.radio
         while self.running:
             pkt = await radio.arecv(200)
             if pkt is None:
                 continue
+            # arecv returns without suspending while frames are waiting: yield once per
+            # frame, or a flood would starve announces, pings, transmits and stdin
+            await sleep_ms(0)
             try:
                 self.handle_frame(pkt[0], pkt[1], pkt[2])
             except Exception as e:  # a bug in one frame's handling must not stop the node
@@ -1296,18 +1299,25 @@ class Node:
             cmd = sys.stdin.readline()
             if not cmd:
                 return  # EOF: nobody will talk to us any more
-            cmd = cmd.strip()
-            if cmd == "status":
-                self.emit_status()
-            elif cmd == "quit":
-                self.running = False
-            elif cmd == "gc":
-                gc.collect()
-                self.sample_heap()
-                try:
-                    self.gc_heap = (gc.mem_free(), gc.mem_alloc())
-                except AttributeError:
-                    pass
+            try:
+                self.command(cmd.strip())
+            except Exception as e:  # a command that fails (MemoryError) must not end stdin
+                self.c["rx_errors"] = self.c.get("rx_errors", 0) + 1
+                print("command error:", repr(e))
+
+    def command(self, cmd):
+        """One stdin command: `status`, `gc` (collect, then sample the heap), `quit`."""
+        if cmd == "status":
+            self.emit_status()
+        elif cmd == "quit":
+            self.running = False
+        elif cmd == "gc":
+            gc.collect()
+            self.sample_heap()
+            try:
+                self.gc_heap = (gc.mem_free(), gc.mem_alloc())
+            except AttributeError:
+                pass
 
     async def run(self):
         """Run until `running` turns False (stdin `quit`) or the task is cancelled."""
@@ -1321,7 +1331,7 @@ class Node:
 
         self.start()
         tasks = [
-            asyncio.create_task(self.rx_task()),
+            asyncio.create_task(self.rx_task(sleep_ms)),
             asyncio.create_task(self.tx_task(sleep_ms)),
             asyncio.create_task(self.timer_task(sleep_ms)),
         ]

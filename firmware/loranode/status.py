@@ -130,15 +130,20 @@ def line(node):
 
 
 def emit(node, out=None):
-    """Print the status line (flushing stdout where the runtime allows)."""
-    text = line(node)
-    if out is not None:
-        out(text)
-        return
-    print(text)
-    try:
-        import sys
+    """Print the status line (flushing stdout where the runtime allows).
 
+    Without `out` the JSON is streamed to stdout piece by piece: with full tables the
+    line is ~4 KB, and a fragmented heap may have no 4 KB block left for one string."""
+    if out is not None:
+        out(line(node))
+        return
+    import sys
+
+    d = build(node)
+    sys.stdout.write(PREFIX)
+    json.dump(d, sys.stdout)
+    sys.stdout.write("\n")
+    try:
         sys.stdout.flush()
     except AttributeError:
         pass

@@ -72,33 +72,17 @@ class DemoApp(App):
 
 
 class DemoNode(Node):
-    async def stdin_task(self, sleep_ms):
-        import select
-
-        try:
-            p = select.poll()
-            p.register(sys.stdin, select.POLLIN)
-        except (AttributeError, OSError, TypeError, ValueError):
+    def command(self, cmd):
+        """The node's stdin commands plus `tx <hex>`: create a transaction here."""
+        if not cmd.startswith("tx "):
+            Node.command(self, cmd)
             return
-        while self.running:
-            if not p.poll(0):
-                await sleep_ms(50)
-                continue
-            cmd = sys.stdin.readline()
-            if not cmd:
-                return
-            cmd = cmd.strip()
-            if cmd == "status":
-                self.emit_status()
-            elif cmd == "quit":
-                self.running = False
-            elif cmd.startswith("tx "):
-                try:
-                    raw = unhexlify(cmd[3:].strip())
-                except ValueError:
-                    raw = b""
-                if raw:
-                    self.app.create(raw)
+        try:
+            raw = unhexlify(cmd[3:].strip())
+        except ValueError:
+            raw = b""
+        if raw:
+            self.app.create(raw)
 
 
 def main():
