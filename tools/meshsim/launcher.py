@@ -8,7 +8,8 @@
     network key, and the node's "node" runtime section; the node creates its key.bin on
     first boot in its directory (its cwd);
   * starts `micropython -X heapsize=H firmware/main.py config.json` per node
-    (MICROPYPATH=shared:firmware:.frozen), one reader thread per process collecting
+    (MICROPYPATH=shared:firmware:.frozen), or with `romfs=IMAGE` the code from a ROMFS
+    image as a board runs it (tools/meshsim/romboot.py), one reader thread per process collecting
     `STATUS ` lines (the latest per node) and the last lines of other output;
   * `request_status()` writes `status` to every node's stdin; `wait_until(pred)` polls
     until a predicate over the statuses holds; `converged()` says whether every node
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SHARED = ROOT / "shared"
 MAIN = FIRMWARE / "main.py"
+ROMBOOT = Path(__file__).resolve().with_name("romboot.py")
 VERIFIED = 0x10  # loranode.peers.VERIFIED
 STATUS_PREFIX = "STATUS "
 DEFAULT_HEAP = "512K"
@@ -224,6 +226,7 @@ class Mesh:
         node_options: dict[str, Any] | None = None,
         capacities: dict[str, int] | None = None,
         network_key: str | None = None,
+        romfs: Path | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
@@ -240,6 +243,7 @@ class Mesh:
         self.speed = speed
         self.seed = seed
         self.heap = heap
+        self.romfs = romfs
         self.sf = sf
         self.announce = (announce_min_s, announce_max_s)
         self.status_interval_s = status_interval_s
@@ -314,7 +318,10 @@ class Mesh:
         return self.port
 
     def node_argv(self, node: NodeProc) -> list[str]:
-        return [micropython_binary(), "-X", f"heapsize={self.heap}", str(MAIN), "config.json"]
+        argv = [micropython_binary(), "-X", f"heapsize={self.heap}"]
+        if self.romfs is not None:  # code from a ROMFS image, as on a board (romboot.py)
+            argv += [str(ROMBOOT), str(self.romfs)]
+        return [*argv, str(MAIN), "config.json"]
 
     def start_node(self, i: int, timeout: float = 20.0) -> str:
         node = self.nodes[i]

