@@ -5,8 +5,9 @@ x*y = T/Z, on -x^2 + y^2 = 1 + d x^2 y^2 (a = -1). Formulas: Hisil-Wong-Carter-D
 2008 (add-2008-hwcd-3, dbl-2008-hwcd), in the shape ref10 uses.
 
 Speed on the MicroPython unix port comes from:
-* a fixed-base comb for B (COMB_TEETH teeth, 2**COMB_TEETH - 1 affine points built
-  lazily on first use, a few KB), so [s]B costs COMB_SPACING doublings and additions;
+* a fixed-base comb for B (COMB_TEETH teeth, 2**COMB_TEETH - 1 affine points kept as
+  one bytes constant in lorawire._ed25519_comb), so [s]B costs COMB_SPACING doublings
+  and additions;
 * verification as one Straus loop: the doublings for [k](-A) (signed sliding window of
   width WNAF_WIDTH, 2**(WNAF_WIDTH-2) precomputed odd multiples of -A) also serve the
   comb columns of [S]B, which need no doublings of their own;
@@ -19,15 +20,17 @@ set), and a small-order A (the 8 points of order 1, 2, 4, 8), for which a signat
 would verify for any message. lorawire.ed25519's `cryptography` path applies the same
 pre-checks so both paths give the same answer.
 
-Memory: the comb table (about 8 KB on the unix port) is built on the first sign or
-verify (tens of ms, once). `sign` keeps the expanded key of the last seed it used (one
-entry: seed, scalar, nonce prefix, public key), so a node signing with its own key
-skips one fixed-base multiplication per signature.
+Memory: the comb table is a 2,976-byte bytes constant (no heap at all when the module
+runs from a ROMFS image), decoded one entry at a time. `sign` keeps the expanded key
+of the last seed it used (one entry: seed, scalar, nonce prefix, public key), so a node
+signing with its own key skips one fixed-base multiplication per signature.
 
 Timing: nothing here is constant-time (bytecode big-int arithmetic cannot be); the
 scalar-dependent branches of signing leak timing to anyone who can measure it closely.
 """
 
+from lorawire._ed25519_comb import COMB as _COMB
+from lorawire._ed25519_comb import ENTRY as _COMB_ENTRY
 from lorawire.sha512 import sha512
 
 P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED
@@ -44,7 +47,6 @@ COMB_SPACING = 51  # ceil(253 / COMB_TEETH): scalars mod L have at most 253 bits
 WNAF_WIDTH = 5
 _WNAF_TABLE = 1 << (WNAF_WIDTH - 2)  # odd multiples 1, 3, ..., 2**(w-1) - 1
 
-_comb = None  # tuple of (y+x, y-x, 2*d*x*y) for every non-empty subset of the teeth
 _key_cache = None  # (seed, a, prefix, public) of the last key used to sign
 
 
@@ -136,67 +138,14 @@ def _small_order(x, y):
     return x_ == 0
 
 
-def _build_comb():
-    """Affine niels points for the comb: entry i = sum over set bits j of 2**(j*S) B."""
-    p = P
-    teeth = []
-    x, y = BX, BY
-    for j in range(COMB_TEETH):
-        teeth.append((x, y))
-        if j + 1 < COMB_TEETH:
-            # 2**COMB_SPACING doublings, affine after each tooth
-            x_, y_, z_ = x, y, 1
-            for _ in range(COMB_SPACING):
-                a = x_ * x_ % p
-                b = y_ * y_ % p
-                c = 2 * z_ * z_ % p
-                h = a + b
-                e = h - (x_ + y_) * (x_ + y_) % p
-                g = a - b
-                f = c + g
-                x_ = e * f % p
-                y_ = g * h % p
-                z_ = f * g % p
-            zi = _inv(z_)
-            x, y = x_ * zi % p, y_ * zi % p
-    table = [None] * (1 << COMB_TEETH)
-    for i in range(1, 1 << COMB_TEETH):
-        # affine sum via the unified formula with projective Z then one inversion
-        ax, ay, az, at = 0, 1, 1, 0
-        for j in range(COMB_TEETH):
-            if i >> j & 1:
-                bx, by = teeth[j]
-                ax, ay, az, at = _add_affine(ax, ay, az, at, bx, by)
-        zi = _inv(az)
-        x = ax * zi % p
-        y = ay * zi % p
-        table[i] = (_compact((y + x) % p), _compact((y - x) % p), _compact(D2 * x % p * y % p))
-    return tuple(table)
-
-
-def _compact(v):
-    """The same int in an exactly sized object (results of % keep oversized digit buffers)."""
-    return int.from_bytes(v.to_bytes(32, "little"), "little")
-
-
-def _add_affine(x1, y1, z1, t1, x2, y2):
-    p = P
-    a = (y1 - x1) * (y2 - x2) % p
-    b = (y1 + x1) * (y2 + x2) % p
-    c = t1 * D2 % p * x2 % p * y2 % p
-    dd = 2 * z1
-    e = b - a
-    f = dd - c
-    g = dd + c
-    h = b + a
-    return e * f % p, g * h % p, f * g % p, e * h % p
-
-
-def _comb_table():
-    global _comb
-    if _comb is None:
-        _comb = _build_comb()
-    return _comb
+def _comb_entry(c):
+    """(y+x, y-x, 2*d*x*y) of comb entry c (1..31), read from the bytes constant."""
+    o = (c - 1) * _COMB_ENTRY
+    return (
+        int.from_bytes(_COMB[o : o + 32], "little"),
+        int.from_bytes(_COMB[o + 32 : o + 64], "little"),
+        int.from_bytes(_COMB[o + 64 : o + 96], "little"),
+    )
 
 
 def _comb_columns(s):
@@ -212,7 +161,6 @@ def _comb_columns(s):
 def _base_mul(s):
     """[s]B for 0 <= s < 2**(COMB_TEETH*COMB_SPACING), as extended (X, Y, Z)."""
     p = P
-    tab = _comb_table()
     cols = _comb_columns(s)
     x1, y1, z1, t1 = 0, 1, 1, 0
     first = True
@@ -233,7 +181,7 @@ def _base_mul(s):
                 t1 = e * h % p
         if c:
             first = False
-            ypx, ymx, xy2d = tab[c]
+            ypx, ymx, xy2d = _comb_entry(c)
             a = (y1 - x1) * ymx % p
             b = (y1 + x1) * ypx % p
             cc = t1 * xy2d % p
@@ -345,7 +293,6 @@ def verify(public, message, signature):
 def _straus(k, ax, ay, s):
     """[s]B - [k]A with shared doublings, as extended (X, Y, Z)."""
     p = P
-    tab = _comb_table()
     cols = _comb_columns(s)
     digits, top = _wnaf(k)
     # odd multiples of -A in cached form (Y+X, Y-X, 2dT, 2Z)
@@ -420,7 +367,7 @@ def _straus(k, ax, ay, s):
             t1 = e * h % p
         if c:
             first = False
-            ypx, ymx, xy2d = tab[c]
+            ypx, ymx, xy2d = _comb_entry(c)
             a = (y1 - x1) * ymx % p
             b = (y1 + x1) * ypx % p
             cc = t1 * xy2d % p

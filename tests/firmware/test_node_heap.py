@@ -47,7 +47,7 @@ from tools.meshsim.topology import from_dict  # noqa: E402
 FREQ = 868_100_000
 # Heap for the node beside its ROMFS image. Measured on the 64-bit unix port: boot
 # needs a little under 208 KB (192 KB fails while main.py compiles), the node holds
-# ~183 KB after gc.collect() with every table full; 256 KB leaves room for CI load.
+# ~178 KB after gc.collect() with every table full; 256 KB leaves room for CI load.
 NODE_HEAP_KB = 256
 PAIR = {"links": [["n0", "zz", {"rssi": -80, "snr": 10}]]}
 CAPACITY = {"peers": 32, "bans": 16, "seen": 64, "key_cache": 16, "reassembly": 4}

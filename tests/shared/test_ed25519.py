@@ -429,3 +429,14 @@ def test_unix_port_verify_under_64k_heap(upy: Callable[..., object], tmp_path: P
     out = res.stdout.split()  # type: ignore[attr-defined]
     assert out[2:5] == ["True", "False", "True"], res
     print("64K heap: free after import", out[1], "free after verify+sign", out[6])
+
+
+def test_comb_table_constant_is_the_curve_table() -> None:
+    """The bytes constant the pure path reads equals the table rebuilt from B (another
+    formula than the runtime's), and the generated file is up to date."""
+    from lorawire import _ed25519_comb
+    from tools import gen_comb
+
+    blob = gen_comb.table_bytes()
+    assert _ed25519_comb.COMB == blob and len(blob) == 31 * _ed25519_comb.ENTRY
+    assert gen_comb.OUT.read_text(encoding="utf-8") == gen_comb.render(blob)

@@ -9,8 +9,8 @@ Unix-port times are given twice: best wall-clock batch (ticks_us), and CPU time 
 process per operation (rusage, so other processes on the machine do not inflate it).
 
 Also, on the unix port: bytes one verify allocates (GC paused), the smallest heap in which
-import + a first verify succeed (its excess over the import is the verify's peak need,
-comb table included), and the heap left after importing lorawire.ed25519 under 64 KB.
+import + a first verify succeed (its excess over the import is the verify's peak need;
+the comb table is a bytes constant loaded with the import), and the heap left after importing lorawire.ed25519 under 64 KB.
 
 Run: `.venv/bin/python -m tools.bench.bench_crypto`. `run()` returns (name, value, unit).
 """
@@ -154,7 +154,7 @@ print("done")
 
 
 def _verify_peak(path: Path) -> tuple[float, float]:
-    """Smallest heap in which a first verify runs (comb table built on the way), and the
+    """Smallest heap in which a first verify runs, and the
     heap held after the import: their difference is the verify's peak need."""
     upy = Path(sys.executable).with_name("micropython")
     from lorawire import ed25519 as fast
@@ -244,7 +244,7 @@ def run() -> list[Result]:
         (f"ed25519 bytes allocated by one verify, GC paused ({label})", std["verify_alloc"], "B")
     )
     results.append(("smallest heap in which import + first verify run", min_heap, "B"))
-    results.append(("heap peak of a first verify (incl. comb table)", min_heap - import_alloc, "B"))
+    results.append(("heap peak of a first verify", min_heap - import_alloc, "B"))
     results.append(("heap free after import + first sign/verify, 64K heap", small["free"], "B"))
     _cpython(results)
     return results
