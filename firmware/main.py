@@ -3,9 +3,9 @@
 Board: runs at boot with no arguments and reads "config.json" from the flash.
 Unix port: `micropython firmware/main.py CONFIG` (MICROPYPATH=shared:firmware:.frozen).
 
-The config file is the JSON that loranode.config validates, plus an optional "node"
-section for the peer manager's runtime options (loranode.node.options: status interval,
-state directory, hop limit, relay, record kind, PEX/ping intervals, stdin commands).
+The config file is the JSON that loranode.config validates, its optional "node"
+section included (the peer manager's runtime options: status interval, state directory,
+hop limit, relay, record kind, PEX/ping intervals, flood limit, stdin commands).
 A bad config prints one line and exits with status 2. State files (key.bin,
 state.bin, bans.bin) live in node.state_dir (default: the current directory).
 
@@ -29,7 +29,6 @@ def _load(path):
     import json
 
     from loranode import config
-    from loranode.node import options
 
     try:
         with open(path) as f:
@@ -40,13 +39,9 @@ def _load(path):
         raise config.ConfigError(
             "config: %s is not valid JSON (%s)" % (path, str(e)[:40])
         ) from None
-    if isinstance(raw, dict):
-        opts = options(raw.pop("node", None))
-    else:
-        opts = options(None)
     cfg = config.validate(raw)
     preset = None if cfg["sim"] else config.radio(cfg)
-    return cfg, opts, preset
+    return cfg, preset
 
 
 def _forget_boot_modules():
@@ -110,14 +105,14 @@ def main():
         bridge.main(_config_path())
         return
     try:
-        cfg, opts, preset = _load(_config_path())
+        cfg, preset = _load(_config_path())
     except ValueError as e:
         print(str(e).split("\n")[0])
         sys.exit(2)
     _forget_boot_modules()
     from loranode.identity import load_or_create
 
-    d = opts["state_dir"]
+    d = cfg["node"]["state_dir"]
     ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
     try:
         radio = _radio(cfg, preset, ident.id)
@@ -127,7 +122,7 @@ def main():
     from loranode.node import Node
 
     name = cfg["sim"]["name"] if cfg["sim"] else None
-    node = Node(cfg, ident, radio, opts, name=name)
+    node = Node(cfg, ident, radio, name=name)  # options: cfg["node"]
     print("NODE %s %s" % (ident.hex_id(), node.name))
     gc.collect()
     import asyncio

@@ -18,6 +18,11 @@ and the application talks back through the `Port` it was given:
         else the network tag, relayed along known hop counts) that the receiver
         acknowledges with ACK -- acks and timeouts feed the reliability score.
         False when the body is invalid or the queue refused it.
+    port.send_upstream(msg_type, fields, priority=GOSSIP) -> bool
+        Queue a message bound for the internet: a unicast (as `send`, acknowledged) to
+        `best_gateway()`, so it reaches one gateway instead of flooding the mesh; with no
+        gateway known, a broadcast that any gateway in range picks up. Counted in
+        `upstream_tx`, the broadcasts also in `upstream_no_gateway`. False as for `send`.
     port.report_invalid(peer_id, reason="") -> bool
         The message last delivered from peer_id was invalid (bad tx, bad block...).
         Misbehaviour points (INVALID_SYNC) are charged only when that message was
@@ -60,6 +65,9 @@ class Port:
 
     def send(self, dest, msg_type, fields, priority=GOSSIP):
         return self._node.app_send(dest, msg_type, fields, priority)
+
+    def send_upstream(self, msg_type, fields, priority=GOSSIP):
+        return self._node.app_upstream(msg_type, fields, priority)
 
     def report_invalid(self, peer_id, reason=""):
         return self._node.report_invalid(peer_id, reason)

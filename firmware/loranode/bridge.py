@@ -729,14 +729,12 @@ def main(path):
 
     from loranode import config
     from loranode.identity import load_or_create
-    from loranode.node import options
 
     try:
         with open(path) as f:
             raw = json.loads(f.read())
         if not isinstance(raw, dict):
             raise config.ConfigError("config: the config is not a JSON object")
-        opts = options(raw.pop("node", None))
         extra = raw.pop("bridge", None) or {}
         upath = None
         if isinstance(raw.get("uart"), dict):
@@ -747,6 +745,7 @@ def main(path):
         sys.exit(2)
     if upath is not None:
         cfg["uart"]["path"] = upath
+    opts = cfg["node"]
     d = opts["state_dir"]
     ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
     try:

@@ -10,6 +10,11 @@ The same module runs on the board at boot (MicroPython) and in the host deploy t
 
 Secrets never appear in messages: a bad network_key is described by its length only.
 
+The "node" section holds the peer manager's runtime options (NODE_INTS, NODE_BOOLS,
+kind, state_dir); this module is their only schema and range check. `validate` returns
+it complete, and loranode.node.Node takes it from the validated config as it is.
+`node_options(section)` checks a section on its own (tools, tests, bridge mode).
+
 Memory: this module is boot-time only. Validate, keep the returned dict and `radio(cfg)`,
 then drop `loranode.config` and `loranode.boards` from sys.modules (and from the
 `loranode` package) so their code is collected before the node allocates its tables.
@@ -19,6 +24,7 @@ import json
 
 from loranode import boards
 from lorawire import airtime, regions
+from lorawire.frame import DEFAULT_HOP_LIMIT, MAX_HOPS
 
 
 class ConfigError(ValueError):
@@ -69,6 +75,25 @@ UART_DEFAULT_BAUD = 115200
 
 SIM_NAME_MAX = 32
 
+# The "node" section. Integers: name -> (low, high, default). An interval of 0 means:
+# status lines only on request; PEX every announce_interval_min_s; pings every four
+# times that. flood_rate_per_min 0 turns the per-source flood limit off; while it is on,
+# flood_burst must be at least 1 (at most 1000, so a bucket stays a small int on a board).
+NODE_INTERVAL_MAX_S = 86400
+NODE_INTS = {
+    "status_interval_s": (0, NODE_INTERVAL_MAX_S, 60),
+    "hop_limit": (0, MAX_HOPS, DEFAULT_HOP_LIMIT),
+    "pex_interval_s": (0, NODE_INTERVAL_MAX_S, 0),
+    "ping_interval_s": (0, NODE_INTERVAL_MAX_S, 0),
+    "flood_rate_per_min": (0, NODE_INTERVAL_MAX_S, 20),
+    "flood_burst": (0, 1000, 10),
+}
+NODE_BOOLS = {"relay": True, "stdin": True}  # relay others' frames; read stdin commands
+NODE_KINDS = ("full", "light", "gateway", "mesh")  # lorawire.record.KIND_NAMES
+NODE_KIND_DEFAULT = "mesh"
+NODE_STATE_DIR_DEFAULT = "."  # key.bin, state.bin, bans.bin live here
+NODE_KEYS = tuple(sorted(["kind", "state_dir"] + list(NODE_INTS) + list(NODE_BOOLS)))
+
 TOP_KEYS = (
     "role",
     "board",
@@ -87,6 +112,7 @@ TOP_KEYS = (
     "uart",
     "sim",
     "pins",
+    "node",
 )
 
 # Dwell-limited channels (US915/AU915/AS923 at 125 kHz): a frame of this many bytes must
@@ -350,6 +376,36 @@ def _sim(d):
     return {"medium_host": host, "medium_port": port, "name": name}
 
 
+def node_options(sect):
+    """Check a "node" section (None: all defaults); return it complete."""
+    if sect is None:
+        sect = {}
+    _check_keys("node", sect, NODE_KEYS)
+    out = {}
+    for name in NODE_KEYS:  # sorted: the first bad field is the same on both runtimes
+        if name in NODE_INTS:
+            lo, hi, default = NODE_INTS[name]
+            out[name] = _int(sect, name, "node." + name, lo, hi, default)
+        elif name in NODE_BOOLS:
+            out[name] = _bool(sect, name, "node." + name, NODE_BOOLS[name])
+    out["kind"] = _choice(sect, "kind", "node.kind", NODE_KINDS, NODE_KIND_DEFAULT)
+    sd = sect.get("state_dir")
+    if sd is None:
+        sd = NODE_STATE_DIR_DEFAULT
+    elif not isinstance(sd, str) or not sd:
+        _bad("node.state_dir", sd, "is not a directory path (a non-empty string)")
+    out["state_dir"] = sd
+    rate = out["flood_rate_per_min"]
+    if rate and out["flood_burst"] < 1:
+        _bad(
+            "node.flood_burst",
+            out["flood_burst"],
+            "is outside 1..%d while node.flood_rate_per_min=%d (0 turns the limit off)"
+            % (NODE_INTS["flood_burst"][1], rate),
+        )
+    return out
+
+
 def _bandwidth(d, reg):
     bw = _choice(d, "bandwidth_hz", "bandwidth_hz", BANDWIDTHS, BANDWIDTH_DEFAULT)
     allowed = reg["bandwidths_hz"]
@@ -519,6 +575,7 @@ def validate(d):
     uart = _uart(d, role)
     out["uart"] = uart
     out["sim"] = _sim(d)
+    out["node"] = node_options(d.get("node"))
     uses = _pin_uses(preset, "pins." if pins is not None else "board %s " % board)
     if uart is not None and uart["id"] not in (0, None):
         uses.append(("uart.tx", uart["tx"]))

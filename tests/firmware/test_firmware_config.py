@@ -161,6 +161,62 @@ INVALID = [
         "is outside 1600..3300",
     ),
     ("not-object", [1, 2, 3], "config", "not a JSON object"),
+    # the "node" section: the peer manager's runtime options, one case per option
+    ("node-type", base(node=[1]), "node=[...]", "is not an object (keys: flood_burst"),
+    ("node-typo", base(node={"hops": 3}), "unknown key node.hops", "allowed: flood_burst"),
+    (
+        "node-status-neg",
+        base(node={"status_interval_s": -1}),
+        "node.status_interval_s=-1",
+        "is outside 0..86400",
+    ),
+    (
+        "node-status-float",
+        base(node={"status_interval_s": 1.5}),
+        "node.status_interval_s=1.5",
+        "is not an integer (0..86400)",
+    ),
+    ("node-hop-limit", base(node={"hop_limit": 16}), "node.hop_limit=16", "is outside 0..15"),
+    ("node-relay", base(node={"relay": 1}), "node.relay=1", "is not true or false"),
+    ("node-stdin", base(node={"stdin": "yes"}), "node.stdin='yes'", "is not true or false"),
+    (
+        "node-kind",
+        base(node={"kind": "king"}),
+        "node.kind='king'",
+        "is not one of full, light, gateway, mesh",
+    ),
+    ("node-state-dir", base(node={"state_dir": ""}), "node.state_dir=''", "non-empty string"),
+    ("node-state-dir-type", base(node={"state_dir": 5}), "node.state_dir=5", "directory path"),
+    (
+        "node-pex",
+        base(node={"pex_interval_s": 86401}),
+        "node.pex_interval_s=86401",
+        "is outside 0..86400",
+    ),
+    (
+        "node-ping",
+        base(node={"ping_interval_s": True}),
+        "node.ping_interval_s=true",
+        "is not an integer (0..86400)",
+    ),
+    (
+        "node-flood-rate",
+        base(node={"flood_rate_per_min": -1}),
+        "node.flood_rate_per_min=-1",
+        "is outside 0..86400",
+    ),
+    (
+        "node-flood-burst-off",
+        base(node={"flood_burst": 0}),
+        "node.flood_burst=0",
+        "is outside 1..1000 while node.flood_rate_per_min=20 (0 turns the limit off)",
+    ),
+    (
+        "node-flood-burst-high",
+        base(node={"flood_burst": 1001}),
+        "node.flood_burst=1001",
+        "is outside 0..1000",
+    ),
 ]
 
 
@@ -341,7 +397,18 @@ json_values = st.recursive(
     max_leaves=8,
 )
 field_names = st.sampled_from(
-    [*config.TOP_KEYS, "capacities.peers", "uart.id", "uart.tx", "pins.cs", "sim.name", "zzz"]
+    [
+        *config.TOP_KEYS,
+        "capacities.peers",
+        "uart.id",
+        "uart.tx",
+        "pins.cs",
+        "sim.name",
+        "node.hop_limit",
+        "node.kind",
+        "node.flood_burst",
+        "zzz",
+    ]
 )
 
 
@@ -374,3 +441,178 @@ def test_bridge_uart_may_be_a_tty_path_on_the_unix_port():
     assert cfg["uart"]["path"] == "/dev/pts/7" and cfg["uart"]["id"] is None
     with pytest.raises(config.ConfigError, match="uart.path"):
         config.validate(base(role="bridge", uart={"path": ""}))
+
+
+# ------------------------------------------------------------------ the "node" section
+
+NODE_DEFAULTS = {
+    "status_interval_s": 60,
+    "state_dir": ".",
+    "hop_limit": 3,
+    "relay": True,
+    "kind": "mesh",
+    "pex_interval_s": 0,
+    "ping_interval_s": 0,
+    "stdin": True,
+    "flood_rate_per_min": 20,
+    "flood_burst": 10,
+}
+
+
+def test_node_section_defaults_and_values_kept():
+    assert config.validate(base())["node"] == NODE_DEFAULTS
+    assert config.node_options(None) == NODE_DEFAULTS
+    given_ = {"kind": "gateway", "hop_limit": 0, "relay": False, "state_dir": "/st"}
+    out = config.validate(base(node=dict(given_, flood_rate_per_min=0, flood_burst=0)))
+    assert out["node"] == dict(NODE_DEFAULTS, **given_, flood_rate_per_min=0, flood_burst=0)
+    assert config.validate(out) == out
+
+
+def test_node_kinds_are_the_record_kinds():
+    from lorawire import record
+
+    assert config.NODE_KINDS == record.KIND_NAMES
+
+
+def test_node_options_of_loranode_node_use_the_same_schema():
+    from loranode import node
+
+    assert node.options(None) == NODE_DEFAULTS
+    with pytest.raises(config.ConfigError) as err:
+        node.options({"hop_limit": 16})
+    assert str(err.value) == "config: node.hop_limit=16 is outside 0..15"
+
+
+def test_node_takes_its_options_from_the_validated_config(tmp_path):
+    from loranode.node import Node
+    from lorawire.identity import Identity
+
+    class Radio:
+        speed = 1.0
+        name = "t"
+
+    opts = {"kind": "gateway", "hop_limit": 5, "flood_rate_per_min": 30, "flood_burst": 2}
+    cfg = config.validate(base(node=dict(opts, state_dir=str(tmp_path), stdin=False)))
+    n = Node(cfg, Identity(bytes(range(32))), Radio())
+    assert (n.kind, n.hop_limit, n.flood.rate, n.flood.full) == ("gateway", 5, 30, 2 * 60000)
+    assert (tmp_path / "state.bin").exists()
+
+
+_NODE_VALUES = [-1, 0, 1, 15, 16, 1000, 1001, 86400, 86401, 1.5, True, False, None]
+_NODE_VALUES += ["", "x", "gateway", "king", [], {}]
+
+
+def _node_cases(n: int) -> list:
+    import random
+
+    rnd = random.Random(7)
+    keys = [*config.NODE_KEYS, "zzz"]
+    cases: list = [None, [], "node", 3]
+    while len(cases) < n:
+        cases.append({rnd.choice(keys): rnd.choice(_NODE_VALUES) for _ in range(rnd.randint(0, 4))})
+    return cases
+
+
+def _node_outcome(sect: object) -> list:
+    try:
+        out = config.node_options(sect)
+    except config.ConfigError as e:
+        return ["err", str(e)]
+    return ["ok", [[k, out[k]] for k in sorted(out)]]
+
+
+@pytest.mark.upy
+def test_node_sections_same_outcome_on_micropython(upy, tmp_path):
+    """Bad node options give the same one line on the unix port (and good ones the same
+    complete section): several hundred sections of mixed good and bad values."""
+    cases = _node_cases(300)
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    script = (
+        "import json\n"
+        "from loranode import config\n"
+        "with open('cases.json') as f:\n"
+        "    cases = json.load(f)\n"
+        "for sect in cases:\n"
+        "    try:\n"
+        "        out = config.node_options(sect)\n"
+        "        print(json.dumps(['ok', [[k, out[k]] for k in sorted(out)]]))\n"
+        "    except config.ConfigError as e:\n"
+        "        print(json.dumps(['err', str(e)]))\n"
+    )
+    got = [json.loads(line) for line in upy(script, cwd=tmp_path).stdout.splitlines()]
+    expected = [_node_outcome(json.loads(json.dumps(c))) for c in cases]
+    assert got == expected
+    assert 50 < sum(1 for g in got if g[0] == "err") < len(got) - 50  # both kinds covered
+
+
+@pytest.mark.upy
+def test_main_rejects_a_bad_node_option_in_one_line(tmp_path):
+    from upy import run_upy
+
+    cfg = base(node={"hop_limit": 16}, sim={"medium_port": 9})
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    main = ROOT / "firmware" / "main.py"
+    r = run_upy(script=main, args=["config.json"], cwd=tmp_path, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        2,
+        "config: node.hop_limit=16 is outside 0..15\n",
+        "",
+    )
+    assert not (tmp_path / "key.bin").exists()  # refused before anything was written
+
+
+@pytest.mark.upy
+def test_running_node_does_not_import_the_config_module(upy, tmp_path):
+    """main.py drops loranode.config after boot; Node must not bring it back."""
+    cfg = base(node={"state_dir": str(tmp_path), "stdin": False, "kind": "light"})
+    code = (
+        "import sys\n"
+        "from loranode import config\n"
+        f"cfg = config.validate({cfg!r})\n"
+        "del sys.modules['loranode.config']\n"
+        "del sys.modules['loranode.boards']\n"
+        "from loranode.node import Node\n"
+        "from lorawire.identity import Identity\n"
+        "class R:\n"
+        "    speed = 1.0\n"
+        "    name = 'u'\n"
+        "n = Node(cfg, Identity(bytes(range(32))), R())\n"
+        "print('loranode.config' in sys.modules, n.kind, n.hop_limit)\n"
+    )
+    assert upy(code, heap="1M").stdout.split() == ["False", "light", "3"]
+
+
+node_sections = st.one_of(
+    json_values,
+    st.dictionaries(
+        st.sampled_from([*config.NODE_KEYS, "zzz"]),
+        json_values | st.integers(-5, 90000) | st.sampled_from(config.NODE_KINDS),
+        max_size=5,
+    ),
+)
+
+
+@given(node_sections)
+def test_any_node_section_validates_or_is_one_line_config_error(sect):
+    try:
+        out = config.validate(base(node=sect))
+    except config.ConfigError as e:
+        msg = str(e)
+        assert msg.startswith("config: ") and "\n" not in msg and "node" in msg
+        with pytest.raises(config.ConfigError) as again:
+            config.node_options(sect)
+        assert str(again.value) == msg
+        return
+    opts = out["node"]
+    assert tuple(sorted(opts)) == config.NODE_KEYS
+    for name, (lo, hi, _) in config.NODE_INTS.items():
+        assert type(opts[name]) is int and lo <= opts[name] <= hi
+    for name in config.NODE_BOOLS:
+        assert type(opts[name]) is bool
+    assert opts["kind"] in config.NODE_KINDS
+    assert isinstance(opts["state_dir"], str) and opts["state_dir"]
+    assert opts["flood_burst"] >= 1 or opts["flood_rate_per_min"] == 0
+    if isinstance(sect, dict):
+        assert all(opts[k] == v for k, v in sect.items() if v is not None)
+    assert config.validate(out) == out
+    assert config.node_options(sect) == opts

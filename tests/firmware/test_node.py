@@ -30,7 +30,8 @@ for _p in (ROOT / "firmware", ROOT / "shared"):
         sys.path.insert(0, str(_p))
 
 from loranode.announce import AnnounceScheduler  # noqa: E402
-from loranode.node import HOPS_UNKNOWN, Node, OptionError, options  # noqa: E402
+from loranode.config import ConfigError  # noqa: E402
+from loranode.node import HOPS_UNKNOWN, Node, options  # noqa: E402
 from loranode.radio_sim import SimRadio  # noqa: E402
 from lorawire import auth, record  # noqa: E402
 from lorawire import frame as fr  # noqa: E402
@@ -316,10 +317,18 @@ def test_announce_interval_adapts_to_density_and_budget() -> None:
 
 
 def test_options_reject_bad_values() -> None:
+    """options() is loranode.config's check of the "node" section (one-line errors)."""
     assert options(None)["hop_limit"] == fr.DEFAULT_HOP_LIMIT
-    for bad in ({"hop_limit": 16}, {"kind": "king"}, {"relay": 1}, {"nope": 1}, {"state_dir": ""}):
-        with pytest.raises(OptionError):
+    for bad, field in (
+        ({"hop_limit": 16}, "node.hop_limit=16"),
+        ({"kind": "king"}, "node.kind='king'"),
+        ({"relay": 1}, "node.relay=1"),
+        ({"nope": 1}, "unknown key node.nope"),
+        ({"state_dir": ""}, "node.state_dir=''"),
+    ):
+        with pytest.raises(ConfigError) as err:
             options(bad)
+        assert str(err.value).startswith("config: " + field) and "\n" not in str(err.value)
 
 
 @pytest.mark.upy

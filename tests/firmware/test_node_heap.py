@@ -103,12 +103,18 @@ def _ask(node: NodeProc, *commands: str, wait: float = 60.0) -> dict[str, Any]:
     return node.status
 
 
-def _until(node: NodeProc, pred: Any, action: Any = None, timeout: float = 60.0) -> dict:
+def _until(
+    node: NodeProc,
+    pred: Any,
+    action: Any = None,
+    timeout: float = 60.0,
+    commands: tuple[str, ...] = ("status",),
+) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         if action is not None:
             action()
-        s = _ask(node, "status")
+        s = _ask(node, *commands)
         if pred(s) or time.monotonic() > deadline:
             return s
         time.sleep(0.3)
@@ -169,8 +175,14 @@ def test_node_with_every_table_full_from_romfs(tmp_path: Path) -> None:
                 for k, ident in enumerate(fragmenters):
                     st.first_fragment(ident, 7 + k)
 
-            _until(n0, lambda s: s["tables"]["reassembly"][0] == CAPACITY["reassembly"], fragments)
-            s = _ask(n0, "gc", "status")
+            # partial messages expire after 30 s of medium time (3 s here): the heap is
+            # sampled (`gc`) in the same round that sees every slot taken
+            s = _until(
+                n0,
+                lambda s: s["tables"]["reassembly"][0] == CAPACITY["reassembly"],
+                fragments,
+                commands=("gc", "status"),
+            )
         finally:
             st.close()
         tables, heap_now = s["tables"], s["heap"]

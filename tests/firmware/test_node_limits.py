@@ -29,7 +29,8 @@ for _p in (ROOT / "firmware", ROOT / "shared"):
 
 from loranode import bans as bn  # noqa: E402
 from loranode.app import RecordingApp  # noqa: E402
-from loranode.node import FLOOD_COST, FloodTable, Node, OptionError, options  # noqa: E402
+from loranode.config import ConfigError  # noqa: E402
+from loranode.node import FLOOD_COST, FloodTable, Node, options  # noqa: E402
 from lorawire import auth, record  # noqa: E402
 from lorawire import fragment as fg  # noqa: E402
 from lorawire import frame as fr  # noqa: E402
@@ -277,7 +278,7 @@ def test_options_for_the_flood_limit() -> None:
     assert o["flood_rate_per_min"] == 20 and o["flood_burst"] == 10
     assert options({"flood_rate_per_min": 0, "flood_burst": 0})["flood_rate_per_min"] == 0
     for bad in ({"flood_burst": 0}, {"flood_rate_per_min": -1}, {"flood_burst": True}):
-        with pytest.raises(OptionError):
+        with pytest.raises(ConfigError):
             options(bad)
 
 

@@ -10,7 +10,8 @@ process per operation (rusage, so other processes on the machine do not inflate 
 
 Also, on the unix port: bytes one verify allocates (GC paused), the smallest heap in which
 import + a first verify succeed (its excess over the import is the verify's peak need;
-the comb table is a bytes constant loaded with the import), and the heap left after importing lorawire.ed25519 under 64 KB.
+the comb table is a bytes constant loaded with the import), and the heap left after
+importing lorawire.ed25519 under 64 KB.
 
 Run: `.venv/bin/python -m tools.bench.bench_crypto`. `run()` returns (name, value, unit).
 """

@@ -7,7 +7,10 @@
 It is firmware/main.py plus an `App` (loranode.app hook API) that behaves like a wallet
 on a light node:
   * stdin `tx <hex>` broadcasts a TX with those raw bytes (hop limit of the node) and
-    prints `TXNEW <sha256 hex>`; `status` and `quit` work as in the firmware;
+    prints `TXNEW <sha256 hex> queued|refused`; `up <hex>` sends it toward the internet
+    instead (port.send_upstream: to the best gateway, a broadcast without one) and
+    prints `TXUP <sha256 hex> <gateway id hex or "none"> queued|refused`; `status` and
+    `quit` work as in the firmware;
   * an INV naming a transaction it lacks is answered with a GETDATA to the sender (the
     gateway offers internet objects by INV only, DESIGN: never push onto LoRa);
   * every new TX prints `OBJ tx <sha256 hex> <source id hex>`.
@@ -64,17 +67,24 @@ class DemoApp(App):
         except (KeyError, IndexError, TypeError, ValueError):
             pass
 
-    def create(self, raw):
+    def create(self, raw, upstream=False):
         h = sha256(raw).digest()
         self.remember(h)
-        ok = self.port.send(None, TX, {0: raw}, GOSSIP)
-        print("TXNEW %s %s" % (_h(h), "queued" if ok else "refused"))
+        if not upstream:
+            ok = self.port.send(None, TX, {0: raw}, GOSSIP)
+            print("TXNEW %s %s" % (_h(h), "queued" if ok else "refused"))
+            return
+        gw = self.port.best_gateway()
+        ok = self.port.send_upstream(TX, {0: raw}, GOSSIP)
+        print("TXUP %s %s %s" % (_h(h), _h(gw) if gw else "none", "queued" if ok else "refused"))
 
 
 class DemoNode(Node):
     def command(self, cmd):
-        """The node's stdin commands plus `tx <hex>`: create a transaction here."""
-        if not cmd.startswith("tx "):
+        """The node's stdin commands plus `tx <hex>` / `up <hex>`: a transaction made here,
+        broadcast / sent toward the internet."""
+        up = cmd.startswith("up ")
+        if not up and not cmd.startswith("tx "):
             Node.command(self, cmd)
             return
         try:
@@ -82,7 +92,7 @@ class DemoNode(Node):
         except ValueError:
             raw = b""
         if raw:
-            self.app.create(raw)
+            self.app.create(raw, up)
 
 
 def main():
@@ -90,19 +100,17 @@ def main():
 
     from loranode import config
     from loranode.identity import load_or_create
-    from loranode.node import options
     from loranode.radio_sim import SimRadio
 
     path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
     try:
         with open(path) as f:
             raw = json.loads(f.read())
-        opts = options(raw.pop("node", None))
-        cfg = config.validate(raw)
+        cfg = config.validate(raw)  # the "node" section included
     except (OSError, ValueError) as e:
         print(str(e).split("\n")[0])
         sys.exit(2)
-    d = opts["state_dir"]
+    d = cfg["node"]["state_dir"]
     ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
     sim = cfg["sim"]
     radio = SimRadio(ident.id, sim["name"], sim["medium_host"], sim["medium_port"])
@@ -110,7 +118,7 @@ def main():
         cfg["frequency_hz"], cfg["sf"], cfg["bandwidth_hz"], cfg["coding_rate"], cfg["tx_power_dbm"]
     )
     app = DemoApp()
-    node = DemoNode(cfg, ident, radio, opts, app=app, name=sim["name"])
+    node = DemoNode(cfg, ident, radio, app=app, name=sim["name"])
     node.app = app
     print("NODE %s %s" % (ident.hex_id(), node.name))
     import asyncio

@@ -274,8 +274,8 @@ class Mesh:
             raw["capacities"] = dict(self.capacities)
         opts = {"status_interval_s": self.status_interval_s}
         opts.update(self.node_options)
-        _firmware_config().validate(dict(raw))  # the board's own check, before any process
         raw["node"] = opts
+        _firmware_config().validate(dict(raw))  # the board's own check, before any process
         return raw
 
     def write_configs(self) -> None:
