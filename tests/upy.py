@@ -54,6 +54,12 @@ class MicroPythonError(AssertionError):
     """A script under the unix port failed; the message carries its traceback."""
 
 
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode(errors="replace")
+
+
 def run_upy(
     code: str | None = None,
     *,
@@ -85,14 +91,20 @@ def run_upy(
     run_env = dict(os.environ)
     run_env["MICROPYPATH"] = micropython_path(*(path or []))
     run_env.update(env or {})
-    proc = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=run_env,
-        cwd=str(cwd) if cwd is not None else None,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=run_env,
+            cwd=str(cwd) if cwd is not None else None,
+        )
+    except subprocess.TimeoutExpired as e:  # show what it printed before it hung
+        out, err = (_text(x) for x in (e.stdout, e.stderr))
+        raise MicroPythonError(
+            f"micropython timed out after {timeout} s\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+        ) from None
     result = UpyResult(proc.returncode, proc.stdout, proc.stderr)
     if check and (proc.returncode != 0 or "Traceback (most recent call last)" in result.output):
         raise MicroPythonError(

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "shared") not in sys.path:
     sys.path.insert(0, str(ROOT / "shared"))
 
-from lorawire import fragment, frame, messages  # noqa: E402
-from lorawire.codec import packb  # noqa: E402
+from lorawire import fragment, frame, messages, record  # noqa: E402
+from lorawire.codec import packb, unpackb  # noqa: E402
 
 VECTORS_PATH = ROOT / "tests" / "vectors" / "frames.json"
 
@@ -31,8 +31,22 @@ ALICE = bytes.fromhex("a1a2a3a4a5a6a7a8")
 BOB = bytes.fromhex("b1b2b3b4b5b6b7b8")
 TX_HASH = hashlib.sha256(b"example tx").digest()
 BLOCK_HASH = hashlib.sha256(b"example block").digest()
-# Placeholder peer record until lorawire.record defines the format (any non-empty map passes).
-RECORD = {0: bytes([0x11]) * 32, 1: 0, 2: 3, 3: 42, 9: bytes([0x55]) * 64}
+# A real signed peer record (Ed25519 signatures are deterministic): a gateway with one
+# internet endpoint and mesh hints, signed with the example seed below.
+RECORD_SEED = bytes(range(100, 132))
+RECORD = unpackb(
+    record.encode_record(
+        {
+            "seq": 42,
+            "kind": record.KIND_GATEWAY,
+            "services": 3,
+            "endpoints": [(bytes([192, 0, 2, 7]), 8333)],
+            "mesh": (0, 9),
+        },
+        RECORD_SEED,
+    )
+)
+RECORD_ID = hashlib.sha256(RECORD[0]).digest()[:8]  # the node id: announces carry it
 
 
 def tag_fn(region: bytes) -> bytes:
@@ -53,7 +67,7 @@ def typed(v: Any) -> Any:
 
 # name, type, fields, header overrides
 VALID: list[tuple[str, int, Any, dict[str, Any]]] = [
-    ("announce", messages.ANNOUNCE, RECORD, {"hop_limit": 2}),
+    ("announce", messages.ANNOUNCE, RECORD, {"hop_limit": 2, "source": RECORD_ID}),
     (
         "pex_request",
         messages.PEX_REQUEST,

@@ -403,7 +403,7 @@ def compile_lorawire_mpy(dest: Path) -> None:
     for src in sorted((ROOT / "shared" / "lorawire").glob("*.py")):
         subprocess.run(
             [str(mpy_cross), "-o", str(pkg / (src.stem + ".mpy")), str(src)],
-            check=False,
+            check=True,
             capture_output=True,
         )
 
@@ -424,10 +424,13 @@ def test_unix_port_verify_under_64k_heap(upy: Callable[..., object], tmp_path: P
         f"print(ed25519.sign({seed!r}, {msg!r}) == {sig!r})\n"
         "gc.collect()\n"
         "print('free', gc.mem_free())\n"
+        "import lorawire._ed25519_pure as p\n"
+        "print(p.__file__)\n"
     )
     res = upy(code, heap="64K", path=[tmp_path])
     out = res.stdout.split()  # type: ignore[attr-defined]
     assert out[2:5] == ["True", "False", "True"], res
+    assert out[7].endswith("_ed25519_pure.mpy"), res  # the compiled code, not the source
     print("64K heap: free after import", out[1], "free after verify+sign", out[6])
 
 
