@@ -334,7 +334,8 @@ class BanTable:
         out = bytearray(_MAGIC)
         out.append(self.count)
         for s in range(self.capacity):
-            if self.ids[s] is None:
+            ident = self.ids[s]
+            if ident is None:
                 continue
             st = self.state[s]
             rem = 0
@@ -344,7 +345,7 @@ class BanTable:
                     rem = (d + 999) // 1000
                 else:
                     st = HISTORY
-            out.extend(self.ids[s])
+            out.extend(ident)
             out.extend(struct.pack(_ENTRY, st, self.repeats[s], self.reason[s], rem))
         out.extend(hashlib.sha256(out).digest()[:4])
         return bytes(out)

@@ -60,7 +60,7 @@ output not yet written is dropped, and the port is reopened every REOPEN_MS unti
 works; HELLO and RADIO_STATS follow each reopen. Frames handed down keep their handles.
 """
 
-from loranode.clock import ticks_diff, ticks_ms
+from loranode.clock import ticks_add, ticks_diff, ticks_ms
 from loranode.node import Node
 from loranode.txqueue import BLOCKS, CONTROL, GOSSIP
 from lorawire import frame as fr
@@ -156,7 +156,7 @@ class Bridge(Node):
         self._p_handle = [0] * PENDING_DOWN
         self._p_frame = [None] * PENDING_DOWN
         self._p_state = bytearray(PENDING_DOWN)
-        self._p_t = [0] * PENDING_DOWN
+        self._p_t = [ticks_ms()] * PENDING_DOWN  # when each slot's frame was queued
         self._busy_ms = 0  # channel airtime (node ms) since the last stats
         self._busy_from = 0
         self._stats_due = 0
@@ -574,7 +574,7 @@ class Bridge(Node):
         self.sweep()
         self._maybe_save_bans()
         if self.stats_ms and ticks_diff(ticks_ms(), self._stats_due) >= 0:
-            self._stats_due = ticks_ms() + self.stats_ms
+            self._stats_due = ticks_add(ticks_ms(), self.stats_ms)
             self.radio_stats()
 
     def _uart_opened(self):
@@ -586,12 +586,12 @@ class Bridge(Node):
         self.b["io_errors"] += 1
         self.uart.close()
         self._olen = 0
-        self._reopen_at = ticks_ms() + REOPEN_MS
+        self._reopen_at = ticks_add(ticks_ms(), REOPEN_MS)
 
     async def uart_task(self, sleep_ms):
         port = self.uart
         self._busy_from = self.clock.now()
-        self._stats_due = ticks_ms() + self.stats_ms
+        self._stats_due = ticks_add(ticks_ms(), self.stats_ms)
         if port.is_open:
             self._uart_opened()
         while self.running:
@@ -602,7 +602,7 @@ class Bridge(Node):
                 try:
                     port.open()
                 except OSError:
-                    self._reopen_at = ticks_ms() + REOPEN_MS
+                    self._reopen_at = ticks_add(ticks_ms(), REOPEN_MS)
                     continue
                 self.b["reopens"] += 1
                 self._uart_opened()

@@ -24,7 +24,7 @@ except AttributeError:
     _HALF = TICKS_PERIOD >> 1
 
     def ticks_ms():
-        return int(time.monotonic() * 1000) & _MASK
+        return int(time.monotonic() * 1000) & _MASK  # type: ignore[attr-defined]  # CPython only
 
     def ticks_diff(end, start):
         """Signed difference end - start, correct while |difference| < half a period."""

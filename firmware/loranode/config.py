@@ -325,7 +325,7 @@ def _pin_uses(preset, prefix):
 
 
 def _check_clashes(uses):
-    seen = {}
+    seen = {}  # type: ignore[var-annotated]  # pin -> field, types by use only
     for field, pin in uses:
         if pin in seen:
             _bad(field, pin, "is already used by %s (every pin once)" % seen[pin])

@@ -235,7 +235,10 @@ class Node(Receive, PeerExchange, Transmit):
         self._pex_burst = 0
         self._pex_news = 0
         self._pex_last_id = None
-        self._pex_due = 0
+        self._pex_due = 0  # the timers' due times (node ms) are set by start()
+        self._ping_due = 0
+        self._age_due = 0
+        self._status_due = 0
         self._pex_last = 0
         self._ping_rr = 0
         self._tx_airtime_ms = 0

@@ -26,6 +26,8 @@ crc_errors.
 payload is `bytes`, rssi_dbm an int (dBm), snr_db a number (dB, quarter-dB steps).
 """
 
+from loranode.clock import ticks_diff, ticks_ms
+
 MAX_PAYLOAD = 255
 SF_MIN = 6
 SF_MAX = 12
@@ -117,19 +119,6 @@ async def sleep_ms(ms):
         await _sleep_ms(ms)
     else:
         await asyncio.sleep(ms / 1000)
-
-
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & 0x3FFFFFFF
-
-    def ticks_diff(a, b):
-        d = (a - b) & 0x3FFFFFFF
-        return d - 0x40000000 if d >= 0x20000000 else d
 
 
 class Radio:

@@ -361,7 +361,7 @@ if _IOQ is not None:
 elif _CPYTHON:
 
     async def _readable_cpy(sock):
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # type: ignore[attr-defined]  # CPython branch
         fut = loop.create_future()
         fd = sock.fileno()
 

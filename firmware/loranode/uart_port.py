@@ -145,7 +145,9 @@ class UartPort:
         elif _CPYTHON:
             import os
 
-            self._fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            # the ESP32 stubs' os has no O_* flags; this branch runs on CPython only
+            flags = os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK  # type: ignore[attr-defined]
+            self._fd = os.open(self.path, flags)
             make_raw(self._fd, self.baud)
         else:
             f = open(self.path, "r+b", 0)
@@ -198,10 +200,17 @@ class UartPort:
     def is_open(self):
         return self._dev is not None or self._fd is not None
 
+    def _device(self):
+        """The open machine.UART or tty file; OSError(EBADF) once the port is closed."""
+        dev = self._dev
+        if dev is None:
+            raise OSError(9, "port closed")
+        return dev
+
     def fileno(self):
         if self._fd is not None:
             return self._fd
-        return self._dev.fileno()
+        return self._device().fileno()
 
     # --- bytes -------------------------------------------------------------------------
 
@@ -215,12 +224,13 @@ class UartPort:
             except BlockingIOError:
                 return b""
         elif self.path is None:
-            n = self._dev.any()
+            dev = self._device()
+            n = dev.any()
             if not n:
                 return b""
-            data = self._dev.read(n if n < READ_MAX else READ_MAX)
+            data = dev.read(n if n < READ_MAX else READ_MAX)
         else:
-            data = self._dev.read(READ_MAX)  # VMIN=0/VTIME=0: returns at once
+            data = self._device().read(READ_MAX)  # VMIN=0/VTIME=0: returns at once
         if not data:
             self._check_hangup()
             return b""
@@ -254,12 +264,12 @@ class UartPort:
             except BlockingIOError:
                 return 0
         elif self.path is None:
-            n = self._dev.write(data) or 0
+            n = self._device().write(data) or 0
         else:
             n = 0
             mv = memoryview(data)
             while n < len(data) and self._writable():
-                k = self._dev.write(mv[n : n + WRITE_CHUNK])
+                k = self._device().write(mv[n : n + WRITE_CHUNK])
                 if not k:
                     break
                 n += k
@@ -273,7 +283,7 @@ class UartPort:
     def readable_now(self):
         """True if bytes (or an error/hang-up) are waiting."""
         if self._poll is None:
-            return self.path is None and bool(self._dev.any())
+            return self.path is None and bool(self._device().any())
         return bool(self._poll.poll(0))
 
     async def wait_readable(self, timeout_ms):
@@ -315,7 +325,7 @@ elif _CPYTHON:
     async def _wait_readable(port, timeout_ms):
         if port.readable_now():
             return
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # type: ignore[attr-defined]  # CPython branch
         fut = loop.create_future()
         fd = port.fileno()
 

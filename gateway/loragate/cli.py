@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
-import inspect
 import json
 import os
 import re
@@ -286,6 +284,8 @@ def load_config(
 
 def ensure_writable_dir(path: Path) -> None:
     """Create the data dir (0700) if needed and prove it is writable; ClickException."""
+    if path.exists() and not path.is_dir():
+        raise click.ClickException(f"data dir {path} is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
@@ -330,25 +330,13 @@ def run(ctx: click.Context, config_file: Path | None, data_dir: Path | None, **p
             f"(control socket {cfg.control_path})"
         )
     from loragate.logsetup import setup_logging
+    from loragate.manager import run_gateway  # heavy: only the run command needs it
 
     setup_logging(cfg.log_level)
     try:
-        manager = importlib.import_module("loragate.manager")
-    except ModuleNotFoundError as exc:
-        if exc.name != "loragate.manager":
-            raise
-        click.echo(f"{PROG}: the peer manager is not built yet", err=True)
-        ctx.exit(USAGE_EXIT)
-    result = manager.run_gateway(cfg)
-    if inspect.isawaitable(result):
-        try:
-            asyncio.run(_awaited(result))
-        except KeyboardInterrupt:
-            ctx.exit(130)
-
-
-async def _awaited(aw: Any) -> Any:
-    return await aw
+        asyncio.run(run_gateway(cfg))
+    except KeyboardInterrupt:
+        ctx.exit(130)
 
 
 for _s in setting_flags():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,14 +92,42 @@ class GatewayConfig:
             return _hex_key("network_key", self.network_key)
         if self.network_key_file is not None:
             try:
-                text = self.network_key_file.read_text().strip()
+                text = self.network_key_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
                     f"config: network_key_file={self.network_key_file} cannot be read: "
-                    f"{exc.strerror}"
+                    f"{exc.strerror or exc}"
+                ) from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"config: network_key_file={self.network_key_file} {_not_text(exc)}"
                 ) from None
             return _hex_key("network_key_file", text)
         return bytes(32)
+
+
+def _not_text(exc: UnicodeDecodeError) -> str:
+    bad = exc.object[exc.start : exc.start + 1].hex()
+    return f"is not UTF-8 text (byte 0x{bad} at offset {exc.start})"
+
+
+def _check_serial_port(port: str) -> None:
+    """A port that does not exist yet is fine (it is retried until plugged in); a path that
+    exists must be a character device (a tty or pty), not a file or a directory."""
+    try:
+        mode = os.stat(port).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(
+            f"config: serial_port={port!r} cannot be checked: {exc.strerror or exc}"
+        ) from None
+    if not stat.S_ISCHR(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a device"
+        raise ConfigError(
+            f"config: serial_port={port!r} is {what} (expected a serial device such as "
+            "/dev/ttyUSB0)"
+        )
 
 
 def _hex_key(name: str, text: str) -> bytes:
@@ -202,6 +231,8 @@ def _check_whole(cfg: GatewayConfig) -> None:
         parse_endpoint(cfg.dns_resolver, "dns_resolver")
     if cfg.network_key is not None:
         _hex_key("network_key", cfg.network_key)
+    if cfg.serial_port:
+        _check_serial_port(cfg.serial_port)
     if cfg.bans.base_duration_s > cfg.bans.max_duration_s:
         raise ConfigError(
             f"config: bans.base_duration_s={cfg.bans.base_duration_s} exceeds "
@@ -230,9 +261,11 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> G
     cfg = GatewayConfig()
     if path is not None:
         try:
-            values = tomllib.loads(Path(path).read_text())
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+            raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config: {path} {_not_text(exc)}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
         _apply(cfg, values)

@@ -7,10 +7,12 @@
   FLOODING points for the address), and at most `max_pending_inbound` handshakes run
   at once. After it: a banned node id is closed, a second connection of a node already
   connected is closed, and when the inbound cap is reached `ConnectionPolicy.
-  inbound_to_evict` names the peer to drop for the newcomer (None: refuse it).
+  inbound_to_evict` over the connected peers (not the newcomer) names the peer to
+  drop for it: the lowest-score unprotected one (None: refuse the newcomer).
 * **Outbound loop** fills `outbound_target` via `ConnectionPolicy.pick_outbound`
   (at most `max_outbound_per_group` per address group, preferred kinds first),
-  skipping banned and backing-off addresses; in-flight dials count as slots, so the
+  skipping banned (address or node id) and backing-off addresses, and taking the
+  best remembered score among up to 3 addrman draws; in-flight dials count as slots, so the
   group limit also holds for them. Manual `cfg.connect` peers are dialled outside
   the target and always retried (with backoff). Every `feeler_interval_s` (an eighth
   of it while test-before-evict collisions wait) one feeler (the tried entry a
@@ -24,18 +26,24 @@
   we verified ourselves (handshakes, PEX, mesh announcements). Received records are
   verified (bad signature: BAD_SIGNATURE points for the sender); their endpoints go to
   the address book with the sender's address as source.
-* **Misbehaviour** reported by sessions and by the relay validator goes to the
-  `BanManager` (node id and address when the frame is attributed, else the address
-  only; handshake failures against the address). A ban disconnects every matching
-  peer at once and is persisted by the store immediately.
+* **Misbehaviour** reported by sessions, by the relay validator and by the relay's
+  per-peer INV/object buckets (FLOODING) goes to the `BanManager` (node id and
+  address when the frame is attributed, else the address only; handshake failures
+  against the address). A ban disconnects every matching peer at once and is
+  persisted by the store immediately.
 * **Scoring**: one `PeerScore` per peer (keyed `node:<hex>`, or `host:port` before the
-  id is known), fed by handshakes, uptime, ping latency, GETDATA response times and
-  valid/invalid messages; it rides on each `PeerSlot` and so drives eviction, and
-  rebalancing drops the worst regular outbound peer when there are too many.
-* **Maintenance** every `maintenance_interval_s`: ban expiry, addrman collision
-  resolution, score refresh (SCORE_CHANGED when a score moves by >= 1), rebalancing,
-  metrics gauges; every `persist_interval_s` the book's changed rows and the dirty peer
-  stats are written in one batch.
+  id is known), fed by handshakes, uptime, ping latency, GETDATA response times,
+  throughput and valid/invalid messages. The score drives selection and eviction: it
+  rides on each `PeerSlot` (refreshed by maintenance), so inbound eviction drops the
+  lowest-score unprotected peer; outbound selection prefers the address whose node
+  has the better remembered score; rebalancing drops the worst regular outbound peer
+  when there are too many.
+* **Maintenance** every `maintenance_interval_s`: ban expiry (UNBANNED, reason
+  "expired"), addrman collision resolution, throughput sampling (bytes received per
+  second since the last pass, from the session's byte counter; passes with less than
+  `throughput_min_bytes` are idle and not sampled), score refresh (SCORE_CHANGED when
+  a score moves by >= 1), rebalancing, metrics gauges; every `persist_interval_s` the
+  book's changed rows and the dirty peer stats are written in one batch.
 * **Own record**: kind gateway, endpoint = the bound listen address, sequence number
   kept in the store's kv table (`record_seq`), one higher at every start.
 
@@ -58,7 +66,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loragate import keys
-from loragate.addrman import AddrMan, load_addrman
+from loragate.addrman import AddrMan, AddrRecord, load_addrman
 from loragate.bans import Ban, BanManager, Misbehaviour, parse_target
 from loragate.config import GatewayConfig, parse_endpoint
 from loragate.events import Event, EventBus, EventKind
@@ -126,6 +134,7 @@ class ManagerTuning:
     backoff_base_s: float = 2.0
     backoff_max_s: float = 600.0
     backoff_jitter: float = 0.25
+    throughput_min_bytes: int = 4096  # a maintenance interval with less is "idle"
     session: SessionLimits = field(default_factory=SessionLimits)
     relay: RelayLimits = field(default_factory=RelayLimits)
 
@@ -141,7 +150,16 @@ class MeshPeer:
 
 
 class _Peer:
-    __slots__ = ("session", "slot", "score_key", "last_score", "valid", "pex_asked")
+    __slots__ = (
+        "session",
+        "slot",
+        "score_key",
+        "last_score",
+        "valid",
+        "pex_asked",
+        "tp_bytes",
+        "tp_at",
+    )
 
     def __init__(self, session: PeerSession, slot: PeerSlot, score_key: str) -> None:
         self.session = session
@@ -150,6 +168,9 @@ class _Peer:
         self.last_score = 50.0
         self.valid = 0
         self.pex_asked = False
+        # Throughput sampling: bytes received and monotonic time at the last sample.
+        self.tp_bytes = session.stream.bytes_in
+        self.tp_at = time.monotonic()
 
 
 def _is_unspecified(host: str) -> bool:
@@ -229,6 +250,7 @@ class PeerManager:
             on_invalid=self._on_invalid_object,
             on_response=self._on_response,
             on_useful=self._on_useful,
+            on_flooding=self._on_relay_flooding,
             on_object=self._on_object,
             limits=t.relay,
         )
@@ -391,6 +413,21 @@ class PeerManager:
     def _is_banned_host(self, host: str) -> bool:
         return self.banman.is_banned(host=host)
 
+    def _is_banned_node(self, node_id: bytes) -> bool:
+        return self.banman.is_banned(node_id=node_id)
+
+    def _remembered_score(self, rec: AddrRecord) -> float | None:
+        """The score we remember for the node at a book entry (by node id, else by
+        address), without creating one; None if we never dealt with it."""
+        keys = [_join(rec.addr)]
+        if rec.node_id is not None:
+            keys.insert(0, f"node:{rec.node_id.hex()}")
+        for key in keys:
+            s = self._scores.get(key)
+            if s is not None:
+                return s.score()
+        return None
+
     # ---- outbound ------------------------------------------------------------------------
 
     async def _outbound_loop(self) -> None:
@@ -431,7 +468,13 @@ class PeerManager:
         ):
             picks += 1
             rec = self.policy.pick_outbound(
-                self.book, slots, self.backoff, self._is_banned_host, now
+                self.book,
+                slots,
+                self.backoff,
+                self._is_banned_host,
+                now,
+                score_of=self._remembered_score,
+                is_banned_node=self._is_banned_node,
             )
             if rec is None:
                 break
@@ -685,8 +728,10 @@ class PeerManager:
             manual=manual,
         )
         if not session.outbound and self.policy.inbound_full(self._slots()):
-            victim = self.policy.inbound_to_evict(self._slots() + [slot], now)
-            if victim is None or victim is slot:
+            # As in Bitcoin Core the newcomer is not a candidate: it only needs a free
+            # slot, and the lowest-score unprotected peer makes room for it.
+            victim = self.policy.inbound_to_evict(self._slots(), now)
+            if victim is None:
                 self.stats["refused_full"] += 1
                 self._spawn(session.close("inbound full"), "close")
                 return
@@ -941,6 +986,9 @@ class PeerManager:
     def _on_invalid_object(self, session: Any, kind: str, reason: str) -> None:
         self._misbehaving(Misbehaviour.INVALID_SYNC_DATA, session.node_id, session.host, reason)
 
+    def _on_relay_flooding(self, session: Any, what: str) -> None:
+        self._misbehaving(Misbehaviour.FLOODING, session.node_id, session.host, what)
+
     def _on_response(self, session: Any, ms: float) -> None:
         peer = self._peers.get(session.serial)
         if peer is not None:
@@ -1038,6 +1086,7 @@ class PeerManager:
                 peer.valid = 0
             if peer.session.latency_ms is not None:
                 peer.slot.min_ping_ms = peer.session.min_ping_ms
+            self._sample_throughput(peer, score, now)
             s = score.score(now)
             peer.slot.score = s
             if abs(s - peer.last_score) >= 1.0:
@@ -1064,6 +1113,23 @@ class PeerManager:
             self._last_persist = mono
             await self.persist()
         self._wake.set()
+
+    def _sample_throughput(self, peer: _Peer, score: PeerScore, now: float) -> None:
+        """Feed the bytes/s the peer sent us since the last sample into its score.
+
+        Only intervals in which the peer sent at least `throughput_min_bytes` count: an
+        idle peer (pings only) says nothing about how fast it delivers, and must not
+        look slow for being quiet."""
+        mono = time.monotonic()
+        got = peer.session.stream.bytes_in
+        dt = mono - peer.tp_at
+        if dt <= 0:
+            return
+        sent = got - peer.tp_bytes
+        peer.tp_bytes = got
+        peer.tp_at = mono
+        if sent >= self.tuning.throughput_min_bytes:
+            score.throughput(sent / dt, now)
 
     def _rebalance(self) -> None:
         regular = [

@@ -6,7 +6,14 @@ testable on its own.
 * Outbound: fill `outbound_target` from the address book, at most
   `max_outbound_per_group` per address group (an attacker who owns one /16 gets at most
   that many of our outbound slots, however many addresses it announces), preferred peer
-  kinds first, never a banned or backing-off address, never one already connected.
+  kinds first, never a banned (by address or by known node id) or backing-off address,
+  never one already connected. The score steers the choice: `pick_outbound` draws up
+  to `OUTBOUND_CANDIDATES` (3) distinct acceptable addresses from `AddrMan.select` and
+  dials the one whose node has the best remembered score (unknown = 50, ties: the
+  first drawn, i.e. addrman's random order). Every candidate comes out of addrman's
+  bucketed random selection and passes the group limit, so the score only ranks among
+  what the anti-eclipse selection offers; it cannot pull in an address addrman would
+  not have drawn, and an address group still holds at most its share of the slots.
 * Backoff: per address, exponential (`base_s` doubling up to `max_s`) with +/- `jitter`
   so that many gateways losing one peer do not redial in lockstep; reset by a good
   session.
@@ -14,8 +21,13 @@ testable on its own.
   protect the peers an attacker finds hardest to imitate -- 4 by keyed address group
   (an attacker cannot choose which group hash wins), the 8 with the lowest ping, the 4
   that most recently relayed transactions and the 4 that most recently relayed blocks,
-  then half of the rest by longest uptime. Among the unprotected, evict the newest peer
-  of the address group with the most connections. Manual peers are never evicted.
+  then half of the rest by longest uptime. Among the unprotected, the score decides:
+  evict the peer with the LOWEST score; peers within `EVICT_SCORE_TIE` (1 point) of
+  the lowest count as tied, and among them the one in the address group with the most
+  connections goes first, then the youngest (latest `connected_at`). So a misbehaving
+  or slow peer goes before a good one, while among equally unknown newcomers the
+  Bitcoin Core rule (newest of the most crowded group) still applies. Manual peers are
+  never evicted.
 """
 
 from __future__ import annotations
@@ -38,6 +50,9 @@ PROTECT_BY_GROUP = 4
 PROTECT_BY_PING = 8
 PROTECT_BY_TX = 4
 PROTECT_BY_BLOCK = 4
+OUTBOUND_CANDIDATES = 3  # addrman draws ranked by score for one outbound slot
+EVICT_SCORE_TIE = 1.0  # eviction: scores this close to the lowest count as tied
+NEUTRAL_SCORE = 50.0
 
 
 class Backoff:
@@ -156,22 +171,52 @@ class ConnectionPolicy:
         backoff: Backoff,
         is_banned: Callable[[str], bool],
         now: float,
+        score_of: Callable[[AddrRecord], float | None] | None = None,
+        is_banned_node: Callable[[bytes], bool] | None = None,
     ) -> AddrRecord | None:
         """An address for a regular outbound slot, or None when nothing acceptable is found.
 
         The first half of the tries asks only for preferred kinds, so a gateway keeps
-        full nodes and gateways in its outbound set when the book has them.
+        full nodes and gateways in its outbound set when the book has them. Up to
+        `OUTBOUND_CANDIDATES` distinct acceptable records are drawn; the one with the
+        best `score_of` (None: unknown, counted as 50) wins, the first drawn on a tie.
         """
+        found: list[AddrRecord] = []
+        seen: set[Addr] = set()
+        preferred = self.preferred_kinds
         for attempt in range(PICK_TRIES):
-            kinds = self.preferred_kinds if attempt < PICK_TRIES // 2 else None
+            kinds = preferred if attempt < PICK_TRIES // 2 else None
+            if found and preferred and kinds is None:
+                break  # preferred-kind candidates found: do not mix in other kinds
             record = book.select(now=now, kinds=kinds or None)
             if record is None:
                 if kinds:
                     continue
-                return None
-            if self._acceptable(record, slots, backoff, is_banned, now, group_limit=True):
-                return record
-        return None
+                break
+            if record.addr in seen:
+                continue
+            seen.add(record.addr)
+            if not self._acceptable(record, slots, backoff, is_banned, now, group_limit=True):
+                continue
+            if (
+                is_banned_node is not None
+                and record.node_id is not None
+                and is_banned_node(record.node_id)
+            ):
+                continue
+            found.append(record)
+            if len(found) >= OUTBOUND_CANDIDATES:
+                break
+        if not found:
+            return None
+        if score_of is None:
+            return found[0]
+
+        def rank(r: AddrRecord) -> float:
+            s = score_of(r)
+            return NEUTRAL_SCORE if s is None else s
+
+        return max(found, key=rank)  # max keeps the first of equal ranks
 
     def pick_feeler(
         self,
@@ -230,9 +275,7 @@ class ConnectionPolicy:
         protect(lambda s: s.connected_at, len(candidates) // 2, False)
         if not candidates:
             return None
-        per_group = Counter(s.group for s in candidates)
-        newest_in = {g: max(s.connected_at for s in candidates if s.group == g) for g in per_group}
-        crowded = max(per_group, key=lambda g: (per_group[g], newest_in[g]))
-        return max(
-            (s for s in candidates if s.group == crowded), key=lambda s: (s.connected_at, -s.score)
-        )
+        lowest = min(s.score for s in candidates)
+        tied = [s for s in candidates if s.score - lowest < EVICT_SCORE_TIE]
+        per_group = Counter(s.group for s in tied)
+        return max(tied, key=lambda s: (per_group[s.group], s.connected_at))

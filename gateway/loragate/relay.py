@@ -7,9 +7,11 @@
   seen before is neither validated nor relayed again; an announced hash we already
   have or have asked someone for is not requested again (until `getdata_timeout_s`).
 * Per peer: a bounded LRU of hashes the peer has or was told about (no echo), token
-  buckets for announced items and for objects received (the excess is ignored; the
-  session's frame bucket turns real floods into misbehaviour), at most
-  `inflight_max` outstanding GETDATA items.
+  buckets for announced INV items and for unsolicited objects received (the excess
+  is dropped, counted in `dropped["inv"]` / `dropped["object"]`, and reported through
+  `on_flooding(peer, what)` at most once per `flood_report_interval_s` per peer; the
+  manager turns it into FLOODING points for the sender), at most `inflight_max`
+  outstanding GETDATA items.
 * Priorities: blocks go out at PRIO_BLOCK, transactions and their INVs at PRIO_TX;
   GETDATA is control traffic. A new block is announced at once; transactions wait
   `inv_delay_s` (20 ms) so that announcements leave in batches of up to INV_MAX.
@@ -70,10 +72,11 @@ class RelayLimits:
     object_rate: float = 1_000.0
     object_burst: float = 2_000.0
     inv_delay_s: float = 0.02  # transactions are announced in batches (blocks at once)
+    flood_report_interval_s: float = 1.0  # at most one FLOODING report per peer per interval
 
 
 class _PeerState:
-    __slots__ = ("peer", "known", "pending", "inflight", "inv_bucket", "obj_bucket")
+    __slots__ = ("peer", "known", "pending", "inflight", "inv_bucket", "obj_bucket", "flood_at")
 
     def __init__(self, peer: RelayPeer, limits: RelayLimits) -> None:
         self.peer = peer
@@ -82,6 +85,7 @@ class _PeerState:
         self.inflight: dict[bytes, float] = {}
         self.inv_bucket = TokenBucket(limits.inv_item_rate, limits.inv_item_burst)
         self.obj_bucket = TokenBucket(limits.object_rate, limits.object_burst)
+        self.flood_at = -float("inf")  # monotonic time of the last flooding report
 
     def know(self, h: bytes, cap: int) -> None:
         known = self.known
@@ -104,6 +108,7 @@ class Relay:
         on_invalid: Callable[[Any, str, str], None] | None = None,
         on_response: Callable[[Any, float], None] | None = None,
         on_useful: Callable[[Any, str], None] | None = None,
+        on_flooding: Callable[[Any, str], None] | None = None,
         limits: RelayLimits | None = None,
     ) -> None:
         self.validator = validator
@@ -111,6 +116,7 @@ class Relay:
         self.on_invalid = on_invalid
         self.on_response = on_response
         self.on_useful = on_useful
+        self.on_flooding = on_flooding
         self.limits = limits or RelayLimits()
         self._peers: dict[int, _PeerState] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
@@ -123,6 +129,7 @@ class Relay:
         self.received: Counter[str] = Counter()  # new valid objects received
         self.duplicates = 0
         self.invalid = 0
+        self.dropped: Counter[str] = Counter()  # "inv" items / "object"s over the buckets
 
     # ---- peers ---------------------------------------------------------------------
 
@@ -266,6 +273,8 @@ class Relay:
     def _on_inv(self, st: _PeerState, items: list[list[Any]]) -> None:
         now = time.monotonic()
         if not st.inv_bucket.take(len(items), now):
+            self.dropped["inv"] += len(items)
+            self._flooding(st, now, "INV items above the limit")
             return
         want: list[list[Any]] = []
         cap = self.limits.known_per_peer
@@ -287,6 +296,16 @@ class Relay:
         if want:
             body = messages.encode_body(messages.GETDATA, {0: want})
             st.peer.send_body(messages.GETDATA, body, PRIO_CONTROL)
+
+    def _flooding(self, st: _PeerState, now: float, what: str) -> None:
+        if now - st.flood_at < self.limits.flood_report_interval_s:
+            return
+        st.flood_at = now
+        if self.on_flooding is not None:
+            try:
+                self.on_flooding(st.peer, what)
+            except Exception:
+                log.exception("on_flooding hook failed")
 
     def _expire_inflight(self, st: _PeerState, now: float) -> None:
         timeout = self.limits.getdata_timeout_s
@@ -318,7 +337,9 @@ class Relay:
             if self.on_response is not None:
                 self.on_response(st.peer, (now - asked) * 1000.0)
         elif not st.obj_bucket.take(1, now):
-            return  # unsolicited and over the limit: ignore
+            self.dropped["object"] += 1  # unsolicited and over the limit
+            self._flooding(st, now, "unsolicited objects above the limit")
+            return
         st.know(h, self.limits.known_per_peer)
         if h in self._seen:
             self.duplicates += 1

@@ -8,7 +8,10 @@ works for tty devices and pseudo-terminals on Linux, needs no thread, and lets u
 exact errno when the device goes away, which is what reconnecting hinges on.
 
 Life cycle: `start()` runs a supervisor task. It opens the port; on failure it retries with
-exponential backoff (`backoff_min` .. `backoff_max`, 0.2 s .. 5 s). While connected a
+exponential backoff (`backoff_min` .. `backoff_max`, 0.2 s .. 5 s). The first failed open
+is logged as a WARNING naming the port and the OS error, then at most one WARNING per
+`open_warn_interval` (60 s) while it keeps failing (the rest at DEBUG); the open is
+logged at INFO with the number of failed attempts before it. While connected a
 read of EOF, EIO, ENXIO, ENODEV or any other OSError, a write error, or the port path
 vanishing (checked every `watch_interval` s, for devices that disappear without a read
 error) closes the port, reports "disconnected" and goes back to reopening. Each new
@@ -39,6 +42,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +57,7 @@ READ_CHUNK = 4096
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 WATCH_INTERVAL_S = 1.0
+OPEN_WARN_INTERVAL_S = 60.0
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -81,6 +86,24 @@ def open_serial(port: str, baud: int) -> serial.Serial:
     return ser
 
 
+def open_error_text(exc: BaseException) -> str:
+    """The OS reason an open failed, without pyserial's repetition of the port name."""
+    code = getattr(exc, "errno", None)
+    text = " ".join(str(exc).split())
+    if "exclusively lock" in text:
+        reason = os.strerror(code) if isinstance(code, int) and code > 0 else text
+        return f"in use by another program (could not exclusively lock it: {reason})"
+    if not (isinstance(code, int) and code > 0):
+        # pyserial wraps a termios error as "Could not configure port: (25, '...')"
+        m = re.search(r"\((\d+), '[^']*'\)", text)
+        if m is None:
+            return text or type(exc).__name__
+        code = int(m.group(1))
+        if code == errno.ENOTTY:
+            return f"not a serial device: {os.strerror(code)} (errno ENOTTY)"
+    return f"{os.strerror(code)} (errno {errno.errorcode.get(code, code)})"
+
+
 class SerialLink:
     """A self-reconnecting packet link over a serial port (see module docstring)."""
 
@@ -95,6 +118,7 @@ class SerialLink:
         backoff_min: float = BACKOFF_MIN_S,
         backoff_max: float = BACKOFF_MAX_S,
         watch_interval: float = WATCH_INTERVAL_S,
+        open_warn_interval: float = OPEN_WARN_INTERVAL_S,
     ) -> None:
         if write_queue_max < 1:
             raise ValueError("write_queue_max must be >= 1")
@@ -108,6 +132,7 @@ class SerialLink:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.watch_interval = watch_interval
+        self.open_warn_interval = open_warn_interval
         self.state = DISCONNECTED
         # counters (over all connections)
         self.opens = 0
@@ -265,13 +290,31 @@ class SerialLink:
         backoff = self.backoff_min
         lost = self._lost
         assert lost is not None and self._connected_ev is not None
+        loop = asyncio.get_running_loop()
+        failing = 0  # failed opens in a row
+        warned_at = 0.0
         while not self._closing:
             try:
                 ser = open_serial(self.port, self.baud)
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.open_failures += 1
                 self.last_error = str(exc)
-                log.debug("open %s failed: %s (retry in %.1f s)", self.port, exc, backoff)
+                why = open_error_text(exc)
+                now = loop.time()
+                failing += 1
+                if failing == 1:
+                    warned_at = now
+                    log.warning("serial %s cannot be opened: %s (retrying)", self.port, why)
+                elif now - warned_at >= self.open_warn_interval:
+                    warned_at = now
+                    log.warning(
+                        "serial %s still cannot be opened after %d attempts: %s",
+                        self.port,
+                        failing,
+                        why,
+                    )
+                else:
+                    log.debug("open %s failed: %s (retry in %.1f s)", self.port, why, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(self.backoff_max, backoff * 2)
                 continue
@@ -279,7 +322,9 @@ class SerialLink:
             lost.clear()
             self._attach(ser)
             self.opens += 1
-            log.info("serial %s open at %d baud", self.port, self.baud)
+            after = f" (after {failing} failed attempts)" if failing else ""
+            failing = 0
+            log.info("serial %s open at %d baud%s", self.port, self.baud, after)
             writer = asyncio.create_task(self._writer(), name=f"serial-writer-{self.port}")
             self._connected_ev.set()
             self._set_state(CONNECTED)

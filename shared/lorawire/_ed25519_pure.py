@@ -309,7 +309,8 @@ def _straus(k, ax, ay, s):
     x2, y2, z2, t2 = e * f % p, g * h % p, f * g % p, e * h % p
     c2 = ((y2 + x2) % p, (y2 - x2) % p, t2 * D2 % p, 2 * z2 % p)
     odd = [None] * _WNAF_TABLE
-    odd[0] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2)
+    # [None] * n preallocates the slots; mypy takes it for a list that holds only None
+    odd[0] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2)  # type: ignore[call-overload]
     for j in range(1, _WNAF_TABLE):
         ypx, ymx, t2d, z2x = c2
         a = (y1 - x1) * ymx % p
@@ -324,7 +325,7 @@ def _straus(k, ax, ay, s):
         y1 = g * h % p
         z1 = f * g % p
         t1 = e * h % p
-        odd[j] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2 * z1 % p)
+        odd[j] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2 * z1 % p)  # type: ignore[call-overload]
 
     if top < COMB_SPACING:
         top = COMB_SPACING

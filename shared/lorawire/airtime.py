@@ -252,7 +252,8 @@ class DutyCycle:
     def _ring(self, idx, now_ms):
         ring = self._rings[idx]
         if ring is None:
-            ring = self._rings[idx] = _Ring(self.max_records)
+            # _rings is preallocated [None] * n; mypy takes it for a list of None only
+            ring = self._rings[idx] = _Ring(self.max_records)  # type: ignore[call-overload]
         ring.prune(now_ms - self.window_ms)
         return ring
 

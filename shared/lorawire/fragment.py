@@ -202,10 +202,11 @@ class Reassembler:
         return False
 
     def _reject(self, reason, source, msg_id, detail, slot=None):
+        """Count a refusal and free `slot`; the ReassemblyError for the caller to raise."""
         if slot is not None:
             slot.clear()
         self.rejected += 1
-        raise ReassemblyError(reason, source, msg_id, detail)
+        return ReassemblyError(reason, source, msg_id, detail)
 
     def add(self, source, fields, now_ms):
         """Take one fragment (its decoded body) from `source`.
@@ -218,12 +219,12 @@ class Reassembler:
         try:
             msg_id, index, count, chunk = check_fields(fields)
         except DecodeError as exc:
-            self._reject(MALFORMED, source, None, str(exc))
+            raise self._reject(MALFORMED, source, None, str(exc)) from exc
         n = len(chunk)
         last = index == count - 1
         if count == 1:
             if n > self.max_message:
-                self._reject(OVERSIZE, source, msg_id, "%d bytes" % n)
+                raise self._reject(OVERSIZE, source, msg_id, "%d bytes" % n)
             self.completed += 1
             return chunk
         self.expire(now_ms)
@@ -243,7 +244,7 @@ class Reassembler:
             return None
         if slot is not None:
             if slot.count != count:
-                self._reject(
+                raise self._reject(
                     INCONSISTENT, source, msg_id, "count %d then %d" % (slot.count, count), slot
                 )
             held = slot.chunks[index]
@@ -251,7 +252,7 @@ class Reassembler:
                 if held == chunk:
                     self.duplicates += 1
                     return None
-                self._reject(INCONSISTENT, source, msg_id, "two chunks for one index", slot)
+                raise self._reject(INCONSISTENT, source, msg_id, "two chunks for one index", slot)
             chunk_len = slot.chunk_len
             last_len = slot.last_len
         else:
@@ -262,21 +263,23 @@ class Reassembler:
         elif chunk_len == 0:
             chunk_len = n
         elif n != chunk_len:
-            self._reject(INCONSISTENT, source, msg_id, "chunk length differs", slot)
+            raise self._reject(INCONSISTENT, source, msg_id, "chunk length differs", slot)
         if chunk_len and last_len > chunk_len:
-            self._reject(INCONSISTENT, source, msg_id, "last chunk longer than the others", slot)
+            raise self._reject(
+                INCONSISTENT, source, msg_id, "last chunk longer than the others", slot
+            )
         # Smallest total these lengths allow: refuse as soon as it cannot fit.
         if chunk_len:
             least = (count - 1) * chunk_len + (last_len or 1)
         else:
             least = count * last_len
         if least > self.max_message:
-            self._reject(OVERSIZE, source, msg_id, "at least %d bytes" % least, slot)
+            raise self._reject(OVERSIZE, source, msg_id, "at least %d bytes" % least, slot)
         if slot is None:
             if mine >= self.per_source:
-                self._reject(QUOTA, source, msg_id, "%d slots held" % mine)
+                raise self._reject(QUOTA, source, msg_id, "%d slots held" % mine)
             if free is None:
-                self._reject(BUSY, source, msg_id, "all %d slots busy" % len(self.slots))
+                raise self._reject(BUSY, source, msg_id, "all %d slots busy" % len(self.slots))
             slot = free
             slot.source = source
             slot.msg_id = msg_id
@@ -289,9 +292,10 @@ class Reassembler:
         slot.size += n
         if slot.received < count:
             return None
-        message = b"".join(slot.chunks[:count])
+        # chunks and _done are preallocated [None] * n: mypy takes them for lists of None only
+        message = b"".join(slot.chunks[:count])  # type: ignore[arg-type]
         slot.clear()
-        self._done[self._done_pos] = (source, msg_id, now_ms)
+        self._done[self._done_pos] = (source, msg_id, now_ms)  # type: ignore[call-overload]
         self._done_pos = (self._done_pos + 1) % len(self._done)
         self.completed += 1
         return message

@@ -92,7 +92,7 @@ class Frame:
 
     def __eq__(self, other):
         if not isinstance(other, Frame):
-            return NotImplemented
+            return NotImplemented  # type: ignore[name-defined]  # the stubs' builtins lack it
         for name in Frame.__slots__:
             if getattr(self, name) != getattr(other, name):
                 return False
@@ -100,7 +100,7 @@ class Frame:
 
     def __ne__(self, other):
         result = self.__eq__(other)
-        return result if result is NotImplemented else not result
+        return result if result is NotImplemented else not result  # type: ignore[name-defined]
 
     def __repr__(self):
         dest = "*" if self.dest is None else _hex(self.dest)

@@ -107,9 +107,9 @@ def _compress32(h, w, block, off):
     """
     m = _M32
     kh = _KH
-    if kh is None:
-        kh = _tables32()
     kl = _KL
+    if kh is None or kl is None:
+        kh, kl = _tables32()
     for i in range(16):
         j = off + 8 * i
         w[i] = int.from_bytes(block[j : j + 4], "big")
@@ -193,7 +193,7 @@ def _tables32():
     raw = unhexlify(_K_HEX)
     _KH = tuple(int.from_bytes(raw[i : i + 4], "big") for i in range(0, 640, 8))
     _KL = tuple(int.from_bytes(raw[i + 4 : i + 8], "big") for i in range(0, 640, 8))
-    return _KH
+    return _KH, _KL
 
 
 HALVES = _wide_small_ints()

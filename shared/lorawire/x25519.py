@@ -110,7 +110,9 @@ if FAST:
         scalar = _check32(scalar, "scalar")
         u = _check32(u, "u")
         try:
-            out = _XPrivate.from_private_bytes(scalar).exchange(_XPublic.from_public_bytes(u))
+            # both classes are set when FAST; mypy types them by their first binding, None
+            mine = _XPrivate.from_private_bytes(scalar)  # type: ignore[attr-defined]
+            out = mine.exchange(_XPublic.from_public_bytes(u))  # type: ignore[attr-defined]
         except ValueError:
             raise ValueError("X25519 result is all zeros (small-order peer key)") from None
         if out == bytes(32):
@@ -120,7 +122,8 @@ if FAST:
     def public_key(scalar):
         """X25519 public key (u coordinate of [clamp(scalar)]9) as 32 bytes."""
         scalar = _check32(scalar, "scalar")
-        return _XPrivate.from_private_bytes(scalar).public_key().public_bytes_raw()
+        mine = _XPrivate.from_private_bytes(scalar)  # type: ignore[attr-defined]  # as above
+        return mine.public_key().public_bytes_raw()
 
 else:
     x25519 = pure_x25519

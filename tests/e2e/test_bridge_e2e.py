@@ -115,6 +115,24 @@ def _bridge_banned_drops(net: Network) -> int:
     return int((st.get("counters") or {}).get("dropped_banned", 0))
 
 
+def assert_bad_node_silenced_at_the_bridge(net: Network, when: str) -> None:
+    """While the bad node keeps sending, the bridge's `dropped_banned` rises and the
+    gateway sees none of its frames (its `mesh_banned` drop counter does not move)."""
+    assert net.badnode is not None
+    assert net.metrics(), f"the gateway's metrics endpoint answers ({when})"
+    b1, g1 = _bridge_banned_drops(net), _mesh_banned_at_gateway(net)
+
+    def sent() -> int:
+        assert net.badnode is not None
+        with net.badnode.cond:
+            return sum(1 for ln in net.badnode.lines if "garbage #" in ln)
+
+    s1 = sent()
+    wait_for(lambda: sent() >= s1 + 3, 20, f"the bad node keeps sending ({when})")
+    assert _bridge_banned_drops(net) > b1, f"the bridge drops the bad node's frames ({when})"
+    assert _mesh_banned_at_gateway(net) == g1, f"no frame of it reaches the gateway ({when})"
+
+
 def step_a_transaction_made_on_the_mesh_reaches_an_internet_peer(net: Network) -> None:
     wait_for(lambda: peer2_connected(net), 30, "peer2 connected to the gateway")
     raw = os.urandom(40)
@@ -160,17 +178,7 @@ def step_the_bad_mesh_node_is_banned_and_then_silenced_at_the_bridge(net: Networ
     # the push a moment, then: the bridge's counter rises while the node keeps sending,
     # and the gateway no longer sees any frame of it (not even to drop it as banned).
     time.sleep(3)
-    assert net.metrics(), "the gateway's metrics endpoint answers"
-    b1, g1 = _bridge_banned_drops(net), _mesh_banned_at_gateway(net)
-
-    def sent() -> int:
-        with net.badnode.cond:
-            return sum(1 for ln in net.badnode.lines if "garbage #" in ln)
-
-    s1 = sent()
-    wait_for(lambda: sent() >= s1 + 3, 20, "the bad node keeps sending")
-    assert _bridge_banned_drops(net) > b1
-    assert _mesh_banned_at_gateway(net) == g1
+    assert_bad_node_silenced_at_the_bridge(net, "after the ban")
     evidence_now = next(b for b in net.query("bans") if b["target"] == target)["evidence"]
     assert len(evidence_now) == len(ban["evidence"])
 
@@ -210,6 +218,9 @@ def step_unplugging_and_replugging_the_pty_recovers_the_link(net: Network) -> No
         "mesh tx at peer2 after the replug",
     )
     assert f"node:{net.badnode_id}" in _ban_targets(net)
+    # After the gateway's SIGKILL and restart and the unplug/replug, the ban still holds
+    # at the bridge radio.
+    assert_bad_node_silenced_at_the_bridge(net, "after the gateway restart and the replug")
 
 
 def test_mesh_bridge_gateway_and_internet_end_to_end(tmp_path: Path) -> None:

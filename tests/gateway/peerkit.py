@@ -10,7 +10,9 @@ from typing import Any
 
 from loragate.config import GatewayConfig
 from loragate.manager import ManagerTuning, PeerManager
+from loragate.session import PeerSession
 from loragate.store import AsyncStore
+from lorawire import messages
 from lorawire.identity import Identity
 
 
@@ -79,3 +81,22 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached within {timeout:.1f}s")
         await asyncio.sleep(step)
+
+
+def drain(sub: Any) -> list[Any]:
+    """Every event an event-bus subscription holds now."""
+    out = []
+    while not sub.queue.empty():
+        out.append(sub.get_nowait())
+    return out
+
+
+class SlowPong(PeerSession):
+    """A client that answers pings 150 ms late (a distant peer: no low-latency protection)."""
+
+    def send(self, msg_type: int, fields: object, prio: int = 0) -> bool:
+        if msg_type == messages.PONG:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.15, lambda: PeerSession.send(self, msg_type, fields, prio))
+            return True
+        return super().send(msg_type, fields, prio)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import io
 import json
 import logging
@@ -344,8 +343,22 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
     garbage_db = tmp / "garbage"
     garbage_db.mkdir()
     (garbage_db / "loragate.sqlite3").write_bytes(b"this is not a database" * 100)
+    not_utf8 = tmp / "latin1.toml"
+    not_utf8.write_bytes("# réseau\nlisten_port = 1\n".encode("latin-1"))
+    key_not_utf8 = tmp / "key-latin1"
+    key_not_utf8.write_bytes(b"\xff" * 64)
+    a_dir = tmp / "a-dir"
+    a_dir.mkdir()
+    db_is_dir = tmp / "db-is-dir"
+    (db_is_dir / "loragate.sqlite3").mkdir(parents=True)
+    data_dir_file = tmp / "data-dir-file.toml"
+    data_dir_file.write_text(f'data_dir = "{afile}"\n')
+    key_dir = tmp / "key-dir.toml"
+    key_dir.write_text(f'network_key_file = "{a_dir}"\n')
+    serial_file = tmp / "serial-file.toml"
+    serial_file.write_text(f'serial_port = "{afile}"\n')
     d = ["--data-dir", str(stopped)]
-    return [
+    cases = [
         (["ban", "not-a-target", *d], 2, "not a node id"),
         (["ban", "0123456789abcde", *d], 2, "not a node id"),
         (["ban", "10.0.0.1", "--duration", "5x", *d], 2, "not a duration"),
@@ -371,7 +384,30 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
         (["peers", "--data-dir", str(tmp / "empty")], 1, "no gateway database"),
         (["bans", "--data-dir", str(garbage_db)], 1, "cannot open database"),
         (["id", "--data-dir", str(tmp / "empty")], 1, "loragate keygen"),
+        # a file that is not UTF-8, a directory or a bad path where a file is expected
+        (["run", "--config", str(not_utf8), *d], 2, f"{not_utf8} is not UTF-8 text (byte 0xe9"),
+        (["peers", "--config", str(not_utf8), *d], 2, "is not UTF-8 text"),
+        (["bans", "--config", str(not_utf8), *d], 2, "is not UTF-8 text"),
+        (["ban", "10.0.0.1", "--config", str(not_utf8), *d], 2, "is not UTF-8 text"),
+        (["run", "--network-key-file", str(key_not_utf8), *d], 2, "is not UTF-8 text"),
+        (["run", "--config", str(a_dir), *d], 2, "is a directory"),
+        (["run", "--config", str(afile / "gw.toml"), *d], 2, "cannot read"),
+        (["run", "--config", str(key_dir), *d], 2, "cannot be read: Is a directory"),
+        (["run", "--network-key-file", str(a_dir), *d], 2, "is a directory"),
+        (["run", "--config", str(data_dir_file)], 1, f"data dir {afile} is not a directory"),
+        (["run", "--listen-port", "0", "--data-dir", str(db_is_dir)], 1, "cannot open database"),
+        (["peers", "--data-dir", str(db_is_dir)], 1, "cannot open database"),
+        (["run", "--serial-port", str(afile), *d], 2, f"serial_port='{afile}' is not a device"),
+        (["run", "--serial-port", str(a_dir), *d], 2, "is a directory"),
+        (["run", "--serial-port", str(afile / "tty"), *d], 2, "cannot be checked"),
+        (["run", "--config", str(serial_file), *d], 2, "is not a device"),
     ]
+    if os.geteuid() != 0:  # root reads any file
+        unreadable = tmp / "unreadable.toml"
+        unreadable.write_text("listen_port = 1\n")
+        unreadable.chmod(0)
+        cases.append((["run", "--config", str(unreadable), *d], 2, "Permission denied"))
+    return cases
 
 
 def test_user_mistakes_print_one_line(tmp_path: Path, stopped: Path) -> None:
@@ -469,27 +505,8 @@ def test_defaults_need_no_config(tmp_path: Path) -> None:
     assert cfg["data_dir"] == str(tmp_path / "env")
 
 
-def test_run_without_manager_says_so(tmp_path: Path) -> None:
-    # None in sys.modules makes `import loragate.manager` fail as if the file were absent.
-    code = (
-        "import sys; sys.modules['loragate.manager'] = None; "
-        "sys.argv = ['loragate', 'run', '--data-dir', sys.argv[1]]; "
-        "from loragate.cli import main; main()"
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert (p.returncode, p.stdout) == (2, "")
-    assert p.stderr == "loragate: the peer manager is not built yet\n"
-
-
 def test_run_reports_os_errors_in_one_line(tmp_path: Path) -> None:
-    """A gateway whose port is taken fails with one line (needs the manager's run_gateway)."""
-    if importlib.util.find_spec("loragate.manager") is None:
-        pytest.skip("the peer manager is not built yet")
+    """A gateway whose port is taken fails with one line."""
     import socket
 
     with socket.socket() as busy:
@@ -586,9 +603,6 @@ def test_node_target_helper_matches_cli_format() -> None:
 # ---- with the real peer manager ------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("loragate.manager") is None, reason="peer manager not built yet"
-)
 async def test_every_command_against_the_real_gateway_process(tmp_path: Path) -> None:
     data = tmp_path / "gw"
     d = ("--data-dir", str(data))

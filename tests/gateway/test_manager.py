@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from peerkit import endpoint, fast_tuning, start_node, stop_node, wait_until
+from peerkit import drain, endpoint, fast_tuning, start_node, stop_node, wait_until
 
 from loragate.bans import net_target, node_target
 from loragate.events import EventKind
@@ -35,13 +35,6 @@ async def raw_client(m, src: str, ident: Identity | None = None) -> PeerSession:
     await s.handshake()
     s.start()
     return s
-
-
-def drain(sub) -> list:  # noqa: ANN001
-    out = []
-    while not sub.queue.empty():
-        out.append(sub.get_nowait())
-    return out
 
 
 async def test_record_sequence_grows_across_restarts(tmp_path) -> None:

@@ -667,3 +667,92 @@ async def test_a_new_mesh_node_makes_the_gateway_announce_again(rig: Any) -> Non
     await wait_until(
         lambda: sum(f.type == messages.ANNOUNCE for f, _, _ in r.board.sent()) == 3, timeout=5
     )
+
+
+# ---- mesh -> internet: offers (INV) and blocks ----------------------------------------------
+
+
+def _sent_of(board: BoardProc, msg_type: int) -> list[tuple[wframe.Frame, Any, bytes]]:
+    return [(f, v, d) for f, v, d in board.sent() if f.type == msg_type]
+
+
+async def test_mesh_inv_makes_the_gateway_ask_that_node_and_the_object_goes_on(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    got: list[tuple[str, bytes]] = []
+    p.on_object = lambda kind, payload, src: got.append((kind, payload))
+    gw_id = r.gw.identity.id
+    near, far, other = MeshNode(), MeshNode(), MeshNode()
+    await r.board.up([near.announce()])  # a direct neighbour: we learn its public key
+    await wait_until(lambda: near.id in r.side._records)
+    tx = b"offered-tx-" + bytes(range(50))
+    blk = b"offered-block-" + bytes(range(90))
+    h_tx, h_blk = object_hash(tx), object_hash(blk)
+
+    # The neighbour offers a tx: the gateway asks it, by a unicast under the pair's key.
+    await r.board.up([near.frame(messages.INV, {0: [[messages.KIND_TX, h_tx]]})])
+    await wait_until(lambda: len(_sent_of(r.board, messages.GETDATA)) == 1)
+    f, value, data = _sent_of(r.board, messages.GETDATA)[0]
+    assert (f.source, f.dest, value[0]) == (gw_id, near.id, [[messages.KIND_TX, h_tx]])
+    assert f.flags & wframe.FLAG_LINK and not f.flags & wframe.FLAG_BRIDGED
+    assert f.hop_limit == 0
+    assert _open(data, near.link_key(r.gw.identity)).accepted
+    assert not _open(data, bytes(32)).accepted  # really the pairwise tag
+
+    # A node two hops away offers a block: asked under the network tag, as far as it is.
+    await r.board.up([far.frame(messages.INV, {0: [[messages.KIND_BLOCK, h_blk]]}, hop=2)])
+    await wait_until(lambda: len(_sent_of(r.board, messages.GETDATA)) == 2)
+    f, value, data = _sent_of(r.board, messages.GETDATA)[1]
+    assert (f.dest, value[0], f.hop_limit) == (far.id, [[messages.KIND_BLOCK, h_blk]], 2)
+    assert not f.flags & wframe.FLAG_LINK and _open(data).accepted
+
+    # Another node offers the tx while it is being fetched: not asked twice.
+    await r.board.up([other.frame(messages.INV, {0: [[messages.KIND_TX, h_tx]]}, hop=1)])
+    await r.board.ping()
+    await asyncio.sleep(0.2)
+    assert len(_sent_of(r.board, messages.GETDATA)) == 2
+    assert not p.relay.has(h_tx) and got == []  # nothing reaches the internet on an INV
+
+    # The answers come up: each object reaches the internet peer once.
+    await r.board.up([near.frame(messages.TX, {0: tx}), far.frame(messages.BLOCK, {0: blk}, hop=2)])
+    await wait_until(lambda: p.relay.has(h_tx) and p.relay.has(h_blk))
+    assert sorted(got) == [("block", blk), ("tx", tx)]
+    assert r.gw.relay.get(h_tx) == tx and r.gw.relay.get(h_blk) == blk
+    # Offered again after it arrived: the gateway has it, so it asks nobody.
+    await r.board.up([other.frame(messages.INV, {0: [[messages.KIND_BLOCK, h_blk]]}, hop=1)])
+    await r.board.ping()
+    await asyncio.sleep(0.2)
+    assert len(_sent_of(r.board, messages.GETDATA)) == 2
+    assert sorted(got) == [("block", blk), ("tx", tx)]
+    # Neither object is offered back to the mesh it came from.
+    assert _sent_of(r.board, messages.INV) == []
+
+
+async def test_a_block_from_the_mesh_overtakes_the_transactions_before_it(rig: Any) -> None:
+    r = await rig()
+    p = await r.internet_peer()
+    # Transactions wait to be announced in a batch; a block is announced at once and
+    # first. A wide batch window keeps this test independent of the machine's speed.
+    r.gw.relay.limits.inv_delay_s = 0.5
+    got: list[tuple[str, bytes]] = []
+    p.on_object = lambda kind, payload, src: got.append((kind, payload))
+    invs: list[list[int]] = []
+    inner = p.relay.handle
+
+    def spy(peer: Any, msg_type: int, value: Any) -> bool:
+        if msg_type == messages.INV:
+            invs.append([code for code, _ in value[0]])
+        return inner(peer, msg_type, value)
+
+    p.relay.handle = spy  # type: ignore[method-assign]
+    node = MeshNode()
+    txs = [b"queued-tx-%d-" % i + bytes(40) for i in range(5)]
+    blk = b"urgent-block-" + bytes(range(100))
+    frames = [node.frame(messages.TX, {0: t}, hop=1) for t in txs]
+    frames.append(node.frame(messages.BLOCK, {0: blk}, hop=1))
+    await r.board.up(frames)
+    await wait_until(lambda: len(got) == 6, timeout=8)
+    assert got[0] == ("block", blk)
+    assert sorted(payload for _, payload in got[1:]) == sorted(txs)
+    assert invs[0] == [messages.KIND_BLOCK]  # its own INV, ahead of the batch of txs
+    assert sorted(code for inv in invs[1:] for code in inv) == [messages.KIND_TX] * 5

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from peerkit import fast_tuning, start_node, stop_node, wait_until
+from peerkit import SlowPong, fast_tuning, start_node, stop_node, wait_until
 
 from loragate import control
 from loragate.addrman import BUCKET_SIZE
@@ -268,17 +268,6 @@ async def test_backoff_grows_and_resets(tmp_path) -> None:
             await stop_node(peer)
         await stop_node(me)
         dead.close()
-
-
-class SlowPong(PeerSession):
-    """A client that answers pings 150 ms late (a distant peer)."""
-
-    def send(self, msg_type: int, fields: object, prio: int = 0) -> bool:
-        if msg_type == messages.PONG:
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.15, lambda: PeerSession.send(self, msg_type, fields, prio))
-            return True
-        return super().send(msg_type, fields, prio)
 
 
 async def test_eviction_protects_the_documented_peers(tmp_path) -> None:

@@ -49,6 +49,8 @@ def tree(tmp_path: Path) -> Path:
     files = {
         "shared/lorawire/__init__.py": "",
         "shared/lorawire/codec.py": "X = 1\n",
+        "shared/lorawire/_fastcodec.py": "import msgpack\n",  # CPython only: never shipped
+        "shared/lorawire/handshake.py": "",  # the gateway's TCP handshake: never shipped
         "shared/lorawire/__pycache__/codec.cpython-311.pyc": "junk",
         "shared/lorawire/README.txt": "not code",
         "firmware/main.py": "import loranode\n",
@@ -56,6 +58,7 @@ def tree(tmp_path: Path) -> Path:
         "firmware/mypy.ini": "[mypy]\n",
         "firmware/loranode/__init__.py": "",
         "firmware/loranode/node.py": "Y = 2\n",
+        "firmware/loranode/radio_sim.py": "",  # unix port only: never shipped
         "firmware/loranode/radio/__init__.py": "",
         "firmware/loranode/radio/sx.py": "Z = 3\n",
     }
@@ -215,7 +218,7 @@ def test_romfs_image_holds_the_firmware_packages_and_runs_on_the_unix_port(tmp_p
     expected = {
         p.with_suffix(".mpy").name
         for p in (ROOT / "shared" / "lorawire").glob("*.py")
-        if p.name not in romfs.CPYTHON_ONLY
+        if f"lorawire/{p.name}" not in romfs.CPYTHON_ONLY
     }
     assert shipped == expected and "_fastcodec.mpy" not in shipped
 
@@ -273,6 +276,198 @@ def test_keygen_prints_fresh_hex_key(capsys):
     second, _ = run_main(["keygen"], capsys)
     assert len(first.strip()) == 64 and bytes.fromhex(first.strip())
     assert first != second
+
+
+# --- modules a board never runs are not shipped ------------------------------------------
+
+
+def _board_modules() -> list[Path]:
+    """Every module of the real tree (packages and main/boot) a plain deploy would copy."""
+    return [src for src, _ in cli._sources(ROOT)]
+
+
+@pytest.mark.parametrize("mode", [(), ("--mpy",), ("--romfs",)], ids=["py", "mpy", "romfs"])
+def test_excluded_modules_are_not_shipped(mode, tmp_path, key_file, capsys):
+    build = tmp_path / "build"
+    out, _ = run_main(flash_args("heltec-v3", ROOT, build, key_file, "--dry-run", *mode), capsys)
+    if mode:  # every package module is compiled by one mpy-cross line
+        words = [line.split() for line in out.splitlines() if line.startswith("mpy-cross ")]
+        sources = {(Path.cwd() / w[-1]).relative_to(ROOT).as_posix() for w in words}
+    else:  # or staged as is, listed in the `cp` lines
+        staged = [Path.cwd() / w for line in out.splitlines() for w in shlex.split(line)]
+        sources = {
+            p.relative_to(build / "board").as_posix()
+            for p in staged
+            if p.suffix == ".py" and p.is_relative_to(build / "board")
+        }
+        sources = {s for s in sources if "/" in s}  # the packages, not main.py / boot.py
+    shipped = {s.removeprefix("shared/").removeprefix("firmware/") for s in sources}
+    packaged = {
+        src.relative_to(src.parents[1]).as_posix()
+        for src in _board_modules()
+        if src.parent.name in ("lorawire", "loranode")
+    }
+    assert romfs.BOARD_EXCLUDE <= packaged  # the list names real modules
+    assert shipped == packaged - romfs.BOARD_EXCLUDE
+    for name in ("_fastcodec", "_ed25519_fast", "handshake", "radio_sim"):
+        assert f"/{name}." not in out
+
+
+def _guarded_imports(tree: ast.AST) -> list[tuple[str, bool]]:
+    """(module, guarded) for every import: guarded = inside a try, an if or a function."""
+    found: list[tuple[str, bool]] = []
+
+    def walk(node: ast.AST, guarded: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                found.extend((a.name, guarded) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append((child.module, guarded))
+                found.extend((f"{child.module}.{a.name}", guarded) for a in child.names)
+            inner = isinstance(child, ast.Try | ast.If | ast.FunctionDef | ast.AsyncFunctionDef)
+            walk(child, guarded or inner)
+
+    walk(tree, False)
+    return found
+
+
+def test_board_code_imports_excluded_modules_only_behind_a_guard():
+    """Nothing a board runs needs an excluded module: the handshake is never imported, the
+    others only where a CPython or unix-port check (try/except ImportError, `if cfg["sim"]`)
+    keeps a board away from them."""
+    excluded = {x.removesuffix(".py").replace("/", ".") for x in romfs.BOARD_EXCLUDE}
+    shipped = [src for src in _board_modules() if romfs.ships(src.relative_to(src.parents[1]))]
+    seen = set()
+    for src in shipped:
+        for module, guarded in _guarded_imports(ast.parse(src.read_text())):
+            if module in excluded:
+                seen.add(module)
+                assert module != "lorawire.handshake", f"{src} imports the gateway handshake"
+                assert guarded, f"{src} imports {module} unconditionally"
+    assert "loranode.radio_sim" in seen  # the scan does find the simulator's import
+
+
+@pytest.mark.upy
+def test_staged_board_tree_imports_without_excluded_modules(tmp_path, key_file):
+    """Every shipped module imports on the unix port with only the shipped files on the path."""
+    build = tmp_path / "build"
+    cfg = cli.build_config(
+        base=None,
+        board="heltec-v3",
+        region="EU868",
+        role=None,
+        network_key=KEY,
+        network_key_file=None,
+        overrides={},
+        sets=(),
+    )
+    plan = cli.plan_flash(
+        port=PORT,
+        preset=cli.fw_config.radio(cfg),
+        root=ROOT,
+        build_dir=build,
+        mpy=False,
+        key_on_host=False,
+    )
+    cli.stage(plan, build, cfg, None)
+    board = build / "board"
+    names = sorted(
+        p.relative_to(board).with_suffix("").as_posix().replace("/", ".")
+        for p in board.glob("*/*.py")
+    )
+    assert "lorawire.codec" in names and "loranode.radio_sim" not in names
+    code = (
+        "bad = []\n"
+        f"for m in {names!r}:\n"
+        "    try:\n"
+        "        __import__(m)\n"
+        "    except ImportError as e:\n"
+        "        bad.append((m, str(e)))\n"
+        "print('BAD', bad)\n"
+        "import lorawire.codec\n"
+        "print('CODEC', lorawire.codec.BACKEND)\n"
+    )
+    env = dict(os.environ, MICROPYPATH=f"{board}:.frozen")  # no shared/ or firmware/
+    proc = subprocess.run(
+        [micropython_binary(), "-X", "heapsize=1M", "-c", code],
+        cwd=board,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["BAD []", "CODEC pure"]
+
+
+@pytest.mark.slow  # compiles every module (3 s idle, more on a busy machine)
+def test_romfs_board_image_leaves_out_the_unix_port_radio():
+    assert b"radio_sim.mpy" not in romfs.build_image(board=True)
+
+
+def test_flash_refuses_a_sim_config(tmp_path, key_file, capsys):
+    args = flash_args("heltec-v3", ROOT, tmp_path / "build", key_file, "--dry-run")
+    args += ["--set", "sim.medium_port=47000", "--set", "sim.name=n0"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "sim section" in captured.err
+
+
+# --- `make flash ... DRY_RUN=1` ---------------------------------------------------------
+
+
+def _make_flash(key_file: Path, *variables: str) -> subprocess.CompletedProcess[str]:
+    # -s: no recipe echo, so stdout is the tool's own; -o: never rebuild the venv from a test.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    argv = ["make", "-s", "--no-print-directory", "-o", ".venv/.installed", "flash"]
+    argv += [f"PORT={PORT}", "BOARD=heltec-v3", f"NETWORK_KEY={key_file}", *variables]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _cli_flash(key_file: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "tools.deploy", "flash", "--port", PORT, "--board", "heltec-v3"]
+    argv += ["--network-key-file", str(key_file), *options]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+@pytest.mark.parametrize(
+    ("variables", "options"),
+    [
+        (("REGION=EU868", "DRY_RUN=1"), ("--region", "EU868", "--dry-run")),
+        (
+            ("REGION=US915", "MPY=1", "KEY_ON_HOST=1", "DRY_RUN=1"),
+            ("--region", "US915", "--mpy", "--key-on-host", "--dry-run"),
+        ),
+        (("REGION=EU868", "ROMFS=1", "DRY_RUN=1"), ("--region", "EU868", "--romfs", "--dry-run")),
+    ],
+    ids=["plain", "mpy-key-on-host", "romfs"],
+)
+def test_make_flash_dry_run_prints_what_the_cli_prints(variables, options, key_file):
+    made = _make_flash(key_file, *variables)
+    direct = _cli_flash(key_file, *options)
+    assert made.returncode == direct.returncode == 0, made.stderr + direct.stderr
+    assert made.stdout == direct.stdout
+    lines = made.stdout.splitlines()
+    assert lines[-1] == NODE_ID_LINE.format(port=PORT)
+    assert f"mpremote connect {PORT} mip install lora-sx126x lora-async" in lines
+    compiled = "MPY=1" in variables or "ROMFS=1" in variables
+    assert any(" mpy-cross " in f" {x}" for x in lines) == compiled
+    assert any(" romfs deploy " in x for x in lines) == ("ROMFS=1" in variables)
+    assert any(x.endswith(" :key.bin") for x in lines) == ("KEY_ON_HOST=1" in variables)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_flash_without_region_fails_in_one_line(key_file):
+    made = _make_flash(key_file, "DRY_RUN=1")
+    direct = _cli_flash(key_file, "--dry-run")
+    assert direct.returncode == 2 and direct.stdout == ""
+    assert direct.stderr.startswith("config: region is missing")
+    assert made.returncode != 0 and made.stdout == ""
+    assert made.stderr.splitlines()[0] == direct.stderr.strip()
 
 
 # --- command-line errors: one line on stderr, non-zero exit, no traceback -----------------
@@ -538,12 +733,13 @@ def test_flash_key_on_board_runs_what_dry_run_prints(tmp_path, key_file, fake_bo
     assert err.count("+ mpremote") == len(dry.splitlines())
     assert not (fake_board / "lorawire" / "stale.py").exists()
     shipped = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*.py"))
-    expected = sorted(
+    every = sorted(
         [f"lorawire/{p.name}" for p in (ROOT / "shared" / "lorawire").glob("*.py")]
         + [f"loranode/{p.name}" for p in (ROOT / "firmware" / "loranode").glob("*.py")]
         + [p.name for p in (ROOT / "firmware").glob("*.py")]
     )
-    assert shipped == expected
+    assert shipped == [p for p in every if p not in romfs.BOARD_EXCLUDE]
+    assert romfs.BOARD_EXCLUDE < set(every)  # each excluded module exists (no stale name)
     assert not list(fake_board.rglob("__pycache__"))
     assert sorted(p.name for p in (fake_board / "lib").iterdir()) == [
         "lora-async.installed",

@@ -38,57 +38,61 @@ def fill(book: AddrMan, r: random.Random, n: int = N_ADDRS) -> float:
     return time.perf_counter() - t
 
 
-def memory_per_address() -> tuple[float, int]:
-    """Bytes traced by tracemalloc per kept address after offering N_ADDRS."""
+def memory_per_address(n: int = N_ADDRS) -> tuple[float, int]:
+    """Bytes traced by tracemalloc per kept address after offering n addresses."""
     r = random.Random(42)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     book = AddrMan(bytes(16), rng=random.Random(1))
-    fill(book, r)
+    fill(book, r, n)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return (after - before) / len(book), len(book)
 
 
-def main() -> dict[str, float]:
-    per_addr, _ = memory_per_address()
+def main(
+    n_addrs: int = N_ADDRS, n_selects: int = N_SELECTS, n_good: int = N_GOOD
+) -> dict[str, float]:
+    """Print and return the figures for n_addrs offered addresses (smaller: a smoke run)."""
+    per_addr, _ = memory_per_address(n_addrs)
     # Timings on a separate, untraced book (tracemalloc slows allocation a lot).
     r = random.Random(42)
     book = AddrMan(bytes(16), rng=random.Random(1))
-    fill_s = fill(book, r)
+    fill_s = fill(book, r, n_addrs)
     n = len(book)
+    size = f"{n_addrs / 1000:g}k addrs"
 
     t = time.perf_counter()
-    for _ in range(N_GOOD):
+    for _ in range(n_good):
         rec = book.select(new_only=True, now=NOW)
         if rec is not None:
             book.good(rec.addr, NOW)
-    good_us = (time.perf_counter() - t) / N_GOOD * 1e6
+    good_us = (time.perf_counter() - t) / n_good * 1e6
 
     later = NOW + 3600
     t = time.perf_counter()
-    for _ in range(N_SELECTS):
+    for _ in range(n_selects):
         book.select(now=later)
-    select_us = (time.perf_counter() - t) / N_SELECTS * 1e6
+    select_us = (time.perf_counter() - t) / n_selects * 1e6
 
     t = time.perf_counter()
-    for _ in range(N_SELECTS):
+    for _ in range(n_selects):
         book.select(new_only=True, now=later)
-    select_new_us = (time.perf_counter() - t) / N_SELECTS * 1e6
+    select_new_us = (time.perf_counter() - t) / n_selects * 1e6
 
-    print(f"addrman fill: {N_ADDRS} offered, {n} kept ({book.new_count} new), {fill_s:.2f} s")
-    print(f"addrman add: {fill_s / N_ADDRS * 1e6:.1f} µs per address")
+    print(f"addrman fill: {n_addrs} offered, {n} kept ({book.new_count} new), {fill_s:.2f} s")
+    print(f"addrman add: {fill_s / n_addrs * 1e6:.1f} µs per address")
     print(f"addrman memory: {per_addr:.0f} bytes per address (tracemalloc, {n} entries)")
     print(f"addrman good (select+move to tried): {good_us:.1f} µs")
-    print(f"addrman select (100k addrs): {select_us:.1f} µs")
-    print(f"addrman select new-only (100k addrs): {select_new_us:.1f} µs")
+    print(f"addrman select ({size}): {select_us:.1f} µs")
+    print(f"addrman select new-only ({size}): {select_new_us:.1f} µs")
     return {
         "select_us": select_us,
         "select_new_us": select_new_us,
         "bytes_per_addr": per_addr,
-        "add_us": fill_s / N_ADDRS * 1e6,
+        "add_us": fill_s / n_addrs * 1e6,
         "kept": float(n),
     }
 

@@ -64,7 +64,7 @@ if %(full)d:
     print("sign_cold", best(lambda: ed25519.sign(next(it), msg), N, R))
     data = bytes(%(msg_len)d + 64)
     print("sha512", best(lambda: sha512.sha512(data), N, R))
-    print("x25519", best(lambda: x25519.x25519(seed, pub), 5, 2))
+    print("x25519", best(lambda: x25519.x25519(seed, pub), %(xn)d, %(xr)d))
     gc.collect()
     gc.disable()
     before = gc.mem_alloc()
@@ -88,7 +88,14 @@ def _compile_mpy(dest: Path) -> None:
 
 def _run_upy(path: Path, heap: str | None, n: int, rounds: int, full: bool) -> dict[str, float]:
     upy = Path(sys.executable).with_name("micropython")
-    script = UPY_SCRIPT % {"msg_len": MSG_LEN, "n": n, "rounds": rounds, "full": int(full)}
+    script = UPY_SCRIPT % {
+        "msg_len": MSG_LEN,
+        "n": n,
+        "rounds": rounds,
+        "full": int(full),
+        "xn": min(n, 5),  # x25519 is slow: at most 5 per batch, 2 batches
+        "xr": min(rounds, 2),
+    }
     argv = [str(upy)]
     if heap:
         argv += ["-X", f"heapsize={heap}"]
@@ -129,13 +136,13 @@ def _child_cpu_s(argv: list[str], env: dict[str, str]) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _upy_cpu_ms(path: Path, heap: str | None, op: str, n: int = 100) -> float:
-    """CPU ms per operation: (run with n ops - run with none) / n, best of three pairs."""
+def _upy_cpu_ms(path: Path, heap: str | None, op: str, n: int = 100, pairs: int = 3) -> float:
+    """CPU ms per operation: (run with n ops - run with none) / n, best of `pairs` pairs."""
     upy = Path(sys.executable).with_name("micropython")
     argv = [str(upy)] + (["-X", f"heapsize={heap}"] if heap else [])
     env = dict(os.environ, MICROPYPATH=f"{path}:.frozen")
     best = float("inf")
-    for _ in range(3):
+    for _ in range(pairs):
         costs = []
         for count in (0, n):
             script = CPU_SCRIPT % {"msg_len": MSG_LEN, "op": op, "n": count}
@@ -193,7 +200,7 @@ def _best_ms(fn: Callable[[], object], n: int = 10, rounds: int = 10) -> float:
     return best * 1000
 
 
-def _cpython(results: list[Result]) -> None:
+def _cpython(results: list[Result], n: int = 10, rounds: int = 10) -> None:
     from lorawire import _ed25519_pure as pure
     from lorawire import ed25519 as fast
 
@@ -206,24 +213,27 @@ def _cpython(results: list[Result]) -> None:
         ("cryptography", fast.verify, fast.sign),
     ]
     for label, verify, sign in impls:
-        verify_ms = _best_ms(partial(verify, pub, msg, sig))
-        sign_ms = _best_ms(partial(sign, seed, msg))
+        verify_ms = _best_ms(partial(verify, pub, msg, sig), n, rounds)
+        sign_ms = _best_ms(partial(sign, seed, msg), n, rounds)
         results.append((f"ed25519 verify ({label})", verify_ms, "ms"))
         results.append((f"ed25519 sign ({label})", sign_ms, "ms"))
         results.append((f"ed25519 verify/s ({label})", 1000 / verify_ms, "1/s"))
         results.append((f"ed25519 sign/s ({label})", 1000 / sign_ms, "1/s"))
 
 
-def run() -> list[Result]:
+def run(n: int = 5, rounds: int = 20, cpu_ops: int = 100, cpu_pairs: int = 3) -> list[Result]:
+    """Every figure. `n` operations per timed batch and the best of `rounds` batches (the
+    64K-heap run takes at most 8), `cpu_ops` operations per CPU-time run and the best of
+    `cpu_pairs` pairs; CPython: `n` x `rounds` capped at 10 x 10. Small values: a smoke run."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         mpy = Path(tmp)
         _compile_mpy(mpy)
-        std = _run_upy(mpy, None, n=5, rounds=20, full=True)
-        small = _run_upy(mpy, "64K", n=5, rounds=8, full=False)
+        std = _run_upy(mpy, None, n=n, rounds=rounds, full=True)
+        small = _run_upy(mpy, "64K", n=n, rounds=min(rounds, 8), full=False)
         min_heap, import_alloc = _verify_peak(mpy)
         cpu = {
-            (op, heap): _upy_cpu_ms(mpy, heap, op)
+            (op, heap): _upy_cpu_ms(mpy, heap, op, cpu_ops, cpu_pairs)
             for op in ("verify", "sign")
             for heap in (None, "64K")
         }
@@ -247,12 +257,12 @@ def run() -> list[Result]:
     results.append(("smallest heap in which import + first verify run", min_heap, "B"))
     results.append(("heap peak of a first verify", min_heap - import_alloc, "B"))
     results.append(("heap free after import + first sign/verify, 64K heap", small["free"], "B"))
-    _cpython(results)
+    _cpython(results, min(n * 2, 10), min(rounds, 10))
     return results
 
 
-def main() -> None:
-    for name, value, unit in run():
+def main(n: int = 5, rounds: int = 20, cpu_ops: int = 100, cpu_pairs: int = 3) -> None:
+    for name, value, unit in run(n, rounds, cpu_ops, cpu_pairs):
         print(f"{name}: {value:.2f} {unit}" if unit != "B" else f"{name}: {value:.0f} {unit}")
 
 

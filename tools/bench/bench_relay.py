@@ -103,9 +103,14 @@ async def run(n_tx: int = N_TX) -> tuple[float, int, float, float]:
                 await m.store.close()
 
 
-def main() -> None:
+def main(n_tx: int = N_TX) -> None:
+    """Print the figure for n_tx transactions (fewer: a smoke run)."""
+    before = logging.root.manager.disable
     logging.disable(logging.WARNING)
-    rate, frames, wall, cpu = asyncio.run(run())
+    try:
+        rate, frames, wall, cpu = asyncio.run(run(n_tx))
+    finally:
+        logging.disable(before)  # the caller's logging as it was
     print(
         f"relay: {rate:.0f} frames/s on one core over loopback "
         f"({frames} tx frames relayed by B in {cpu:.2f} CPU s, {wall:.2f} s wall; "

@@ -150,6 +150,8 @@ def plan_flash(
     mounts it at /rom and runs the bytecode in place (about half the heap of .mpy
     files on the filesystem; tools/deploy/romfs.py). The filesystem copies of the
     packages are removed, since "" comes before /rom on sys.path.
+    Modules in tools.deploy.romfs.BOARD_EXCLUDE (CPython-only, unix-port-only) are never
+    shipped, whichever way the code goes.
     """
     board_dir = build_dir / "board"
     rom_dir = build_dir / "rom"
@@ -163,12 +165,13 @@ def plan_flash(
             plan.copies.append((src, board_dir / rel))
             tops.append(rel.name)
             continue
+        if not fw_romfs.ships(rel):  # CPython-only and unix-port-only modules
+            continue
         if romfs:
-            if src.name not in fw_romfs.CPYTHON_ONLY:
-                staged = rom_dir / rel.with_suffix(".mpy")
-                plan.steps.append(
-                    Step(["mpy-cross", f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
-                )
+            staged = rom_dir / rel.with_suffix(".mpy")
+            plan.steps.append(
+                Step(["mpy-cross", f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
+            )
             continue
         staged = board_dir / (rel.with_suffix(".mpy") if mpy else rel)
         if mpy:
@@ -510,6 +513,8 @@ def flash_cmd(
     """Install drivers, copy code + config, provision the key, print the node id."""
     _check_port(port, dry_run)
     cfg = _config_from(board, kw)
+    if cfg.get("sim"):
+        _bad_arg("config has a sim section: that is for the unix port (radio_sim is not deployed)")
     build_dir = build_dir.absolute()
     plan = plan_flash(
         port=port,

@@ -18,7 +18,11 @@
     after a timeout -- nodes first, the medium last; it is idempotent and also runs
     from `__exit__` and at interpreter exit, so no process is orphaned.
 
-CLI: `python -m tools.meshsim.launcher --nodes 10 --topology line --speed 10`
+Region: `region=` (CLI `--region`, default EU868) names a region of lorawire.regions; every
+node gets its first 125 kHz default channel (`region_frequency`) and enforces its duty-cycle
+and dwell limits, which `Mesh.limits()` / `duty_limits()` read from the same table.
+
+CLI: `python -m tools.meshsim.launcher --nodes 10 --topology line --speed 10 [--region US915]`
 prints a progress line while the mesh converges, then the convergence time and the
 airtime of every node, and exits 0 (1 if it did not converge in --timeout seconds).
 """
@@ -40,6 +44,9 @@ from typing import Any
 
 import click
 
+from lorawire import airtime as lw_airtime
+from lorawire import regions
+
 from .. import procs
 from . import topology as topo_mod
 from .topology import Topology
@@ -52,7 +59,8 @@ ROMBOOT = Path(__file__).resolve().with_name("romboot.py")
 VERIFIED = 0x10  # loranode.peers.VERIFIED
 STATUS_PREFIX = "STATUS "
 DEFAULT_HEAP = "512K"
-FREQ_HZ = 868_100_000
+DEFAULT_REGION = "EU868"
+BANDWIDTH_HZ = 125000
 KEEP_LINES = 200
 
 
@@ -64,6 +72,36 @@ def _firmware_config() -> Any:
     from loranode import config
 
     return config
+
+
+def region_frequency(region: str, bw_hz: int = BANDWIDTH_HZ) -> int:
+    """The region's first default channel of bandwidth bw_hz (lorawire.regions).
+
+    ValueError (one line) for an unknown region or a bandwidth without a default channel.
+    """
+    reg = regions.region(region)
+    for freq, bw in regions.default_channels(reg):
+        if bw == bw_hz:
+            return int(freq)
+    raise ValueError(f"{reg['name']} has no default channel of {bw_hz} Hz")
+
+
+def duty_limits(region: str, freq_hz: int, bw_hz: int = BANDWIDTH_HZ) -> dict[str, int]:
+    """The region's rules at freq_hz, from lorawire.regions and lorawire.airtime.DutyCycle:
+    duty_ppm, dwell_ms (0 = none), budget_ms and bg_budget_ms per duty-cycle window
+    (what a node reports in STATUS "airtime"), window_ms."""
+    band = regions.sub_band(region, freq_hz, bw_hz)
+    duty = lw_airtime.DutyCycle(region)
+    return {
+        "duty_ppm": int(band[regions.SB_DUTY_PPM]),
+        "dwell_ms": int(regions.dwell_limit_ms(region, freq_hz, bw_hz)),
+        "budget_ms": int(duty.budget_ms(freq_hz)),
+        "bg_budget_ms": int(duty.budget_ms(freq_hz, True)),
+        "window_ms": int(duty.window_ms),
+    }
+
+
+FREQ_HZ = region_frequency(DEFAULT_REGION)  # 868.1 MHz, kept for existing importers
 
 
 def micropython_binary() -> str:
@@ -227,9 +265,12 @@ class Mesh:
         capacities: dict[str, int] | None = None,
         network_key: str | None = None,
         romfs: Path | None = None,
+        region: str = DEFAULT_REGION,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
+        self.region = str(regions.region(region)["name"])
+        self.frequency_hz = region_frequency(self.region, BANDWIDTH_HZ)
         self.n = n
         self.topology = make_topology(topology, n, seed)
         if len(self.topology.nodes) < n:
@@ -259,16 +300,23 @@ class Mesh:
     # -- configuration -------------------------------------------------------
 
     def config_for(self, node: NodeProc) -> dict[str, Any]:
+        return self._config(node, self.port)
+
+    def check_config(self) -> None:
+        """Validate a node's config before anything starts (ValueError, one line)."""
+        self._config(self.nodes[0], self.port or 1)
+
+    def _config(self, node: NodeProc, port: int) -> dict[str, Any]:
         raw: dict[str, Any] = {
             "board": "heltec-v3",
-            "region": "EU868",
-            "frequency_hz": FREQ_HZ,
+            "region": self.region,
+            "frequency_hz": self.frequency_hz,
             "sf": self.sf,
-            "bandwidth_hz": 125000,
+            "bandwidth_hz": BANDWIDTH_HZ,
             "network_key": self.network_key,
             "announce_interval_min_s": self.announce[0],
             "announce_interval_max_s": self.announce[1],
-            "sim": {"medium_host": "127.0.0.1", "medium_port": self.port, "name": node.name},
+            "sim": {"medium_host": "127.0.0.1", "medium_port": port, "name": node.name},
         }
         if self.capacities:
             raw["capacities"] = dict(self.capacities)
@@ -277,6 +325,10 @@ class Mesh:
         raw["node"] = opts
         _firmware_config().validate(dict(raw))  # the board's own check, before any process
         return raw
+
+    def limits(self) -> dict[str, int]:
+        """The region's duty-cycle and dwell limits on the mesh's channel (see duty_limits)."""
+        return duty_limits(self.region, self.frequency_hz, BANDWIDTH_HZ)
 
     def write_configs(self) -> None:
         for node in self.nodes:
@@ -499,6 +551,13 @@ def run_convergence(mesh: Mesh, timeout: float, echo: Callable[[str], None] | No
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="micropython -X heapsize.")
 @click.option("--sf", default=7, show_default=True, type=click.IntRange(7, 12))
+@click.option(
+    "--region",
+    default=DEFAULT_REGION,
+    show_default=True,
+    type=click.Choice(list(regions.REGION_NAMES), case_sensitive=False),
+    help="Region (lorawire.regions): its first 125 kHz default channel and its limits.",
+)
 @click.option("--timeout", default=120.0, show_default=True, help="Wall seconds to wait.")
 @click.option("--workdir", default=None, help="Keep node files here (default: a temp dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
@@ -509,13 +568,15 @@ def main(
     seed: int,
     heap: str,
     sf: int,
+    region: str,
     timeout: float,
     workdir: str | None,
     as_json: bool,
 ) -> None:
     """Launch a simulated mesh of unix-port nodes and wait until it converges."""
     try:
-        mesh = Mesh(n, topology, workdir, speed, seed, heap=heap, sf=sf)
+        mesh = Mesh(n, topology, workdir, speed, seed, heap=heap, sf=sf, region=region)
+        mesh.check_config()  # e.g. an SF over the region's dwell limit: one line, no process
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     stop = threading.Event()
@@ -529,6 +590,13 @@ def main(
         with mesh:
             diameter = hops_diameter(mesh.topology, sf)
             click.echo(f"{n} nodes, topology {topology} (diameter {diameter} hops), speed {speed}")
+            lim = mesh.limits()
+            dwell = f"{lim['dwell_ms']} ms" if lim["dwell_ms"] else "none"
+            click.echo(
+                f"region {mesh.region}, {mesh.frequency_hz} Hz: duty cycle "
+                f"{lim['duty_ppm'] / 10000:g} %, budget {lim['budget_ms']} ms per "
+                f"{lim['window_ms'] // 1000} s, dwell {dwell}"
+            )
             ok = run_convergence(mesh, timeout, lambda s: click.echo(s, err=True))
             conv = mesh.convergence_s()
             air = mesh.airtime()
