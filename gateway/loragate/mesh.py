@@ -2,7 +2,11 @@
 
 `MeshSide(cfg, identity, manager, link)` sits between a `meshlink.MeshLink` (frames up
 from the bridge radio, frames down through a `meshlink.MeshShaper`) and the
-`manager.PeerManager` (peer table, scores, bans, relay).
+`manager.PeerManager` (peer table, scores, bans, relay). It orchestrates small helpers:
+`meshpeers.MeshPeers` (the mesh nodes heard and their verified records),
+`meshframes.MeshFramer` (sealing, sequence numbers, fragmentation),
+`meshannounce.MeshAnnouncer` (our record as ANNOUNCE), `meshrelay.MeshRelay` (the relay
+between mesh and internet) and `meshbans.MeshBans` (bans pushed to the bridge).
 
 Receive (`on_frame(frame, rssi, snr)`, installed as the link's `on_frame`):
 
@@ -14,10 +18,7 @@ Receive (`on_frame(frame, rssi, snr)`, installed as the link's `on_frame`):
    (malformed body -> MALFORMED_FRAME, bad record signature -> BAD_SIGNATURE).
 3. Accepted: ANNOUNCE / PEX_RESPONSE records are judged (auth.judge_record) and handed
    to `manager.add_mesh_announcement(record, bridge_id, rssi, snr, hops)`; INV, GETDATA,
-   TX and BLOCK go into the manager's relay as coming from the mesh (one relay peer,
-   `MeshRelayPeer`, stands for the whole mesh; the frame's source and attribution are
-   set on it for the duration of the call, so an invalid object reported by the
-   validator is charged to the mesh node only when the frame was attributed).
+   TX and BLOCK go into the manager's relay as coming from the mesh (see meshrelay).
    FRAGMENT frames are reassembled (fixed slots) and the inner message dispatched; it
    is attributed only if every fragment was. Unicasts to us are ACKed, PINGs PONGed.
 
@@ -26,18 +27,14 @@ duty-cycle budget the bridge reports):
 
 * Our own signed record (kind gateway) as ANNOUNCE every `announce_interval_s`
   (jittered), shortly after the bridge's HELLO and whenever a mesh node we never heard
-  of appears (it may lack our record), never more often than `announce_min_gap_s`.
+  of appears, never more often than `announce_min_gap_s` (meshannounce).
 * Objects the relay accepts from internet peers are never pushed: they are *offered*
   by INV (flag BRIDGED), batched for `inv_delay_s`, each internet origin limited by a
-  token bucket (`origin_rate_per_min`), the backlog bounded (`inv_pending_max`; a block
-  evicts the oldest transaction, a transaction is refused when full).
-* A mesh node that wants an object asks with GETDATA; the answer (TX / BLOCK, flag
-  BRIDGED) is a broadcast with hop limit = the asker's distance, so every node on the
-  way hears it; each asker is limited (`request_rate_per_min`) and an object answered
-  recently as far is not sent again (`serve_dedupe_s`). Objects larger than one frame
-  are fragmented (lorawire.fragment); one that needs more than MAX_FRAGMENTS frames is
-  neither offered nor sent, and a fragmented object goes only when the shaper has
-  room for all its frames (a partial object would waste airtime).
+  token bucket (`origin_rate_per_min`, meshrelay), the backlog bounded
+  (`inv_pending_max`; a block evicts the oldest transaction, a transaction is refused
+  when full).
+* A mesh node that wants an object asks with GETDATA; the answer is served by
+  meshrelay (BRIDGED broadcast, per-asker limit, dedupe), fragmented by meshframes.
 * Priorities: control (ACK, PONG, GETDATA) > blocks and block INVs > transactions >
   gossip (tx INVs, announces).
 
@@ -45,10 +42,7 @@ Everything dropped is counted in `counters` and in the manager's metrics
 (`metrics.dropped("mesh_...")`); the shaper's own drops are mirrored there as
 `mesh_shaper_<reason>`.
 
-Bans: BANNED/UNBANNED events of the manager's EventBus for node ids heard on the mesh
-(or banned for mesh misbehaviour) become `link.ban(node_id, seconds)` / `link.unban`;
-MeshLink keeps that list and re-pushes it after every bridge HELLO. At start the
-active node bans that were earned on the mesh are pushed.
+Bans: see meshbans (BANNED/UNBANNED events become `link.ban` / `link.unban`).
 """
 
 from __future__ import annotations
@@ -56,25 +50,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from loragate.bans import Misbehaviour
 from loragate.config import GatewayConfig
-from loragate.events import Event, EventKind
+from loragate.events import Event
 from loragate.manager import PeerManager
+from loragate.meshannounce import MeshAnnouncer
+from loragate.meshbans import MeshBans
+from loragate.meshframes import MAX_OBJECT_MESSAGE, MTU, MTU_BODY, SEQ_KEY, MeshFramer, fits
 from loragate.meshlink import (
     PRIO_BLOCK,
     PRIO_CONTROL,
     PRIO_GOSSIP,
-    PRIO_TX,
     MeshLink,
     MeshShaper,
+)
+from loragate.meshpeers import MeshPeers, mesh_key
+from loragate.meshrelay import (
+    D_NO_ROUTE,
+    D_ORIGIN_RATE,
+    D_QUEUE_FULL,
+    D_REQUEST_RATE,
+    D_TOO_LARGE,
+    KIND_BLOCK,
+    KIND_TX,
+    MESH_RELAY_SERIAL,
+    OBJ_TYPE,
+    RELAY_TYPES,
+    MeshRelay,
+    MeshRelayPeer,
+    take_bucket,
 )
 from loragate.ratelimit import TokenBucket
 from loragate.relay import object_hash
@@ -86,31 +97,37 @@ from lorawire.identity import Identity
 from lorawire.record import Record
 from lorawire.replay import ReplayTable
 
+__all__ = [
+    "D_BANNED",
+    "D_INV_BACKLOG",
+    "D_NO_ROUTE",
+    "D_NOT_FOR_US",
+    "D_ORIGIN_RATE",
+    "D_QUEUE_FULL",
+    "D_REASSEMBLY",
+    "D_REPLY_RATE",
+    "D_REQUEST_RATE",
+    "D_TOO_LARGE",
+    "KIND_BLOCK",
+    "KIND_TX",
+    "MAX_OBJECT_MESSAGE",
+    "MESH_RELAY_SERIAL",
+    "MTU",
+    "MTU_BODY",
+    "MeshRelayPeer",
+    "MeshSide",
+    "MeshTuning",
+    "SEQ_KEY",
+    "start_mesh",
+]
+
 log = logging.getLogger(__name__)
 
-SEQ_KEY = "mesh_seq"
-MESH_RELAY_SERIAL = -1  # PeerSession serials count up from 1
-MTU = wframe.MAX_LORA_FRAME
-MTU_BODY = MTU - wframe.OVERHEAD_BROADCAST
-MAX_OBJECT_MESSAGE = fragment.max_message(MTU)
-
-KIND_TX = "tx"
-KIND_BLOCK = "block"
-_CODE = {KIND_TX: messages.KIND_TX, KIND_BLOCK: messages.KIND_BLOCK}
-_KIND = {messages.KIND_TX: KIND_TX, messages.KIND_BLOCK: KIND_BLOCK}
-_OBJ_TYPE = {KIND_TX: messages.TX, KIND_BLOCK: messages.BLOCK}
-_OBJ_PRIO = {messages.TX: PRIO_TX, messages.BLOCK: PRIO_BLOCK}
-_RELAY_TYPES = (messages.INV, messages.GETDATA, messages.TX, messages.BLOCK)
-
-# Drop reasons (counters and metrics.dropped, prefixed "mesh_").
+# Drop reasons of the receive path and the offer backlog (counters and metrics.dropped,
+# prefixed "mesh_"; the relay's own are in meshrelay).
 D_BANNED = "banned"
-D_ORIGIN_RATE = "origin_rate"
 D_INV_BACKLOG = "inv_backlog"
-D_TOO_LARGE = "too_large"
-D_REQUEST_RATE = "request_rate"
 D_REPLY_RATE = "reply_rate"
-D_QUEUE_FULL = "queue_full"
-D_NO_ROUTE = "no_route"
 D_REASSEMBLY = "reassembly"
 D_NOT_FOR_US = "not_for_us"
 
@@ -147,37 +164,6 @@ class MeshTuning:
     shaper_capacity: int = 64
 
 
-class _Ctx:
-    """The mesh frame being handed to the relay (set only during relay.handle)."""
-
-    __slots__ = ("source", "attributed", "hops", "frame")
-
-    def __init__(self, source: bytes, attributed: bool, hops: int, frame: bytes) -> None:
-        self.source = source
-        self.attributed = attributed
-        self.hops = hops
-        self.frame = frame
-
-
-class MeshRelayPeer:
-    """The whole mesh as one relay peer (loragate.relay.RelayPeer).
-
-    `node_id` is the source of the mesh frame being processed when that frame was
-    attributed, else None, so relay callbacks never blame a forged source. `host` is
-    always None (mesh nodes have no address).
-    """
-
-    serial = MESH_RELAY_SERIAL
-    host: str | None = None
-
-    def __init__(self, side: MeshSide) -> None:
-        self._side = side
-        self.node_id: bytes | None = None
-
-    def send_body(self, msg_type: int, body: bytes, prio: int = PRIO_CONTROL) -> bool:
-        return self._side._relay_out(msg_type, body)
-
-
 class MeshSide:
     def __init__(
         self,
@@ -204,34 +190,72 @@ class MeshSide:
         self.counters: Counter[str] = Counter()
         self.bridge_id: bytes = bytes(8)
         self.replay = ReplayTable(t.replay_sources)
-        self._records: OrderedDict[bytes, Record] = OrderedDict()
-        self.link_keys = auth.LinkKeyCache(identity, t.link_keys, lookup=self._public_of)
+        self.peers = MeshPeers(t.records_max, t.heard_max, on_evict=self._forget_key)
+        self.link_keys = auth.LinkKeyCache(identity, t.link_keys, lookup=self.peers.public_of)
         self.reassembler = fragment.Reassembler(
             t.reassembly_slots, t.reassembly_timeout_ms, MAX_OBJECT_MESSAGE
         )
         self._frag_attr: OrderedDict[tuple[bytes, int], bool] = OrderedDict()
-        self._heard: OrderedDict[bytes, int] = OrderedDict()  # id -> hops (last heard)
-        self._direct: OrderedDict[bytes, None] = OrderedDict()  # ids whose ANNOUNCE we heard
-        self.relay_peer = MeshRelayPeer(self)
-        self._ctx: _Ctx | None = None
+        self.framer = MeshFramer(
+            identity,
+            self.network_key,
+            lambda: getattr(self.manager, "store", None),
+            t.seq_block,
+            self._rng.randrange(0x10000),
+            self._spawn,
+        )
+        self.relay = MeshRelay(
+            manager,
+            self.framer,
+            self.shaper,
+            self.link_keys,
+            t,
+            self.counters,
+            submit=self._submit,
+            drop=self._drop,
+            metric=self._metric,
+            misbehaving=self._misbehaving,
+        )
+        self.relay_peer = self.relay.peer
+        self.bans = MeshBans(
+            link,
+            manager,
+            self.counters,
+            knows=self.peers.knows,
+            on_banned=self._forget_banned,
+        )
         self._inv_pending: OrderedDict[bytes, int] = OrderedDict()  # hash -> kind code
-        self._origin_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._request_buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self._reply_buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
-        self._served: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
-        self._seq = 0
-        self._seq_limit = 0
-        self._msg_id = self._rng.randrange(0x10000)
-        self._last_announce = -math.inf
-        self._announce_at = math.inf
+        self.announcer = MeshAnnouncer(
+            self.framer,
+            t,
+            self._rng,
+            self.counters,
+            record=lambda: getattr(self.manager, "record", None),
+            ready=lambda: self.link.ready,
+            hops=self._hops,
+            submit=self._submit,
+        )
         self._shaper_seen: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._wake_inv = asyncio.Event()
-        self._wake_announce = asyncio.Event()
         self._remove_bus_cb: Callable[[], None] | None = None
         self._prev: dict[str, Any] = {}
         self._started = False
+
+    # The helpers' tables, under the names the tests and the live view know.
+    @property
+    def _records(self) -> OrderedDict[bytes, Record]:
+        return self.peers.records
+
+    @property
+    def _heard(self) -> OrderedDict[bytes, int]:
+        return self.peers.heard
+
+    @property
+    def _direct(self) -> OrderedDict[bytes, None]:
+        return self.peers.direct
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -259,13 +283,13 @@ class MeshSide:
         self._remove_bus_cb = m.bus.add_callback(self._on_event)
         if link.board is not None:
             self.bridge_id = bytes(link.board.get("node_id", self.bridge_id))
-        self._push_mesh_bans()
+        self.bans.push_mesh_bans()
         if self._own_shaper:
             await self.shaper.start()
         if link.ready:
             self._schedule_announce(self.tuning.announce_first_s)
         self._tasks = [
-            asyncio.create_task(self._announce_loop(), name="mesh-announce"),
+            asyncio.create_task(self.announcer.loop(), name="mesh-announce"),
             asyncio.create_task(self._inv_loop(), name="mesh-inv"),
             asyncio.create_task(self._sync_loop(), name="mesh-sync"),
         ]
@@ -300,7 +324,7 @@ class MeshSide:
         if self._own_link:
             await self.link.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
@@ -340,67 +364,33 @@ class MeshSide:
         """Figures for the live view and tests."""
         return {
             "bridge": self.bridge_id.hex(),
-            "heard": len(self._heard),
-            "records": len(self._records),
+            "heard": len(self.peers.heard),
+            "records": len(self.peers.records),
             "inv_pending": len(self._inv_pending),
             "shaper": self.shaper.counters(),
             "budget": self.link.budget(),
             "counters": dict(self.counters),
         }
 
-    # ---- sequence numbers ------------------------------------------------------------------
+    # ---- sequence numbers (meshframes) -----------------------------------------------------
 
     async def _load_seq(self) -> None:
-        """Our frame sequence survives restarts: a block of `seq_block` numbers is
-        reserved in the store before use, and a restart jumps to the next block, so the
-        mesh's replay windows accept our first frames (as the firmware does)."""
-        store = getattr(self.manager, "store", None)
-        start = 0
-        if store is not None:
-            raw = await store.get_kv(SEQ_KEY)
-            if raw:
-                start = int.from_bytes(raw, "big") & 0xFFFF
-        self._seq = start
-        self._seq_limit = (start + self.tuning.seq_block) & 0xFFFF
-        await self._save_seq()
-
-    async def _save_seq(self) -> None:
-        store = getattr(self.manager, "store", None)
-        if store is not None:
-            await store.set_kv(SEQ_KEY, self._seq_limit.to_bytes(2, "big"))
+        await self.framer.load_seq()
 
     def _next_seq(self) -> int:
-        s = self._seq
-        self._seq = (s + 1) & 0xFFFF
-        block = self.tuning.seq_block
-        if (self._seq_limit - self._seq) & 0xFFFF <= block // 2:
-            # Reserve the next block half a block early, so the write is done before a
-            # number from it is used (a crash then never reuses a sent number).
-            self._seq_limit = (self._seq_limit + block) & 0xFFFF
-            self._spawn(self._save_seq())
-        return s
+        return self.framer.next_seq()
 
-    # ---- keys and records ----------------------------------------------------------------
+    # ---- mesh nodes --------------------------------------------------------------------------
 
-    def _public_of(self, node_id: bytes) -> bytes | None:
-        rec = self._records.get(bytes(node_id))
-        return None if rec is None else rec.public
+    def _forget_key(self, node_id: bytes) -> None:
+        self.link_keys.forget(node_id)
 
-    def _hold(self, rec: Record) -> None:
-        self._records[rec.id] = rec
-        self._records.move_to_end(rec.id)
-        while len(self._records) > self.tuning.records_max:
-            old, _ = self._records.popitem(last=False)
-            self.link_keys.forget(old)
-
-    def _note_heard(self, node_id: bytes, hops: int) -> None:
-        self._heard[node_id] = hops
-        self._heard.move_to_end(node_id)
-        while len(self._heard) > self.tuning.heard_max:
-            self._heard.popitem(last=False)
+    def _forget_banned(self, node_id: bytes) -> None:
+        self.peers.forget_record(node_id)
+        self.link_keys.forget(node_id)
 
     def is_mesh_node(self, node_id: bytes) -> bool:
-        return bytes(node_id) in self._heard
+        return self.peers.knows(node_id)
 
     # ---- receive -------------------------------------------------------------------------
 
@@ -420,11 +410,9 @@ class MeshSide:
         except DecodeError:
             self._drop(auth.R_BAD_FRAME)
             return
-        banman = self.manager.banman
-        if banman.is_banned(node_id=src):
+        if self.manager.banman.is_banned(node_id=src):
             self._drop(D_BANNED)
-            if not self.link.is_banned(src):
-                self._push_ban(src, banman.find_ban(node_id=src))
+            self.bans.push_if_missing(src)
             return
         if (
             len(data) >= wframe.HEADER_UNICAST
@@ -441,11 +429,11 @@ class MeshSide:
             return
         f = v.frame
         self.counters["accepted"] += 1
-        self._note_heard(src, f.hop_count)
+        self.peers.note_heard(src, f.hop_count)
         if v.attributed:
-            self.manager.score_for(_key(src)).message(True)
-        if f.hop_count == 0 and src in self._records:
-            self.manager.score_for(_key(src)).link(float(rssi), float(snr))
+            self.manager.score_for(mesh_key(src)).message(True)
+        if f.hop_count == 0 and src in self.peers.records:
+            self.manager.score_for(mesh_key(src)).link(float(rssi), float(snr))
         if f.dest is not None and f.dest != self.identity.id:
             self.counters["overheard"] += 1
             return
@@ -472,7 +460,7 @@ class MeshSide:
     ) -> None:
         """Points for a mesh node whose fault is proven (attributed)."""
         self.counters["misbehaviour_" + kind.value] += 1
-        self._note_heard(node_id, self._heard.get(node_id, 0))
+        self.peers.note_heard(node_id, self.peers.hops_of(node_id))
         report = getattr(self.manager, "misbehaving", None) or self.manager._misbehaving
         report(kind, node_id, None, "mesh: " + reason, msg_type, data)
 
@@ -496,10 +484,10 @@ class MeshSide:
                 hops = f.hop_count + 1
                 if not self._on_record(v, rv, None, data, rssi, snr, hops, direct=False):
                     break
-        elif msg_type in _RELAY_TYPES:
+        elif msg_type in RELAY_TYPES:
             if f.dest is not None:
                 self._reply(f, messages.ACK, {0: f.seq})
-            self._to_relay(src, attributed, f.hop_count, msg_type, value, data)
+            self.relay.to_relay(src, attributed, f.hop_count, msg_type, value, data)
         elif msg_type == messages.FRAGMENT:
             self._on_fragment(v, value, data, rssi, snr, attributed)
         elif msg_type == messages.PING and f.dest is not None:
@@ -526,7 +514,7 @@ class MeshSide:
             rec = None
         if rec is not None and rec.id == self.identity.id:
             return True
-        held = None if rec is None else self._records.get(rec.id)
+        held = None if rec is None else self.peers.records.get(rec.id)
         if held is not None and rec is not None and held.encoded == rec.encoded:
             rec = held  # re-heard: no signature check, refresh the link data
         else:
@@ -541,18 +529,15 @@ class MeshSide:
                 # A node we never heard of may lack our record too (a single announce can
                 # be lost to a collision): announce again soon, min gap permitting.
                 self._schedule_announce(self.tuning.announce_first_s)
-            self._hold(rec)
-        if not direct and rec.id in self._direct:
+            self.peers.hold(rec)
+        if not direct and rec.id in self.peers.direct:
             return True  # announced itself: a PEX copy must not overwrite its link data
         if self.manager.banman.is_banned(node_id=rec.id):
             return True
         self.manager.add_mesh_announcement(rec, self.bridge_id, float(rssi), float(snr), hops)
         if direct:
-            self._note_heard(rec.id, hops)
-            self._direct[rec.id] = None
-            self._direct.move_to_end(rec.id)
-            while len(self._direct) > self.tuning.heard_max:
-                self._direct.popitem(last=False)
+            self.peers.note_heard(rec.id, hops)
+            self.peers.note_direct(rec.id)
         self.counters["records"] += 1
         return True
 
@@ -600,24 +585,13 @@ class MeshSide:
             self._drop("fragment_" + auth.R_MALFORMED)
             return
         self.counters["reassembled"] += 1
-        if inner_type in _RELAY_TYPES:
-            self._to_relay(src, whole_attr, f.hop_count, inner_type, inner, message)
+        if inner_type in RELAY_TYPES:
+            self.relay.to_relay(src, whole_attr, f.hop_count, inner_type, inner, message)
         elif inner_type in (messages.ANNOUNCE, messages.PEX_RESPONSE):
             inner_v = auth.Verdict(auth.ACCEPT, whole_attr, None, f, inner)
             self._dispatch(inner_v, inner_type, inner, data, rssi, snr, whole_attr)
         else:
             self.counters["ignored"] += 1
-
-    def _to_relay(
-        self, src: bytes, attributed: bool, hops: int, msg_type: int, value: Any, data: bytes
-    ) -> None:
-        self._ctx = _Ctx(src, attributed, hops, data)
-        self.relay_peer.node_id = src if attributed else None
-        try:
-            self.manager.relay.handle(self.relay_peer, msg_type, value)
-        finally:
-            self._ctx = None
-            self.relay_peer.node_id = None
 
     def _on_invalid(self, peer: Any, kind: str, reason: str) -> None:
         """The relay's validator refused an object; ours only when it came from the mesh."""
@@ -626,54 +600,12 @@ class MeshSide:
             if prev is not None:
                 prev(peer, kind, reason)
             return
-        ctx = self._ctx
-        if ctx is None or not ctx.attributed:
-            self._drop("invalid_unattributed")
-            return
-        msg_type = _OBJ_TYPE.get(kind)
-        self._misbehaving(Misbehaviour.INVALID_SYNC_DATA, ctx.source, reason, msg_type, ctx.frame)
+        self.relay.invalid(kind, reason)
 
-    # ---- bans ----------------------------------------------------------------------------
-
-    def _push_ban(self, node_id: bytes, ban: Any) -> None:
-        if ban is None:
-            return
-        seconds: int | None = None
-        if ban.until is not None:
-            left = ban.until - time.time()
-            if left <= 0:
-                return
-            seconds = max(1, math.ceil(left))
-        self.link.ban(node_id, seconds)
-        self.counters["bans_pushed"] += 1
-
-    def _push_mesh_bans(self) -> None:
-        now = time.time()
-        for ban in self.manager.banman.bans():
-            t = ban.target
-            if t.kind == "node" and ban.active(now) and "mesh" in (ban.reason or ""):
-                self._push_ban(bytes.fromhex(t.value), ban)
+    # ---- bans (meshbans) -------------------------------------------------------------------
 
     def _on_event(self, ev: Event) -> None:
-        if ev.kind not in (EventKind.BANNED, EventKind.UNBANNED):
-            return
-        target = str(ev.details.get("target", ""))
-        if not target.startswith("node:"):
-            return
-        try:
-            node_id = bytes.fromhex(target[5:])
-        except ValueError:
-            return
-        if len(node_id) != 8:
-            return
-        if ev.kind == EventKind.BANNED:
-            if node_id in self._heard or "mesh" in str(ev.details.get("reason", "")):
-                self._push_ban(node_id, self.manager.banman.find_ban(node_id=node_id))
-                self._records.pop(node_id, None)
-                self.link_keys.forget(node_id)
-        elif self.link.is_banned(node_id):
-            self.link.unban(node_id)
-            self.counters["unbans_pushed"] += 1
+        self.bans.on_event(ev)
 
     # ---- link callbacks --------------------------------------------------------------------
 
@@ -696,20 +628,6 @@ class MeshSide:
 
     # ---- send: frames ------------------------------------------------------------------------
 
-    def _seal(
-        self,
-        msg_type: int,
-        body: bytes,
-        *,
-        dest: bytes | None = None,
-        hop_limit: int,
-        bridged: bool,
-        link_key: bytes | None = None,
-    ) -> bytes:
-        flags = (wframe.FLAG_BRIDGED if bridged else 0) | (wframe.FLAG_LINK if link_key else 0)
-        f = wframe.Frame(msg_type, self.identity.id, self._next_seq(), dest, flags, hop_limit)
-        return bytes(auth.seal_frame(f, body, self.network_key, link_key, MTU))
-
     def _submit(self, frame: bytes, priority: int) -> bool:
         ok = self.shaper.submit(frame, priority)
         if ok:
@@ -723,7 +641,7 @@ class MeshSide:
         src = bytes(f.source)
         now = time.monotonic()
         t = self.tuning
-        bucket = _bucket(
+        bucket = take_bucket(
             self._reply_buckets,
             src,
             t.reply_rate_per_min / 60.0,
@@ -738,93 +656,16 @@ class MeshSide:
         key = self.link_keys.get(src) if hops == 0 else None
         body = messages.encode_body(msg_type, fields)
         self._submit(
-            self._seal(msg_type, body, dest=src, hop_limit=hops, bridged=False, link_key=key),
+            self.framer.seal(msg_type, body, dest=src, hop_limit=hops, bridged=False, link_key=key),
             PRIO_CONTROL,
         )
-
-    def _relay_out(self, msg_type: int, body: bytes) -> bool:
-        """What the relay sends to 'the mesh peer'. INV: ignored (objects are offered by
-        `_on_object` under the per-origin policy). GETDATA: to the mesh node whose INV
-        we are handling. TX/BLOCK: the answer to a mesh node's GETDATA."""
-        ctx = self._ctx
-        if msg_type == messages.INV:
-            return False
-        if ctx is None:
-            self._drop(D_NO_ROUTE)
-            return False
-        hops = min(ctx.hops, wframe.MAX_HOPS)
-        if msg_type == messages.GETDATA:
-            key = self.link_keys.get(ctx.source) if hops == 0 else None
-            frame = self._seal(
-                msg_type, body, dest=ctx.source, hop_limit=hops, bridged=False, link_key=key
-            )
-            return self._submit(frame, PRIO_CONTROL)
-        if msg_type in (messages.TX, messages.BLOCK):
-            return self._serve(ctx.source, hops, msg_type, body)
-        return False
-
-    def _serve(self, requester: bytes, hops: int, msg_type: int, body: bytes) -> bool:
-        now = time.monotonic()
-        h = object_hash(messages.decode_body(msg_type, body)[0])
-        served = self._served.get(h)
-        if served is not None and now - served[0] < self.tuning.serve_dedupe_s:
-            if served[1] >= hops:
-                self.counters["served_dedupe"] += 1
-                return True
-        bucket = _bucket(
-            self._request_buckets,
-            requester,
-            self.tuning.request_rate_per_min / 60.0,
-            self.tuning.request_burst,
-            self.tuning.requesters_max,
-            now,
-        )
-        if not bucket.take(1, now):
-            self._drop(D_REQUEST_RATE)
-            return False
-        frames = self._object_frames(msg_type, body, hops)
-        if frames is None:
-            self._drop(D_TOO_LARGE)
-            return False
-        prio = _OBJ_PRIO[msg_type]
-        if len(frames) > 1 and self.shaper.capacity - len(self.shaper) < len(frames):
-            self._drop(D_QUEUE_FULL)
-            return False
-        sent = 0
-        for fr in frames:
-            if self._submit(fr, prio):
-                sent += 1
-        if sent == 0:
-            return False
-        self._served[h] = (now, hops)
-        self._served.move_to_end(h)
-        while len(self._served) > self.tuning.served_max:
-            self._served.popitem(last=False)
-        self.counters["served_" + messages.type_name(msg_type).lower()] += 1
-        self._metric("relayed", "mesh_" + messages.type_name(msg_type).lower())
-        return True
-
-    def _object_frames(self, msg_type: int, body: bytes, hop_limit: int) -> list[bytes] | None:
-        """BRIDGED broadcast frame(s) carrying one object; None if it cannot be sent."""
-        if wframe.OVERHEAD_BROADCAST + len(body) <= MTU:
-            return [self._seal(msg_type, body, hop_limit=hop_limit, bridged=True)]
-        try:
-            payload = messages.fragment_payload(msg_type, body)
-            self._msg_id = (self._msg_id + 1) & 0xFFFF
-            chunks = fragment.split(payload, self._msg_id, MTU_BODY)
-        except ValueError:
-            return None
-        return [self._seal(messages.FRAGMENT, c, hop_limit=hop_limit, bridged=True) for c in chunks]
 
     # ---- send: offers --------------------------------------------------------------------------
 
     @staticmethod
     def fits(kind: str, payload: bytes) -> bool:
         """Whether an object can travel on the mesh at all (fragmented if need be)."""
-        body_len = len(messages.encode_body(_OBJ_TYPE[kind], {0: bytes(payload)}))
-        if wframe.OVERHEAD_BROADCAST + body_len <= MTU:
-            return True
-        return 1 + body_len <= MAX_OBJECT_MESSAGE
+        return fits(OBJ_TYPE[kind], payload)
 
     def _on_object(self, kind: str, payload: bytes, source: Any) -> None:
         """A new valid object in the relay: offer it to the mesh unless it came from there."""
@@ -834,26 +675,9 @@ class MeshSide:
                 prev(kind, payload, source)
             except Exception:
                 log.exception("on_object hook failed")
-        if source is self.relay_peer or kind not in _CODE:
-            return
-        if not self.fits(kind, payload):
-            self._drop(D_TOO_LARGE)
-            return
-        origin = _origin_of(source)
-        if origin is not None:
-            now = time.monotonic()
-            bucket = _bucket(
-                self._origin_buckets,
-                origin,
-                self.tuning.origin_rate_per_min / 60.0,
-                self.tuning.origin_burst,
-                self.tuning.origins_max,
-                now,
-            )
-            if not bucket.take(1, now):
-                self._drop(D_ORIGIN_RATE)
-                return
-        self._offer(object_hash(payload), _CODE[kind])
+        code = self.relay.admit(kind, payload, source)
+        if code is not None:
+            self._offer(object_hash(payload), code)
 
     def _offer(self, h: bytes, code: int) -> None:
         pending = self._inv_pending
@@ -871,20 +695,6 @@ class MeshSide:
         pending[h] = code
         self._wake_inv.set()
 
-    def _inv_frames(self, code: int, hashes: list[bytes]) -> list[bytes]:
-        frames: list[bytes] = []
-        i = 0
-        while i < len(hashes):
-            n = min(messages.INV_MAX, len(hashes) - i)
-            while True:
-                body = messages.encode_inv([(code, h) for h in hashes[i : i + n]])
-                if wframe.OVERHEAD_BROADCAST + len(body) <= MTU or n == 1:
-                    break
-                n -= 1
-            frames.append(self._seal(messages.INV, body, hop_limit=self._hops(), bridged=True))
-            i += n
-        return frames
-
     def _hops(self) -> int:
         return max(0, min(self.tuning.hop_limit, wframe.MAX_HOPS))
 
@@ -896,7 +706,7 @@ class MeshSide:
             hashes = [h for h, c in pending.items() if c == code]
             if not hashes:
                 continue
-            frames = self._inv_frames(code, hashes)
+            frames = self.framer.inv_frames(code, hashes, self._hops())
             per = -(-len(hashes) // len(frames))
             for k, fr in enumerate(frames):
                 n = min(per, len(hashes) - k * per)
@@ -914,42 +724,14 @@ class MeshSide:
             self._wake_inv.clear()
             self.flush_inv()
 
-    # ---- send: announces -----------------------------------------------------------------------
+    # ---- send: announces (meshannounce) ---------------------------------------------------
 
     def _schedule_announce(self, delay: float) -> None:
-        at = time.monotonic() + max(0.0, delay)
-        at = max(at, self._last_announce + self.tuning.announce_min_gap_s)
-        if at < self._announce_at:
-            self._announce_at = at
-            self._wake_announce.set()
+        self.announcer.schedule(delay)
 
     def announce_now(self) -> bool:
         """Queue our signed record as ANNOUNCE (network tag, gossip priority)."""
-        rec = getattr(self.manager, "record", None)
-        if rec is None:
-            return False
-        body = messages.encode_announce(rec.value)
-        frame = self._seal(messages.ANNOUNCE, body, hop_limit=self._hops(), bridged=False)
-        self._last_announce = time.monotonic()
-        ok = self._submit(frame, PRIO_GOSSIP)
-        if ok:
-            self.counters["announces"] += 1
-        return ok
-
-    async def _announce_loop(self) -> None:
-        t = self.tuning
-        while True:
-            now = time.monotonic()
-            if now >= self._announce_at:
-                if self.link.ready:
-                    self.announce_now()
-                jitter = 1.0 + self._rng.uniform(-t.announce_jitter, t.announce_jitter)
-                self._announce_at = time.monotonic() + t.announce_interval_s * jitter
-                continue
-            self._wake_announce.clear()
-            wait = None if math.isinf(self._announce_at) else self._announce_at - now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_announce.wait(), wait)
+        return self.announcer.announce_now()
 
 
 async def start_mesh(
@@ -972,37 +754,3 @@ async def start_mesh(
 
 def _ms() -> int:
     return int(time.monotonic() * 1000)
-
-
-def _key(node_id: bytes) -> str:
-    return f"node:{node_id.hex()}"
-
-
-def _origin_of(source: Any) -> str | None:
-    """The internet origin of an object for rate limiting (None: our own node's)."""
-    if source is None:
-        return None
-    nid = getattr(source, "node_id", None)
-    if isinstance(nid, bytes | bytearray):
-        return "node:" + bytes(nid).hex()
-    host = getattr(source, "host", None)
-    return f"host:{host}" if host else f"peer:{id(source)}"
-
-
-def _bucket(
-    table: OrderedDict[Any, TokenBucket],
-    key: Any,
-    rate: float,
-    burst: float,
-    cap: int,
-    now: float,
-) -> TokenBucket:
-    b = table.get(key)
-    if b is None:
-        b = TokenBucket(rate, burst, now)
-        table[key] = b
-        while len(table) > cap:
-            table.popitem(last=False)
-    else:
-        table.move_to_end(key)
-    return b

@@ -126,7 +126,7 @@ def test_victim_is_within_the_tie_band_of_the_lowest_unprotected_score(
 
 
 def _book(entries: list[tuple[str, bytes]]) -> AddrMan:
-    book = AddrMan(rng=random.Random(11))
+    book = AddrMan(bytes(16), rng=random.Random(11))
     for host, nid in entries:
         assert book.add((host, 8333), source="127.250.0.1", node_id=nid, now=NOW)
     return book
@@ -142,7 +142,7 @@ def _scores(good: float, bad: float) -> dict[bytes | None, float]:
 def test_outbound_prefers_the_better_scored_address() -> None:
     policy = ConnectionPolicy(8, 32, 2, [])
     for seed in range(20):
-        book = AddrMan(rng=random.Random(seed))
+        book = AddrMan(bytes(16), rng=random.Random(seed))  # deterministic per seed
         book.add(("127.31.0.1", 8333), source="127.250.0.1", node_id=BAD, now=NOW)
         book.add(("127.32.0.1", 8333), source="127.250.0.1", node_id=GOOD, now=NOW)
         scores = _scores(good=80.0, bad=20.0)
@@ -155,7 +155,7 @@ def test_outbound_prefers_the_better_scored_address() -> None:
         # Without scores addrman's random order decides: both come out over the seeds.
     picks = set()
     for seed in range(20):
-        book = AddrMan(rng=random.Random(seed))
+        book = AddrMan(bytes(16), rng=random.Random(seed))  # deterministic per seed
         book.add(("127.31.0.1", 8333), source="127.250.0.1", node_id=BAD, now=NOW)
         book.add(("127.32.0.1", 8333), source="127.250.0.1", node_id=GOOD, now=NOW)
         rec = policy.pick_outbound(book, [], Backoff(), lambda h: False, NOW)
