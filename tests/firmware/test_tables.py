@@ -211,6 +211,9 @@ def test_peer_table_properties(cap: int, start: int, recent: int, ops: list) -> 
             classes = {pt.ids[s]: ref_class(pt, s, now) for s in before.values()}
             probation = {pt.ids[s] for s in before.values() if pt.flags[s] & PROBATION}
             eff = {pt.ids[s]: pt.effective_score(s, now) for s in before.values()}
+            age = {
+                pt.ids[s]: max(0, clock.ticks_diff(now, pt.last_heard[s])) for s in before.values()
+            }
             slot = pt.heard(node, now, rssi=rssi, snr=snr, hops=hops, verified=verified, kind=kind)
             after = {pt.ids[s] for s in range(cap) if pt.ids[s] is not None}
             gone = set(before) - after
@@ -247,6 +250,16 @@ def test_peer_table_properties(cap: int, start: int, recent: int, ops: list) -> 
                 same = [x for x in before if classes[x] == classes[victim]]
                 if any(x in probation for x in same):
                     assert victim in probation
+                # within its band the victim has the lowest effective score, then is the
+                # least recently heard: (class, probation first, score, oldest) is minimal
+                rank = {x: (classes[x], x not in probation, eff[x], -age[x]) for x in before}
+                assert rank[victim] == min(rank.values())
+                unprotected = [x for x in before if classes[x] == 0]
+                if unprotected:
+                    band = [x for x in unprotected if (x in probation) == (victim in probation)]
+                    low = min(eff[x] for x in band)
+                    assert eff[victim] == low
+                    assert age[victim] == max(age[x] for x in band if eff[x] == low)
                 if not verified and victim not in probation:
                     mine = pt.scorer.compute(
                         0,
