@@ -33,7 +33,10 @@ packet, not glued onto it) carrying lorawire.link messages:
   receive path checks; bans.bin in the state directory). seconds = 0xFFFFFFFF is
   permanent. A pushed ban never shortens a longer one, and a re-push of the same ban
   (the gateway re-pushes its list after every HELLO) changes nothing. The file is written
-  BAN_SAVE_DELAY_MS after the last change (one write per burst of pushes).
+  as a plain node writes it (Node.tick -> BanTable.maybe_save, so the flash is spared):
+  the first change after boot at the next timer tick, later ones at most once per
+  SAVE_INTERVAL_MS (a minute of node clock) -- so a ban survives a hard restart that
+  comes more than one save interval after the push -- and on a clean stop (shutdown).
 * HELLO: sent when the UART opens (also after a reopen) and in answer to every HELLO.
   Fields: link_version, wire_version, firmware (FIRMWARE), node_id, role "bridge".
 * RADIO_STATS every `stats_interval_s` (default STATS_INTERVAL_S; 0 = never) and after
@@ -74,11 +77,13 @@ ROLE = "bridge"
 PENDING_DOWN = 8  # FRAME_DOWN handles held at once (the gateway keeps 2 in flight)
 HOLD_MS = 6000  # real ms a gateway frame may wait for the radio (gateway times out at 10 s)
 STATS_INTERVAL_S = 5
-BAN_SAVE_DELAY_MS = 2000
 REOPEN_MS = 1000
 OUT_CAP = 2048  # bytes of encoded packets waiting for the UART
 READS_PER_TURN = 8
-DWELL_CHECK_BYTES = 64
+# CONFIG_SET sf: the node's largest own frame (loranode.config.LARGEST_OWN_FRAME, an
+# ANNOUNCE with the largest record) must still be sendable under the new SF, as the config
+# check at boot demands (the config module is unloaded by then, hence the copy).
+LARGEST_OWN_FRAME = 187
 
 CONFIG_KEYS = (
     "sf",
@@ -160,7 +165,6 @@ class Bridge(Node):
         self._busy_ms = 0  # channel airtime (node ms) since the last stats
         self._busy_from = 0
         self._stats_due = 0
-        self._ban_save_at = None
         self._reopen_at = 0
 
     # --- UART output -----------------------------------------------------------------
@@ -467,7 +471,6 @@ class Bridge(Node):
                 return  # never shorten a ban; a re-push changes nothing
             self.bans.ban(node_id, t, duration_ms=want)
         self._forget_peer(node_id)
-        self._ban_save_at = ticks_ms()
 
     def _forget_peer(self, node_id):
         s = self.peers.find(node_id)
@@ -478,20 +481,7 @@ class Bridge(Node):
         self.link_keys.forget(node_id)
 
     def unban_pushed(self, node_id):
-        if self.bans.unban(node_id):
-            self._ban_save_at = ticks_ms()
-
-    def _maybe_save_bans(self):
-        at = self._ban_save_at
-        if at is None or ticks_diff(ticks_ms(), at) < BAN_SAVE_DELAY_MS:
-            return
-        self._ban_save_at = None
-        if not self.bans.dirty:
-            return
-        try:
-            self.bans.save(now=self.ticks(self.clock.now()))
-        except OSError:
-            self.bans.save_errors += 1
+        self.bans.unban(node_id)  # saved by Node.tick (BanTable.maybe_save)
 
     # --- config ----------------------------------------------------------------------
 
@@ -534,9 +524,13 @@ class Bridge(Node):
             if not SF_MIN <= v <= SF_MAX:
                 self.error(link.ERR_BAD_VALUE, "sf must be %d..%d" % (SF_MIN, SF_MAX))
                 return
-            dwell = self.duty.dwell_limit_ms(self.freq, self.bw)
-            if dwell and time_on_air_ms(DWELL_CHECK_BYTES, v, self.bw, self.cr) > dwell:
-                self.error(link.ERR_BAD_VALUE, "sf %d exceeds the dwell limit" % v)
+            air = time_on_air_ms(LARGEST_OWN_FRAME, v, self.bw, self.cr)
+            if self.duty.wait_ms(self.freq, air, self.clock.now(), True, self.bw) == NEVER:
+                self.error(
+                    link.ERR_BAD_VALUE,
+                    "sf %d: a %d-byte frame (%d ms) is over the dwell or duty limit"
+                    % (v, LARGEST_OWN_FRAME, air),
+                )
                 return
             if not self._reconfigure(v, self.power):
                 return
@@ -572,7 +566,6 @@ class Bridge(Node):
     def tick(self, mono):
         Node.tick(self, mono)
         self.sweep()
-        self._maybe_save_bans()
         if self.stats_ms and ticks_diff(ticks_ms(), self._stats_due) >= 0:
             self._stats_due = ticks_add(ticks_ms(), self.stats_ms)
             self.radio_stats()

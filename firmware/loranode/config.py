@@ -24,7 +24,7 @@ import json
 
 from loranode import boards
 from lorawire import airtime, regions
-from lorawire.frame import DEFAULT_HOP_LIMIT, MAX_HOPS
+from lorawire.frame import DEFAULT_HOP_LIMIT, MAX_HOPS, OVERHEAD_BROADCAST
 
 
 class ConfigError(ValueError):
@@ -115,10 +115,14 @@ TOP_KEYS = (
     "node",
 )
 
-# Dwell-limited channels (US915/AU915/AS923 at 125 kHz): a frame of this many bytes must
-# fit the dwell time at the configured SF, else the node could not send even an announce
-# fragment. Bigger frames are the transmit queue's business (it splits or waits).
-DWELL_CHECK_BYTES = 64
+# The largest frame a node sends itself: an ANNOUNCE carrying the largest signed record
+# (lorawire.record: 166 bytes; docs/PROTOCOL.md section 7), 187 bytes with the broadcast
+# header and tag. Own frames are not fragmented, and the transmit queue drops a frame that
+# can never be sent (`tx_never`), so a radio setting under which this frame exceeds the
+# dwell limit or the background share of the sub-band's duty-cycle budget would leave the
+# node unable to announce: validate refuses it (see _check_airtime).
+LARGEST_RECORD_BYTES = 166
+LARGEST_OWN_FRAME = OVERHEAD_BROADCAST + LARGEST_RECORD_BYTES
 
 _SHOW_MAX = 40
 
@@ -256,13 +260,17 @@ def _score_weights(d):
     out = {}
     total = 0
     for name in SCORE_WEIGHT_KEYS:
-        w = _number(
+        # integers only: the node's Scorer does integer arithmetic, and a fraction such
+        # as 0.5 would become 0 there (all three 0 stops the node at boot)
+        w = _int(
             sect, name, "score_weights." + name, 0, SCORE_WEIGHT_MAX, SCORE_WEIGHT_DEFAULTS[name]
         )
         out[name] = w
         total += w
     if total <= 0:
-        _fail("score_weights are all 0 (at least one must be above 0, each 0..%d)" % 100)
+        _fail(
+            "score_weights are all 0 (at least one must be above 0, each 0..%d)" % SCORE_WEIGHT_MAX
+        )
     return out
 
 
@@ -467,24 +475,71 @@ def _frequency(d, reg, bw):
     return f
 
 
-def _check_dwell(reg, f, bw, sf, cr):
-    dwell = regions.dwell_limit_ms(reg, f, bw)
-    if not dwell:
-        return
-    ok = [s for s in range(SF_MIN, SF_MAX + 1) if _airtime(s, bw, cr) <= dwell]
-    if sf in ok:
-        return
-    allowed = "%d..%d" % (ok[0], ok[-1]) if ok else "none"
-    _bad(
-        "sf",
-        sf,
-        "is outside %s for %s at bandwidth_hz=%d (%d ms dwell limit: a %d-byte frame takes %d ms)"
-        % (allowed, reg["name"], bw, dwell, DWELL_CHECK_BYTES, _airtime(sf, bw, cr)),
+def _air_ms(sf, bw, cr):
+    # whole ms rounded up, as DutyCycle charges and compares a transmission
+    return -(-airtime.time_on_air_us(LARGEST_OWN_FRAME, sf, bw, cr) // 1000)
+
+
+def _limits(reg, f, bw):
+    """(dwell_ms or 0, background budget ms) for the channel, from DutyCycle's rules."""
+    duty = airtime.DutyCycle(reg["name"])
+    return duty.dwell_limit_ms(f, bw), duty.budget_ms(f, True)
+
+
+def allowed_sfs(region, frequency_hz, bandwidth_hz, coding_rate):
+    """The spreading factors under which LARGEST_OWN_FRAME fits the channel's limits."""
+    reg = regions.region(region)
+    dwell, bg = _limits(reg, frequency_hz, bandwidth_hz)
+    ok = []
+    for s in range(SF_MIN, SF_MAX + 1):
+        ms = _air_ms(s, bandwidth_hz, coding_rate)
+        if (not dwell or ms <= dwell) and ms <= bg:
+            ok.append(s)
+    return ok
+
+
+def _check_airtime(d, reg, f, bw, cr):
+    """The configured (or default) sf, refused when the node's largest frame cannot be sent.
+
+    Dwell limit: a single transmission longer than it is never allowed. Duty cycle: own
+    announces are background traffic, which DutyCycle holds to half of the sub-band's
+    budget per window. The default sf is SF_DEFAULT or, where that does not fit, the
+    highest sf that does.
+    """
+    sf = _int(d, "sf", "sf", SF_MIN, SF_MAX)
+    ok = allowed_sfs(reg, f, bw, cr)
+    if sf is None:
+        if ok:
+            return SF_DEFAULT if SF_DEFAULT in ok else ok[-1]
+        sf = SF_MIN
+        head = "coding_rate=%d with bandwidth_hz=%d: at sf=%d" % (cr, bw, sf)
+    elif sf in ok:
+        return sf
+    else:
+        head = "sf=%d with bandwidth_hz=%d:" % (sf, bw)
+    dwell, bg = _limits(reg, f, bw)
+    ms = _air_ms(sf, bw, cr)
+    if dwell and ms > dwell:
+        limit = "%s's %d ms dwell limit" % (reg["name"], dwell)
+    else:
+        duty = regions.sub_band(reg, f, bw)[regions.SB_DUTY_PPM]
+        limit = "the %d ms background share of %s's %d.%d %% duty cycle at frequency_hz=%d" % (
+            bg,
+            reg["name"],
+            duty // 10000,
+            duty // 1000 % 10,
+            f,
+        )
+    if ok:
+        hint = "use sf <= %d" % ok[-1]
+    else:
+        hint = "no sf fits at coding_rate=%d: use a lower coding_rate" % cr
+        if bw != reg["bandwidths_hz"][-1]:
+            hint += " or a wider bandwidth_hz"
+    _fail(
+        "%s a %d-byte frame takes %d ms on air, over %s (%s)"
+        % (head, LARGEST_OWN_FRAME, ms, limit, hint)
     )
-
-
-def _airtime(sf, bw, cr):
-    return airtime.time_on_air_us(DWELL_CHECK_BYTES, sf, bw, cr) // 1000
 
 
 def _tx_power(d, reg, f, bw, board, preset, gain):
@@ -537,11 +592,10 @@ def validate(d):
     out["bandwidth_hz"] = bw
     f = _frequency(d, reg, bw)
     out["frequency_hz"] = f
-    sf = _int(d, "sf", "sf", SF_MIN, SF_MAX, SF_DEFAULT)
-    out["sf"] = sf
+    _int(d, "sf", "sf", SF_MIN, SF_MAX)  # type and range first: its message names sf
     cr = _int(d, "coding_rate", "coding_rate", CR_MIN, CR_MAX, CR_DEFAULT)
     out["coding_rate"] = cr
-    _check_dwell(reg, f, bw, sf, cr)
+    out["sf"] = _check_airtime(d, reg, f, bw, cr)
     gain = _number(d, "antenna_gain_dbi", "antenna_gain_dbi", 0, ANTENNA_GAIN_MAX, 0)
     out["antenna_gain_dbi"] = gain
     out["tx_power_dbm"] = _tx_power(d, reg, f, bw, board, preset, gain)

@@ -70,8 +70,43 @@ INVALID = [
     ),
     ("sf-high", base(sf=13), "sf=13", "is outside 7..12"),
     ("sf-6", base(sf=6), "sf=6", "is outside 7..12"),
-    ("sf-dwell", base(region="US915", sf=12), "sf=12", "outside 7..9 for US915"),
+    ("sf-dwell", base(region="US915", sf=12), "sf=12", "over US915's 400 ms dwell limit"),
+    # a US915 node at SF9 could never send its 187-byte ANNOUNCE (944 ms > 400 ms dwell)
+    (
+        "sf-dwell-announce",
+        base(region="US915", sf=9),
+        "sf=9 with bandwidth_hz=125000",
+        "a 187-byte frame takes 944 ms on air, over US915's 400 ms dwell limit (use sf <= 7)",
+    ),
+    (
+        "cr-dwell-no-sf",
+        base(region="US915", coding_rate=8),
+        "coding_rate=8 with bandwidth_hz=125000",
+        "at sf=7 a 187-byte frame takes 464 ms on air, over US915's 400 ms dwell limit (no sf",
+    ),
+    ("sf-dwell-au-wide", base(region="AU915", bandwidth_hz=500000, sf=10), "sf=10", "sf <= 9"),
+    # EU868 0.1 % sub-band: an ANNOUNCE at SF12 (6.9 s) never fits the 1.8 s background share
+    (
+        "sf-duty-0.1%",
+        base(frequency_hz=864100000, sf=12),
+        "sf=12 with bandwidth_hz=125000",
+        "takes 6890 ms on air, over the 1800 ms background share of EU868's 0.1 % duty cycle"
+        " at frequency_hz=864100000 (use sf <= 10)",
+    ),
+    ("sf-duty-0.1%-cr8", base(frequency_hz=868900000, sf=10, coding_rate=8), "sf=10", "sf <= 9"),
     ("sf-bool", base(sf=True), "sf=true", "not an integer"),
+    (
+        "weights-fraction",
+        base(score_weights={"reliability": 0.5, "performance": 0.25, "behaviour": 0.25}),
+        "score_weights.reliability=0.5",
+        "is not an integer (0..100)",
+    ),
+    (
+        "weights-float-whole",
+        base(score_weights={"reliability": 40.0}),
+        "score_weights.reliability=40.0",
+        "is not an integer (0..100)",
+    ),
     ("sf-string", base(sf="9"), "sf='9'", "not an integer (7..12)"),
     ("bw-odd", base(bandwidth_hz=200000), "bandwidth_hz=200000", "not one of 125000"),
     ("bw-region", base(bandwidth_hz=500000), "bandwidth_hz=500000", "not allowed in EU868"),
@@ -300,6 +335,65 @@ def test_defaults_validate_for_every_board_and_region(board, region):
     assert config.SF_MIN <= cfg["sf"] <= config.SF_MAX
     assert cfg["tx_power_dbm"] <= boards.BOARDS[board]["max_power_dbm"]
     assert cfg["capacities"] == {k: v[2] for k, v in config.CAPACITIES.items()}
+
+
+# (region, frequency_hz, bandwidth_hz, coding_rate) -> the SFs under which the largest own
+# frame (a 187-byte ANNOUNCE) fits the dwell limit and the background duty-cycle share.
+ALLOWED_SF = [
+    (("US915", 902300000, 125000, 5), [7]),
+    (("US915", 902300000, 125000, 8), []),
+    (("US915", 903000000, 500000, 8), [7, 8, 9, 10, 11, 12]),  # dwell-exempt, no duty cycle
+    (("AU915", 915200000, 125000, 5), [7]),
+    (("AU915", 915900000, 500000, 5), [7, 8, 9]),
+    (("AS923", 923200000, 125000, 5), [7]),
+    (("AS923", 923200000, 250000, 5), [7, 8]),
+    (("EU868", 868100000, 125000, 8), [7, 8, 9, 10, 11, 12]),  # 1 %
+    (("EU868", 864100000, 125000, 5), [7, 8, 9, 10]),  # 0.1 %: 1800 ms background share
+    (("EU868", 868900000, 125000, 8), [7, 8, 9]),
+    (("EU868", 868900000, 250000, 5), [7, 8, 9, 10, 11]),
+    (("EU868", 869525000, 125000, 8), [7, 8, 9, 10, 11, 12]),  # 10 %
+    (("IN865", 865062500, 125000, 8), [7, 8, 9, 10, 11, 12]),
+    (("KR920", 922100000, 125000, 8), [7, 8, 9, 10, 11, 12]),
+]
+
+
+@pytest.mark.parametrize(("channel", "sfs"), ALLOWED_SF, ids=[str(c[0]) for c in ALLOWED_SF])
+def test_allowed_sf_is_what_the_node_can_send_its_largest_frame_with(channel, sfs):
+    """Accepted sf <=> the node's DutyCycle can ever send a 187-byte background frame."""
+    from lorawire import airtime
+
+    region, freq, bw, cr = channel
+    assert config.LARGEST_OWN_FRAME == 187
+    assert config.allowed_sfs(region, freq, bw, cr) == sfs
+    for sf in range(config.SF_MIN, config.SF_MAX + 1):
+        air = airtime.time_on_air_ms(config.LARGEST_OWN_FRAME, sf, bw, cr)
+        duty = airtime.DutyCycle(region)
+        never = duty.wait_ms(freq, air, 0, True, bw) == airtime.NEVER  # what tx_never drops
+        cfg = base(region=region, frequency_hz=freq, bandwidth_hz=bw, coding_rate=cr, sf=sf)
+        if never:
+            assert sf not in sfs
+            msg = _message(cfg)
+            assert msg.startswith(f"config: sf={sf} with bandwidth_hz={bw}: a 187-byte frame")
+        else:
+            assert sf in sfs
+            assert config.validate(cfg)["sf"] == sf
+
+
+def test_default_sf_is_9_where_it_fits_else_the_highest_that_does():
+    assert config.validate(base())["sf"] == config.SF_DEFAULT == 9
+    assert config.validate(base(region="US915"))["sf"] == 7
+    assert config.validate(base(region="AS923", bandwidth_hz=250000))["sf"] == 8
+    assert config.validate(base(region="US915", bandwidth_hz=500000))["sf"] == 9
+    assert config.validate(base(frequency_hz=868900000, coding_rate=8))["sf"] == 9
+
+
+@pytest.mark.upy
+def test_allowed_sf_same_on_micropython(upy):
+    code = "from loranode import config\n" + "".join(
+        f"print(config.allowed_sfs{channel!r})\n" for channel, _ in ALLOWED_SF
+    )
+    got = upy(code, heap="256K").stdout.splitlines()
+    assert got == [repr(sfs) for _, sfs in ALLOWED_SF]
 
 
 def test_bridge_defaults_to_usb_console_uart():

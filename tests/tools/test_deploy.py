@@ -250,12 +250,13 @@ def test_dry_run_with_config_file_and_set(tree, tmp_path, key_file, capsys):
             "--set",
             "uart.baud=921600",
             "--sf",
-            "8",
+            "7",
         ],
         capsys,
     )
     cfg = json.loads(out)
-    assert (cfg["region"], cfg["role"], cfg["sf"]) == ("US915", "bridge", 8)
+    # US915 125 kHz allows SF7 only: the 187-byte ANNOUNCE must fit the 400 ms dwell limit
+    assert (cfg["region"], cfg["role"], cfg["sf"]) == ("US915", "bridge", 7)
     assert cfg["capacities"]["peers"] == 64 and cfg["uart"]["baud"] == 921600
 
 
