@@ -10,6 +10,7 @@ nor the id the record claims. One case also runs on the unix port.
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +25,12 @@ from lorawire.codec import packb, unpackb
 from lorawire.identity import Identity
 from upy import run_upy
 
-CFG: dict[str, Any] = {
-    "role": "node",
-    "region": "EU868",
-    "frequency_hz": 868_100_000,
-    "sf": 7,
-    "bandwidth_hz": 125000,
-    "coding_rate": 5,
-    "network_key": "11" * 32,
-    "capacities": {"peers": 8, "bans": 4, "seen": 16, "key_cache": 4, "txqueue": 8},
-    "announce_interval_min_s": 30,
-    "announce_interval_max_s": 600,
-    "score_weights": None,
-}
-KEY = bytes.fromhex(CFG["network_key"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
+
 ATK = Identity(bytes([9]) * 32)
 VICTIM = Identity(bytes([5]) * 32)
 PEX_ONE = b"\x81\x00\x91"  # {0: [<one record>]}: a PEX_RESPONSE body prefix
-
-
-class _NoRadio:
-    speed = 1.0
-    name = "t"
 
 
 class Station:
@@ -70,7 +55,7 @@ class Station:
 
 def _node(tmp_path: Path) -> Node:
     opts = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0}
-    return Node(CFG, Identity(bytes(range(32))), _NoRadio(), opts)
+    return Node(CFG, Identity(bytes(range(32))), NoRadio(), opts)
 
 
 def _rec(ident: Identity, rseq: int, mesh: bool = True) -> bytes:
@@ -190,19 +175,10 @@ def test_link_tagged_answer_mixing_good_and_forged_records(tmp_path: Path) -> No
 
 @pytest.mark.upy
 def test_forged_records_on_the_unix_port(tmp_path: Path) -> None:
-    code = f"""
-from loranode.node import Node
-from lorawire.identity import Identity
-from lorawire import auth, record, frame as fr, messages as msg
-from lorawire.codec import packb, unpackb
-class R:
-    speed = 1.0
-    name = "u"
-cfg = {CFG!r}
-cfg["score_weights"] = None
-opts = {{"state_dir": {str(tmp_path)!r}, "stdin": False}}
+    code = (
+        upy_prelude(str(tmp_path))
+        + """
 node = Node(cfg, Identity(bytes(range(32))), R(), opts)
-key = bytes.fromhex(cfg["network_key"])
 atk = Identity(bytes([9]) * 32)
 lk = auth.link_key(atk.x_secret(), atk.id, node.identity.public)
 seq = [0]
@@ -215,12 +191,12 @@ def send(body, link):
         f = fr.Frame(msg.ANNOUNCE, atk.id, seq[0], hop_limit=0)
         node.handle_frame(auth.seal_frame(f, body, key), -70, 9)
 def forged(rseq):
-    v = unpackb(record.encode_record({{"seq": rseq, "mesh": (0, 7)}}, atk))
+    v = unpackb(record.encode_record({"seq": rseq, "mesh": (0, 7)}, atk))
     sig = bytearray(v[record.K_SIGNATURE])
     sig[10] ^= 1
     v[record.K_SIGNATURE] = bytes(sig)
     return packb(v)
-send(record.encode_record({{"seq": 1, "mesh": (0, 7)}}, atk), False)
+send(record.encode_record({"seq": 1, "mesh": (0, 7)}, atk), False)
 send(forged(2), False)
 send(forged(3), False)
 print(node.c["bad_record"], node.c["points"], node.bans.points(atk.id))
@@ -229,5 +205,6 @@ print(node.c["bad_record"], node.bans.points(atk.id), node.bans.is_banned(atk.id
 send(forged(5), True)
 print(node.bans.is_banned(atk.id, node.clock.now() & node._mask), node.peers.find(atk.id))
 """
+    )
     out = run_upy(code, heap="1M").stdout.split("\n")
     assert out[:3] == ["2 0 0", "3 50 False", "True -1"]

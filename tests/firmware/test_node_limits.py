@@ -38,6 +38,8 @@ from lorawire import messages as msg  # noqa: E402
 from lorawire.identity import Identity  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nodekit import CFG as NODE_CFG  # noqa: E402
+from nodekit import KEY, NoRadio  # noqa: E402
 from test_node import (  # noqa: E402
     PAIR,
     _node_public,
@@ -171,32 +173,8 @@ def test_fragmented_tx_reaches_the_app_through_the_medium(pair: Any) -> None:
 
 # ------------------------------------------------------------- in-process checks
 
-CFG = {
-    "role": "node",
-    "region": "EU868",
-    "frequency_hz": 868_100_000,
-    "sf": 7,
-    "bandwidth_hz": 125000,
-    "coding_rate": 5,
-    "network_key": "11" * 32,
-    "capacities": {
-        "peers": 8,
-        "bans": 4,
-        "seen": 16,
-        "key_cache": 4,
-        "txqueue": 4,
-        "reassembly": 4,
-    },
-    "announce_interval_min_s": 30,
-    "announce_interval_max_s": 600,
-    "score_weights": None,
-}
-KEY = bytes.fromhex(CFG["network_key"])
-
-
-class _NoRadio:
-    speed = 1.0
-    name = "t"
+# the shared in-process node config, with a 4-frame queue and 4 reassembly slots
+CFG = dict(NODE_CFG, capacities=dict(NODE_CFG["capacities"], txqueue=4, reassembly=4))
 
 
 class _Clock:
@@ -219,7 +197,7 @@ def _node(tmp_path: Path, **opts: Any) -> tuple[Node, RecordingApp]:
     app = RecordingApp()
     o = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0}
     o.update(opts)
-    node = Node(CFG, Identity(bytes(range(32))), _NoRadio(), o, app)
+    node = Node(CFG, Identity(bytes(range(32))), NoRadio(), o, app)
     node.clock = _Clock()  # type: ignore[assignment]
     node.app.attach(node.port)
     return node, app

@@ -8,6 +8,7 @@ answering node hears directly. One case also runs on the unix port.
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +22,10 @@ from lorawire import messages as msg
 from lorawire.identity import Identity
 from upy import run_upy
 
-CFG: dict[str, Any] = {
-    "role": "node",
-    "region": "EU868",
-    "frequency_hz": 868_100_000,
-    "sf": 7,
-    "bandwidth_hz": 125000,
-    "coding_rate": 5,
-    "network_key": "11" * 32,
-    "capacities": {"peers": 8, "bans": 4, "seen": 16, "key_cache": 4, "txqueue": 8},
-    "announce_interval_min_s": 30,
-    "announce_interval_max_s": 600,
-    "score_weights": None,
-}
-KEY = bytes.fromhex(CFG["network_key"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
+
 _SEQ = itertools.count(100)
-
-
-class _NoRadio:
-    speed = 1.0
-    name = "t"
 
 
 class ManualClock:
@@ -63,7 +48,7 @@ def _node(tmp_path: Path, seed: int, clock: ManualClock) -> Node:
     d = tmp_path / f"n{seed}"
     d.mkdir()
     opts = {"state_dir": str(d), "stdin": False, "status_interval_s": 0}
-    node = Node(CFG, Identity(bytes([seed]) * 32), _NoRadio(), opts)
+    node = Node(CFG, Identity(bytes([seed]) * 32), NoRadio(), opts)
     node.clock = clock  # type: ignore[assignment]
     return node
 
@@ -323,22 +308,14 @@ def test_no_neighbour_no_round(tmp_path: Path) -> None:
 @pytest.mark.upy
 def test_pex_answer_on_the_unix_port(tmp_path: Path) -> None:
     xs = [_ident(i) for i in range(3)]
-    code = f"""
-from loranode.node import Node
-from lorawire.identity import Identity
-from lorawire import auth, record, frame as fr, messages as msg
-class R:
-    speed = 1.0
-    name = "u"
-cfg = {CFG!r}
-cfg["score_weights"] = None
-opts = {{"state_dir": {str(tmp_path)!r}, "stdin": False}}
+    code = (
+        upy_prelude(str(tmp_path))
+        + """
 b = Node(cfg, Identity(bytes([2]) * 32), R(), opts)
-key = bytes.fromhex(cfg["network_key"])
 seq = [100]
 def ann(i):
     seq[0] += 1
-    rec = record.encode_record({{"seq": 1, "mesh": (0, 7)}}, i)
+    rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, i)
     return auth.seal_frame(fr.Frame(msg.ANNOUNCE, i.id, seq[0], hop_limit=0), rec, key)
 a = Identity(bytes([1]) * 32)
 xs = [Identity(bytes([0x40 + k]) * 32) for k in range(3)]
@@ -365,6 +342,7 @@ print(sorted(ids))
 b.handle_frame(req(a), -70, 9)
 print(b.c["pex_limited"], b.txq.pop_ready())
 """
+    )
     out = run_upy(code, heap="1M").stdout.split("\n")
     assert out[0] == "1 None"
     want = sorted((1, None, x.id.hex()) for x in (xs[0], xs[2]))

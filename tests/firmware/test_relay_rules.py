@@ -9,6 +9,7 @@ One case also runs on the unix port.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +24,15 @@ from lorawire import messages as msg
 from lorawire.identity import Identity
 from upy import run_upy
 
-CFG: dict[str, Any] = {
-    "role": "node",
-    "region": "EU868",
-    "frequency_hz": 868_100_000,
-    "sf": 7,
-    "bandwidth_hz": 125000,
-    "coding_rate": 5,
-    "network_key": "11" * 32,
-    "capacities": {"peers": 8, "bans": 4, "seen": 16, "key_cache": 4, "txqueue": 8},
-    "announce_interval_min_s": 30,
-    "announce_interval_max_s": 600,
-    "score_weights": None,
-}
-KEY = bytes.fromhex(CFG["network_key"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
+
 ORIGIN = Identity(bytes([7]) * 32)
-
-
-class _NoRadio:
-    speed = 1.0
-    name = "t"
 
 
 def _node(tmp_path: Path, relay: bool = True) -> Node:
     opts = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0, "relay": relay}
-    return Node(CFG, Identity(bytes(range(32))), _NoRadio(), opts)
+    return Node(CFG, Identity(bytes(range(32))), NoRadio(), opts)
 
 
 def _drain(node: Node) -> list[bytes]:
@@ -182,20 +167,12 @@ def test_link_tagged_frames_are_never_relayed(tmp_path: Path) -> None:
 
 @pytest.mark.upy
 def test_relay_rules_on_the_unix_port(tmp_path: Path) -> None:
-    code = f"""
-from loranode.node import Node
-from lorawire.identity import Identity
-from lorawire import auth, record, frame as fr, messages as msg
-class R:
-    speed = 1.0
-    name = "u"
-cfg = {CFG!r}
-cfg["score_weights"] = None
-opts = {{"state_dir": {str(tmp_path)!r}, "stdin": False}}
+    code = (
+        upy_prelude(str(tmp_path))
+        + """
 node = Node(cfg, Identity(bytes(range(32))), R(), opts)
-key = bytes.fromhex(cfg["network_key"])
 o = Identity(bytes([7]) * 32)
-rec = record.encode_record({{"seq": 1, "mesh": (0, 7)}}, o)
+rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, o)
 def ann(seq, hl, hc):
     return auth.seal_frame(fr.Frame(msg.ANNOUNCE, o.id, seq, hop_limit=hl, hop_count=hc), rec, key)
 node.handle_frame(ann(10, 2, 2), -80, 5)  # at the hop limit: admitted, not relayed
@@ -207,5 +184,6 @@ print(node.c["relayed"], out[2] & 15, out[2] >> 4, out == fr.with_hop(ann(11, 3,
 node.handle_frame(ann(12, 3, 0), -80, 5)  # the same record again
 print(node.c["relayed"], node.txq.pop_ready())
 """
+    )
     out = run_upy(code, heap="1M").stdout.split("\n")
     assert out[:3] == ["1 0 None", "1 2 3 True", "1 None"]

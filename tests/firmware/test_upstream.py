@@ -33,25 +33,18 @@ from lorawire.identity import Identity  # noqa: E402
 from tools.meshsim.launcher import Mesh, NodeProc, micropython_binary  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_node import CFG as NODE_CFG  # noqa: E402
+from nodekit import CFG, NoRadio  # noqa: E402
 
 APP = ROOT / "tools" / "demo" / "upy_app.py"
-# the in-process node config of test_node.py, with room for 8 queued frames
-CFG = dict(NODE_CFG, capacities=dict(NODE_CFG["capacities"], txqueue=8))
 KEY = bytes.fromhex(CFG["network_key"])
 TX = {0: b"\x05" * 30}
-
-
-class _NoRadio:
-    speed = 1.0
-    name = "t"
 
 
 def _node(tmp_path: Path, name: str, seed: int, kind: str = "mesh") -> Node:
     d = tmp_path / name
     d.mkdir()
     opts = {"state_dir": str(d), "stdin": False, "status_interval_s": 0, "kind": kind}
-    node = Node(CFG, Identity(bytes([seed]) * 32), _NoRadio(), opts, RecordingApp())
+    node = Node(CFG, Identity(bytes([seed]) * 32), NoRadio(), opts, RecordingApp())
     node.app.attach(node.port)
     return node
 
