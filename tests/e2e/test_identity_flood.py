@@ -38,9 +38,10 @@ CHECKPOINT = 300
 PEERS = 32
 HEAP_TOLERANCE = 2048  # bytes of allocated heap the node may gain after its tables fill
 PACE_S = 0.03  # wall time between two announces (the node verifies one in ~25 ms)
-# A loaded CI machine verifies slower than the pace: every BATCH announces the sender
-# waits until n0 has taken all but BATCH of them, so its receive backlog stays bounded
-# (and no frame is lost to a full socket buffer) however slow the machine is.
+# NodeProc.ask waits 60 s for an answer: on a loaded 2-core CI machine the node answers
+# stdin only between two verifications. Such a machine also verifies slower than the
+# pace: every BATCH announces the sender waits until n0 has taken all but BATCH of them,
+# so its receive backlog stays bounded (and no frame is lost to a full socket buffer).
 BATCH = 50
 TOPOLOGY = {
     "links": [
@@ -52,34 +53,13 @@ TOPOLOGY = {
 }
 
 
-def _ask(node: NodeProc, *commands: str, wait: float = 60.0) -> dict[str, Any]:
-    """Send commands and wait for the STATUS line the last one (`status`) triggers.
-
-    The wait is generous: on a loaded 2-core CI machine the node answers stdin only
-    between two verifications."""
-    before = node.status_count
-    for c in commands:
-        assert node.send(c), f"n0 stdin closed (running={node.running})"
-    deadline = time.monotonic() + wait
-    with node.cond:
-        while node.status_count == before and time.monotonic() < deadline:
-            if not node.running:
-                break
-            node.cond.wait(0.1)
-    assert node.status_count > before and node.status is not None, (
-        f"no STATUS from n0 within {wait} s (running={node.running}); last lines:\n"
-        + "\n".join(list(node.lines)[-20:])
-    )
-    return node.status
-
-
 def _catch_up(node: NodeProc, sent: int) -> None:
     """Block until n0 has taken all but BATCH of the `sent` announces, or stopped
     taking them (some can be lost to collisions with the honest nodes' own frames)."""
     last = -1
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        taken = _ask(node, "status")["counters"]["announce_rx"]
+        taken = node.ask("status")["counters"]["announce_rx"]
         if taken >= sent - BATCH or taken == last:
             return
         last = taken
@@ -90,15 +70,15 @@ def _settle(node: NodeProc, sent: int) -> dict[str, Any]:
     """Wait until n0 stops taking announces (its receive queue drained), then sample the
     heap right after a collection."""
     last = -1
-    s = _ask(node, "status")
+    s = node.ask("status")
     for _ in range(40):
         n = s["counters"]["announce_rx"]
         if n == last:
             break
         last = n
         time.sleep(0.3)
-        s = _ask(node, "status")
-    s = _ask(node, "gc", "status")
+        s = node.ask("status")
+    s = node.ask("gc", "status")
     h = s["heap"]
     t = s["tables"]
     print(
@@ -129,7 +109,7 @@ def test_thousand_signed_identities_do_not_displace_neighbours_or_grow_heap(
         honest = {n.node_id for n in mesh.nodes[1:]}
 
         def knows_honest(m: Mesh) -> bool:
-            s = _ask(m.nodes[0], "status")
+            s = m.nodes[0].ask("status")
             verified = {p[0] for p in s["peers"] if p[4] == 0}
             return honest <= verified
 

@@ -40,7 +40,7 @@ from lorawire import fragment as fg  # noqa: E402
 from lorawire import frame as fr  # noqa: E402
 from lorawire import messages as msg  # noqa: E402
 from lorawire.identity import Identity  # noqa: E402
-from tools.deploy.romfs import write_image  # noqa: E402
+from tools.deploy.romfs import PACKAGES, compile_module, write_image  # noqa: E402
 from tools.meshsim.launcher import Mesh, NodeProc  # noqa: E402
 from tools.meshsim.topology import from_dict  # noqa: E402
 
@@ -91,18 +91,6 @@ class Station:
         self.radio.close()
 
 
-def _ask(node: NodeProc, *commands: str, wait: float = 60.0) -> dict[str, Any]:
-    before = node.status_count
-    for c in commands:
-        assert node.send(c), "n0 stopped:\n" + "\n".join(node.lines)
-    deadline = time.monotonic() + wait
-    with node.cond:
-        while node.status_count == before and node.running and time.monotonic() < deadline:
-            node.cond.wait(0.1)
-    assert node.status_count > before and node.status, "no STATUS:\n" + "\n".join(node.lines)
-    return node.status
-
-
 def _until(
     node: NodeProc,
     pred: Any,
@@ -114,7 +102,7 @@ def _until(
     while True:
         if action is not None:
             action()
-        s = _ask(node, *commands)
+        s = node.ask(*commands)
         if pred(s) or time.monotonic() > deadline:
             return s
         time.sleep(0.3)
@@ -134,6 +122,7 @@ def test_node_with_every_table_full_from_romfs(tmp_path: Path) -> None:
         node_id = bytes.fromhex(n0.node_id or "")
         public = Identity((n0.dir / "key.bin").read_bytes()).public
         st = Station(mesh.port, bytes.fromhex(mesh.network_key), public)
+        booted = n0.ask("gc", "status")["heap"]["gc_alloc"]  # before any traffic
         try:
             for ident in direct:
                 st.announce(ident)
@@ -154,12 +143,12 @@ def test_node_with_every_table_full_from_romfs(tmp_path: Path) -> None:
             for k, ident in enumerate(relayed):
                 st.announce(ident, hop_limit=2)
                 time.sleep(0.05)
-                if k % 10 == 9 and _ask(n0, "status")["tables"]["seen"][0] == CAPACITY["seen"]:
+                if k % 10 == 9 and n0.ask("status")["tables"]["seen"][0] == CAPACITY["seen"]:
                     break
             # a banned peer's link key leaves the cache: fill it with valid unicasts
             # from peers held now
             by_id = {i.id.hex(): i for i in idents}
-            held_now = [by_id[p[0]] for p in _ask(n0, "status")["peers"] if p[0] in by_id]
+            held_now = [by_id[p[0]] for p in n0.ask("status")["peers"] if p[0] in by_id]
             tx = msg.encode_body(msg.TX, {0: b"\x01" * 16})
             assert len(held_now) > CAPACITY["key_cache"]
             _until(n0, lambda s: s["queue"]["len"] == 0)  # relays out: n0 listens again
@@ -167,7 +156,7 @@ def test_node_with_every_table_full_from_romfs(tmp_path: Path) -> None:
                 for ident in held_now:
                     st.unicast(ident, node_id, tx)
                     time.sleep(0.1)
-                s = _ask(n0, "status")
+                s = n0.ask("status")
                 if s["tables"]["key_cache"][0] == CAPACITY["key_cache"]:
                     break
 
@@ -198,6 +187,46 @@ def test_node_with_every_table_full_from_romfs(tmp_path: Path) -> None:
         print(
             f"ROMFS image {image_bytes} B (heap after mount {image_alloc} B); "
             f"heap {heap} B = image + {NODE_HEAP_KB} KB; tables {tables}; "
-            f"node heap after gc.collect {heap_now['gc_alloc'] - image_alloc} B; "
+            f"node heap after gc.collect: {booted - image_alloc} B after boot, "
+            f"{heap_now['gc_alloc'] - image_alloc} B with every table full; "
             f"peak {heap - heap_now['min_free'] - image_alloc} B beside the image"
         )
+
+
+IMPORT_COST = """
+import gc, sys
+gc.collect()
+before = gc.mem_alloc()
+import loranode.node, loranode.radio_sim, loranode.status
+gc.collect()
+print(loranode.node.__file__, gc.mem_alloc() - before)
+"""
+
+
+@pytest.mark.upy
+def test_importing_the_node_costs_less_heap_from_romfs(tmp_path: Path, upy: Any) -> None:
+    """The same bytecode imported from .mpy files (copied into the heap) and from a ROMFS
+    image (run in place): the heap the modules hold after gc.collect()."""
+    image = tmp_path / "fw.romfs"
+    write_image(image)
+    mpy_root = tmp_path / "mpy"
+    for name, pkg in PACKAGES:
+        (mpy_root / name).mkdir(parents=True)
+        for src in pkg.glob("*.py"):
+            compile_module(src, mpy_root / name / (src.stem + ".mpy"), None)
+    mount = (
+        "import vfs\n"
+        f"vfs.mount(vfs.VfsRom(open({str(image)!r}, 'rb').read()), '/rom')\n"
+        "import sys\n"
+        "sys.path[:] = ['/rom', '.frozen']\n"
+    )
+    from_mpy = upy(IMPORT_COST, path=[mpy_root], heap="1M").stdout.split()
+    from_rom = upy(mount + IMPORT_COST, heap="1M").stdout.split()
+    assert from_mpy[0] == f"{mpy_root}/loranode/node.mpy"
+    assert from_rom[0] == "/rom/loranode/node.mpy"
+    mpy_bytes, rom_bytes = int(from_mpy[1]), int(from_rom[1])
+    print(
+        f"heap held by the node's modules after import: {mpy_bytes} B from .mpy files, "
+        f"{rom_bytes} B from a ROMFS image ({mpy_bytes - rom_bytes} B less)"
+    )
+    assert rom_bytes < mpy_bytes

@@ -197,6 +197,30 @@ class NodeProc:
     def send(self, command: str) -> bool:
         return procs.send_line(self.proc, command)
 
+    def wait_status(self, before: int, deadline: float) -> bool:
+        """Wait until a STATUS line newer than count `before` arrives (False: none by
+        `deadline`, or the process ended)."""
+        with self.cond:
+            while self.status_count == before and self.running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.2))
+            return self.status_count > before
+
+    def ask(self, *commands: str, wait: float = 60.0) -> dict[str, Any]:
+        """Send stdin commands, the last of which prints a STATUS line (`status`), and
+        return that status. RuntimeError, with the node's last lines, if the node has
+        stopped or answers nothing within `wait` s."""
+        before = self.status_count
+        sent = all(self.send(c) for c in commands)
+        if not sent or not self.wait_status(before, time.monotonic() + wait) or not self.status:
+            tail = "\n".join(list(self.lines)[-20:])
+            raise RuntimeError(
+                f"no STATUS from {self.name} within {wait} s (running={self.running}):\n{tail}"
+            )
+        return self.status
+
     def wait_id(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -437,14 +461,8 @@ class Mesh:
         asked = [n.send("status") for n in self.nodes]
         deadline = time.monotonic() + wait
         for node, b, a in zip(self.nodes, before, asked, strict=True):
-            if not a:
-                continue
-            with node.cond:
-                while node.status_count == b and node.running:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    node.cond.wait(min(left, 0.2))
+            if a:
+                node.wait_status(b, deadline)
         return [n.status for n in self.nodes]
 
     def statuses(self) -> list[dict[str, Any] | None]:
