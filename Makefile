@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MPY_SOURCES = $(shell find shared firmware -name '*.py' -not -path '*/__pycache__/*')
 
-.PHONY: venv test lint mpy typecheck pytest run bench clean flash
+.PHONY: venv test lint mpy typecheck pytest run bench clean flash board board-if-possible
 
 venv: $(STAMP)
 
@@ -41,10 +41,19 @@ typecheck: venv
 	$(BIN)/python -m tools.deploy.typeshed build/mpy-typeshed
 	$(BIN)/mypy --config-file firmware/mypy.ini firmware/
 
+# The board-shaped 32-bit interpreters (tools/board): build/board/{plain,frozen}/micropython.
+board: venv
+	$(BIN)/python -m tools.board build
+
+# make test builds them where it can; without gcc-multilib or the vendored source it
+# says what to install and the board-shaped tests skip (CI sets LORACHAIN_REQUIRE_BOARD=1).
+board-if-possible: venv
+	@$(BIN)/python -m tools.board build --if-possible
+
 pytest: venv
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-test: lint mpy typecheck pytest
+test: lint mpy typecheck board-if-possible pytest
 
 run: venv
 	$(BIN)/python -m tools.demo

@@ -1,19 +1,55 @@
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import os
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from upy import run_upy  # noqa: E402
+from tools.board import interpreters
+from tools.board.__main__ import REQUIRE_ENV
+from upy import run_upy
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
 )
 settings.load_profile("ci")
+
+# Every test marked `upy` runs once per interpreter: the PyPI 64-bit port and the
+# board-shaped 32-bit build with code from .mpy files. `@pytest.mark.upy("plain",
+# "frozen")` names other interpreters (memory tests run on the board-shaped builds).
+DEFAULT_INTERPRETERS = ("pypi", "plain")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "upy(*interpreters): runs code inside MicroPython unix ports, once per interpreter "
+        f"(default {', '.join(DEFAULT_INTERPRETERS)}; names: {', '.join(interpreters.NAMES)})",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("upy")
+    if marker is None or "upy_interpreter" in metafunc.fixturenames:
+        return
+    names = tuple(marker.args) or DEFAULT_INTERPRETERS
+    for name in names:
+        interpreters.get(name)  # an unknown name is a mistake in the test
+    metafunc.fixturenames.append("upy_interpreter")
+    metafunc.parametrize("upy_interpreter", names, indirect=True)
+
+
+@pytest.fixture
+def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The interpreter of this test run (LORACHAIN_MICROPYTHON is set to it)."""
+    name = getattr(request, "param", None) or os.environ.get(interpreters.ENV) or "pypi"
+    reason = interpreters.missing(name)
+    if reason is not None:
+        if name in interpreters.BOARD_NAMES and os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{reason} ({REQUIRE_ENV} is set)")
+        pytest.skip(reason)
+    monkeypatch.setenv(interpreters.ENV, name)
+    return interpreters.get(name)
 
 
 @pytest.fixture

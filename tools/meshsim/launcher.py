@@ -7,8 +7,10 @@
     firmware's own loranode.config (imported on CPython from firmware/), a shared random
     network key, and the node's "node" runtime section; the node creates its key.bin on
     first boot in its directory (its cwd);
-  * starts `micropython -X heapsize=H firmware/main.py config.json` per node
-    (MICROPYPATH=shared:firmware:.frozen), or with `romfs=IMAGE` the code from a ROMFS
+  * starts `micropython -X heapsize=H firmware/main.py config.json` per node on the
+    interpreter LORACHAIN_MICROPYTHON names (tools.board.interpreters: the PyPI port
+    runs the sources, the plain board-shaped build their .mpy files, the frozen one its
+    frozen modules), or with `romfs=IMAGE` the code from a ROMFS
     image as a board runs it (tools/meshsim/romboot.py), one reader thread per process collecting
     `STATUS ` lines (the latest per node) and the last lines of other output;
   * `request_status()` writes `status` to every node's stdin; `wait_until(pred)` polls
@@ -48,6 +50,7 @@ from lorawire import airtime as lw_airtime
 from lorawire import regions
 
 from .. import procs
+from ..board import interpreters
 from . import topology as topo_mod
 from .topology import Topology
 
@@ -105,13 +108,8 @@ FREQ_HZ = region_frequency(DEFAULT_REGION)  # 868.1 MHz, kept for existing impor
 
 
 def micropython_binary() -> str:
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    venv = ROOT / ".venv" / "bin" / "micropython"
-    if venv.exists():
-        return str(venv)
-    return "micropython"
+    """The interpreter nodes run on: LORACHAIN_MICROPYTHON (tools.board.interpreters)."""
+    return interpreters.binary()
 
 
 def make_topology(spec: str | Path | Topology, n: int, seed: int = 0) -> Topology:
@@ -361,7 +359,7 @@ class Mesh:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{SHARED}:{FIRMWARE}:.frozen"
+        env["MICROPYPATH"] = interpreters.module_path(interpreters.current())
         env["PYTHONPATH"] = f"{ROOT}:{SHARED}"
         return env
 
