@@ -216,10 +216,8 @@ def open_frame(
         return Verdict(DROP_UNATTRIBUTED, False, R_NO_KEY, f)
     if not check(key, _frame.tagged_region(data), f.tag):
         return Verdict(DROP_UNATTRIBUTED, False, R_BAD_TAG, f)
-    if replay is not None:
-        window = f.source + (b"L" if link else b"N")
-        if not replay.check_and_update(window, f.seq):
-            return Verdict(DROP_UNATTRIBUTED, False, R_REPLAY, f)
+    if replay is not None and not replay.check_and_update(f.source, f.seq, 1 if link else 0):
+        return Verdict(DROP_UNATTRIBUTED, False, R_REPLAY, f)
     try:
         value = _messages.decode_body(f.type, f.body)
     except _messages.UnknownType:
