@@ -33,14 +33,23 @@ Eviction rule (applied only when the table is full and an unknown id is heard):
 4. Probation ends when the peer is heard again at least `probation_gap_ms` after it was
    first heard, or when `verify(slot)` is called.
 
-Timestamps are ticks (clock.py). Call `age_out(now)` now and then (the main loop does
-it hourly; at most every 5 days is required on the ESP32) so stamps older than
-MAX_AGE_MS are clamped before the 12.4-day ticks period could make them look recent.
+Record store: a slot may hold the peer's signed record (`rec[s]`, its wire bytes, with
+`rec_seq[s]` and `rec_t[s]`, when it was learned), stored by `store_record` once the
+signature checked out; `has_record(s)` says whether it does. A record never outlives its
+slot: whenever a slot is cleared (eviction, removal) its record goes with it and the
+`on_clear(slot)` hook, if set, is called, so per-slot state kept elsewhere (peer
+exchange) is reset in one place.
+
+Timestamps are node ticks (loranode.clock: wrapping every 2**30 ms, compared with
+`diff`). Call `age_out(now)` now and then (the node does it hourly; at most every 5 days
+is required) so stamps older than MAX_AGE_MS are clamped before the period could make
+them look recent.
 """
 
 from array import array
 
-from loranode.clock import ticks_add, ticks_diff
+from loranode.clock import add as ticks_add
+from loranode.clock import diff as ticks_diff
 from loranode.constants import (
     MAX_AGE_MS,
     MIN_EVICTABLE,
@@ -121,6 +130,10 @@ class PeerTable:
         self.valid = _filled("H", n, 0)
         self.invalid = _filled("H", n, 0)
         self.score = _filled("H", n, 0)
+        self.rec = [None] * n  # signed record bytes (answers PEX), or None
+        self.rec_seq = [0] * n
+        self.rec_t = [0] * n  # tick when the record was learned
+        self.on_clear = None
         self.count = 0
         self.evictions = 0
         self.rejected = 0
@@ -230,8 +243,22 @@ class PeerTable:
         self.ids[s] = None
         self.keys[s] = None
         self.next_hop[s] = None
+        self.rec[s] = None
         self.flags[s] = 0
         self.count -= 1
+        if self.on_clear is not None:
+            self.on_clear(s)
+
+    # --- records -------------------------------------------------------------------
+
+    def has_record(self, s):
+        return s >= 0 and self.rec[s] is not None
+
+    def store_record(self, s, encoded, seq, now):
+        """Keep the verified record of slot s (replacing an older one)."""
+        self.rec[s] = encoded
+        self.rec_seq[s] = seq
+        self.rec_t[s] = now
 
     def remove(self, node_id):
         s = self._index.get(node_id, -1)

@@ -18,7 +18,7 @@ budget is short. With `strict=True` a refused frame also holds back every lower
 priority.
 """
 
-from loranode.clock import ticks_diff
+from loranode.clock import diff as ticks_diff
 from loranode.constants import TXQUEUE
 
 CONTROL = 0

@@ -32,10 +32,8 @@ sub-band.
 
 try:
     from micropython import const
-except ImportError:  # CPython
-
-    def const(value):
-        return value
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
 
 BANDWIDTHS_HZ = (125000, 250000, 500000)

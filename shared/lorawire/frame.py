@@ -272,6 +272,21 @@ def peek_source(data):
     return data[3:11]
 
 
+def peek_dest(data):
+    """Destination id from the header alone, or None for a broadcast (or a header cut
+    short): the cheap "is this for me" check before any tag work."""
+    if len(data) < HEADER_UNICAST or not data[0] & FLAG_DEST:
+        return None
+    return bytes(data[11:19])
+
+
+def peek_type(data):
+    """Message type byte from the header alone; DecodeError when it is cut short."""
+    if len(data) < HEADER_BROADCAST:
+        raise DecodeError("frame shorter than a header")
+    return data[1]
+
+
 def with_hop(data, hop_count):
     """A copy of the frame bytes with hop_count replaced; the tag stays valid.
 

@@ -12,7 +12,6 @@ from upy import run_upy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(HERE))
 
 import lora_adapter_cases as cases  # noqa: E402

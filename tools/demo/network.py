@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from tools import procs
+from tools.deploy import fwconfig
+from tools.meshsim import status as node_status
 from tools.meshsim.launcher import MAIN, Mesh, NodeProc, micropython_binary
 from tools.meshsim.topology import Topology, from_dict
 from tools.ptycable import PtyCable
@@ -370,17 +372,17 @@ class Network:
     def bridge_config(self) -> dict[str, Any]:
         assert self.cable is not None
         d = self.workdir / "bridge"
-        raw = self.mesh.config_for(NodeProc(-1, "bridge", d))
+        raw = self.mesh.raw_config(NodeProc(-1, "bridge", d))
         raw["role"] = "bridge"
         raw["uart"] = {"path": self.cable.board_path, "baud": 115200}
         raw["node"]["status_interval_s"] = 0
         raw["bridge"] = {"stats_interval_s": 5}
-        return raw
+        return fwconfig.board_config(fwconfig.validate(raw))
 
     def _on_bridge_line(self, line: str) -> None:
         if line.startswith("STATUS "):
-            with contextlib.suppress(ValueError):
-                self.bridge_status = json.loads(line[7:])
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self.bridge_status = node_status.parse(line)
                 self.bridge_status_count += 1
         elif line.startswith("BRIDGE "):
             parts = line.split()
@@ -392,8 +394,9 @@ class Network:
         d = self.workdir / "bridge"
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(self.bridge_config(), indent=1) + "\n")
-        # firmware/main.py dispatches on "role": "bridge" (loranode.bridge.main), as at boot.
-        argv = [micropython_binary(), "-X", "heapsize=512K", str(MAIN), "config.json"]
+        # firmware/main.py runs the role the config names ("bridge"), as at boot
+        shutil.copyfile(MAIN, d / "main.py")
+        argv = [micropython_binary(), "-X", "heapsize=512K", "main.py", "config.json"]
         self.bridge = self._child("bridge", argv, on_line=self._on_bridge_line)
         self.bridge.start()
         if self.bridge.wait_line(r"^BRIDGE ", 30) is None:

@@ -10,8 +10,7 @@
   * starts `micropython -X heapsize=H firmware/main.py config.json` per node on the
     interpreter LORACHAIN_MICROPYTHON names (tools.board.interpreters: the PyPI port
     runs the sources, the plain board-shaped build their .mpy files, the frozen one its
-    frozen modules), or with `romfs=IMAGE` the code from a ROMFS
-    image as a board runs it (tools/meshsim/romboot.py), one reader thread per process collecting
+    frozen modules), one reader thread per process collecting
     `STATUS ` lines (the latest per node) and the last lines of other output;
   * `request_status()` writes `status` to every node's stdin; `wait_until(pred)` polls
     until a predicate over the statuses holds; `converged()` says whether every node
@@ -33,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +51,8 @@ from lorawire import regions
 
 from .. import procs
 from ..board import interpreters
+from ..deploy import fwconfig
+from . import status as node_status
 from . import topology as topo_mod
 from .topology import Topology
 
@@ -58,23 +60,12 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SHARED = ROOT / "shared"
 MAIN = FIRMWARE / "main.py"
-ROMBOOT = Path(__file__).resolve().with_name("romboot.py")
 VERIFIED = 0x10  # loranode.peers.VERIFIED
 STATUS_PREFIX = "STATUS "
 DEFAULT_HEAP = "512K"
 DEFAULT_REGION = "EU868"
 BANDWIDTH_HZ = 125000
 KEEP_LINES = 200
-
-
-def _firmware_config() -> Any:
-    """loranode.config, imported on CPython from firmware/ (it runs on both runtimes)."""
-    for p in (str(FIRMWARE), str(SHARED)):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    from loranode import config
-
-    return config
 
 
 def region_frequency(region: str, bw_hz: int = BANDWIDTH_HZ) -> int:
@@ -174,8 +165,8 @@ class NodeProc:
             with self.cond:
                 if line.startswith(STATUS_PREFIX):
                     try:
-                        self.status = json.loads(line[len(STATUS_PREFIX) :])
-                    except ValueError:
+                        self.status = node_status.parse(line)
+                    except (ValueError, KeyError, TypeError):
                         self.lines.append(line[:200])
                     else:
                         self.status_count += 1
@@ -286,7 +277,6 @@ class Mesh:
         node_options: dict[str, Any] | None = None,
         capacities: dict[str, int] | None = None,
         network_key: str | None = None,
-        romfs: Path | None = None,
         region: str = DEFAULT_REGION,
     ) -> None:
         if n < 1:
@@ -306,7 +296,6 @@ class Mesh:
         self.speed = speed
         self.seed = seed
         self.heap = heap
-        self.romfs = romfs
         self.sf = sf
         self.announce = (announce_min_s, announce_max_s)
         self.status_interval_s = status_interval_s
@@ -322,13 +311,19 @@ class Mesh:
     # -- configuration -------------------------------------------------------
 
     def config_for(self, node: NodeProc) -> dict[str, Any]:
-        return self._config(node, self.port)
+        """What the deploy tool would write to the board: the raw config, validated and
+        completed by tools/deploy/fwconfig.py (ValueError, one line, when it is refused)."""
+        return fwconfig.board_config(fwconfig.validate(self.raw_config(node)))
 
     def check_config(self) -> None:
         """Validate a node's config before anything starts (ValueError, one line)."""
-        self._config(self.nodes[0], self.port or 1)
+        fwconfig.validate(self._raw(self.nodes[0], self.port or 1))
 
-    def _config(self, node: NodeProc, port: int) -> dict[str, Any]:
+    def raw_config(self, node: NodeProc) -> dict[str, Any]:
+        """The config a user would hand the deploy tool for `node`."""
+        return self._raw(node, self.port)
+
+    def _raw(self, node: NodeProc, port: int) -> dict[str, Any]:
         raw: dict[str, Any] = {
             "board": "heltec-v3",
             "region": self.region,
@@ -345,7 +340,6 @@ class Mesh:
         opts = {"status_interval_s": self.status_interval_s}
         opts.update(self.node_options)
         raw["node"] = opts
-        _firmware_config().validate(dict(raw))  # the board's own check, before any process
         return raw
 
     def limits(self) -> dict[str, int]:
@@ -353,9 +347,13 @@ class Mesh:
         return duty_limits(self.region, self.frequency_hz, BANDWIDTH_HZ)
 
     def write_configs(self) -> None:
+        """Each node's directory as a board's flash: config.json and main.py (run from
+        there, so the interpreter imports our packages from MICROPYPATH, as a board
+        imports them from its own copies, and never from firmware/ beside the script)."""
         for node in self.nodes:
             node.dir.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(json.dumps(self.config_for(node), indent=1) + "\n")
+            shutil.copyfile(MAIN, node.dir / "main.py")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -393,9 +391,7 @@ class Mesh:
 
     def node_argv(self, node: NodeProc) -> list[str]:
         argv = [micropython_binary(), "-X", f"heapsize={self.heap}"]
-        if self.romfs is not None:  # code from a ROMFS image, as on a board (romboot.py)
-            argv += [str(ROMBOOT), str(self.romfs)]
-        return [*argv, str(MAIN), "config.json"]
+        return [*argv, "main.py", "config.json"]
 
     def start_node(self, i: int, timeout: float = 20.0) -> str:
         node = self.nodes[i]

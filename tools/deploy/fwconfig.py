@@ -1,10 +1,17 @@
-"""Firmware configuration: schema, defaults and validation.
+# ruff: noqa: UP031 - printf-style %d keeps the many range messages short and uniform
+"""Firmware configuration: schema, defaults and validation, on the host.
 
-The same module runs on the board at boot (MicroPython) and in the host deploy tool
-(CPython), so a config the host accepted is exactly a config the board accepts.
+A board does not validate its config: it reads what this module accepted. The deploy
+tool (and the simulator) validate a user's config here and write `board_config(cfg)` to
+the board as config.json: the same dict, complete (every default filled in), plus what
+the board would otherwise need the region tables and board presets for -- its channel's
+duty-cycle numbers ("duty": budget_ms, window_ms, dwell_ms), the region's index for its
+record ("region_index") and the radio wiring ("radio", the board preset). So a board
+never loads this module, lorawire.regions or the presets (they held about 25 KB of a
+board's heap, most of it identifiers that stay in its qstr pool once loaded).
 
-`validate(dict)` returns a new, complete dict (every default filled in) or raises
-`ConfigError` with ONE line naming the field, the value and the allowed range:
+`validate(dict)` returns a new, complete dict or raises `ConfigError` with ONE line
+naming the field, the value and the allowed range:
 
     config: frequency_hz=915000000 is outside EU868 (863000000..870000000)
 
@@ -12,19 +19,20 @@ Secrets never appear in messages: a bad network_key is described by its length o
 
 The "node" section holds the peer manager's runtime options (NODE_INTS, NODE_BOOLS,
 kind, state_dir); this module is their only schema and range check. `validate` returns
-it complete, and loranode.node.Node takes it from the validated config as it is.
-`node_options(section)` checks a section on its own (tools, tests, bridge mode).
-
-Memory: this module is boot-time only. Validate, keep the returned dict and `radio(cfg)`,
-then drop `loranode.config` and `loranode.boards` from sys.modules (and from the
-`loranode` package) so their code is collected before the node allocates its tables.
+it complete, and loranode.node.Node takes it from the config as it is.
+`node_options(section)` checks a section on its own. The "bridge" section holds the
+bridge role's options (stats_interval_s); "uart" may name a tty `path` (the unix port).
 """
 
-import json
+from __future__ import annotations
 
-from loranode import boards
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
 from lorawire import airtime, regions
 from lorawire.frame import DEFAULT_HOP_LIMIT, MAX_HOPS, OVERHEAD_BROADCAST
+from tools.deploy import boards
 
 
 class ConfigError(ValueError):
@@ -113,6 +121,7 @@ TOP_KEYS = (
     "sim",
     "pins",
     "node",
+    "bridge",
 )
 
 # The largest frame a node sends itself: an ANNOUNCE carrying the largest signed record
@@ -127,7 +136,7 @@ LARGEST_OWN_FRAME = OVERHEAD_BROADCAST + LARGEST_RECORD_BYTES
 _SHOW_MAX = 40
 
 
-def _show(value):
+def _show(value: Any) -> str:
     if isinstance(value, str):
         s = repr(value)
     elif value is True:
@@ -147,34 +156,36 @@ def _show(value):
     return s
 
 
-def _fail(msg):
+def _fail(msg: str) -> NoReturn:
     raise ConfigError("config: " + msg.replace("\n", " "))
 
 
-def _bad(field, value, what):
-    _fail("%s=%s %s" % (field, _show(value), what))
+def _bad(field: str, value: Any, what: str) -> NoReturn:
+    _fail(f"{field}={_show(value)} {what}")
 
 
-def _is_int(v):
+def _is_int(v: Any) -> bool:
     # bool first: isinstance(True, int) is True on CPython, False on MicroPython.
     return not isinstance(v, bool) and isinstance(v, int)
 
 
-def _is_number(v):
+def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float))
 
 
-def _check_keys(section, d, allowed):
+def _check_keys(section: str, d: Any, allowed: Sequence[str]) -> None:
     if not isinstance(d, dict):
-        _bad(section, d, "is not an object (keys: %s)" % ", ".join(allowed))
+        _bad(section, d, "is not an object (keys: {})".format(", ".join(allowed)))
     unknown = [k for k in d if k not in allowed]
     if unknown:
         unknown.sort(key=str)
         prefix = section + "." if section else ""
-        _fail("unknown key %s%s (allowed: %s)" % (prefix, unknown[0], ", ".join(allowed)))
+        _fail("unknown key {}{} (allowed: {})".format(prefix, unknown[0], ", ".join(allowed)))
 
 
-def _int(d, key, field, lo, hi, default=None, required=False):
+def _int(
+    d: dict, key: str, field: str, lo: int, hi: int, default: Any = None, required: bool = False
+) -> Any:
     if key not in d or d[key] is None:
         if required:
             _fail("%s is missing (an integer %d..%d)" % (field, lo, hi))
@@ -187,31 +198,31 @@ def _int(d, key, field, lo, hi, default=None, required=False):
     return v
 
 
-def _number(d, key, field, lo, hi, default):
+def _number(d: dict, key: str, field: str, lo: float, hi: float, default: Any) -> Any:
     if key not in d or d[key] is None:
         return default
     v = d[key]
     if not _is_number(v):
-        _bad(field, v, "is not a number (%s..%s)" % (lo, hi))
+        _bad(field, v, f"is not a number ({lo}..{hi})")
     if v < lo or v > hi:
-        _bad(field, v, "is outside %s..%s" % (lo, hi))
+        _bad(field, v, f"is outside {lo}..{hi}")
     return v
 
 
-def _choice(d, key, field, choices, default=None):
+def _choice(d: dict, key: str, field: str, choices: Sequence[Any], default: Any = None) -> Any:
     if key not in d or d[key] is None:
         if default is None:
-            _fail("%s is missing (one of %s)" % (field, ", ".join(str(c) for c in choices)))
+            _fail("{} is missing (one of {})".format(field, ", ".join(str(c) for c in choices)))
         return default
     v = d[key]
     for c in choices:
         # same type as well as same value: True == 1 must not pass for an int choice
         if v == c and isinstance(v, bool) == isinstance(c, bool) and type(v) is type(c):
             return v
-    _bad(field, v, "is not one of %s" % ", ".join(str(c) for c in choices))
+    _bad(field, v, "is not one of {}".format(", ".join(str(c) for c in choices)))
 
 
-def _bool(d, key, field, default):
+def _bool(d: dict, key: str, field: str, default: bool) -> bool:
     if key not in d or d[key] is None:
         return default
     v = d[key]
@@ -220,11 +231,11 @@ def _bool(d, key, field, default):
     return v
 
 
-def _pin(d, key, field, required=False):
+def _pin(d: dict, key: str, field: str, required: bool = False) -> int | None:
     return _int(d, key, field, 0, boards.MAX_GPIO, None, required)
 
 
-def _network_key(d):
+def _network_key(d: dict) -> str:
     if "network_key" not in d or d["network_key"] is None:
         _fail("network_key is missing (%d hex characters)" % (2 * NETWORK_KEY_BYTES))
     v = d["network_key"]
@@ -239,7 +250,7 @@ def _network_key(d):
     return v.lower()
 
 
-def _capacities(d):
+def _capacities(d: dict) -> dict[str, int]:
     sect = d.get("capacities")
     if sect is None:
         sect = {}
@@ -252,7 +263,7 @@ def _capacities(d):
     return out
 
 
-def _score_weights(d):
+def _score_weights(d: dict) -> dict[str, int]:
     sect = d.get("score_weights")
     if sect is None:
         sect = {}
@@ -274,7 +285,7 @@ def _score_weights(d):
     return out
 
 
-def _custom_pins(d, board):
+def _custom_pins(d: dict, board: str) -> dict[str, Any] | None:
     sect = d.get("pins")
     if board != boards.CUSTOM:
         if sect is not None:
@@ -323,7 +334,7 @@ def _custom_pins(d, board):
     return p
 
 
-def _pin_uses(preset, prefix):
+def _pin_uses(preset: dict, prefix: str) -> list[tuple[str, int]]:
     """(field, pin) pairs of the radio wiring, for the pin-clash check."""
     uses = []
     for name in ("sck", "mosi", "miso", "cs", "reset", "busy", "dio0", "dio1"):
@@ -332,15 +343,15 @@ def _pin_uses(preset, prefix):
     return uses
 
 
-def _check_clashes(uses):
+def _check_clashes(uses: list[tuple[str, int]]) -> None:
     seen = {}  # type: ignore[var-annotated]  # pin -> field, types by use only
     for field, pin in uses:
         if pin in seen:
-            _bad(field, pin, "is already used by %s (every pin once)" % seen[pin])
+            _bad(field, pin, f"is already used by {seen[pin]} (every pin once)")
         seen[pin] = field
 
 
-def _uart(d, role):
+def _uart(d: dict, role: str) -> dict[str, Any] | None:
     sect = d.get("uart")
     if sect is None:
         if role != "bridge":
@@ -369,7 +380,7 @@ def _uart(d, role):
     return out
 
 
-def _sim(d):
+def _sim(d: dict) -> dict[str, Any] | None:
     sect = d.get("sim")
     if sect is None:
         return None
@@ -384,7 +395,27 @@ def _sim(d):
     return {"medium_host": host, "medium_port": port, "name": name}
 
 
-def node_options(sect):
+BRIDGE_STATS_DEFAULT_S = 5
+
+
+def _bridge(sect: dict | None) -> dict[str, Any]:
+    """The bridge role's options: how often RADIO_STATS goes up the UART (0: never)."""
+    if sect is None:
+        sect = {}
+    _check_keys("bridge", sect, ("stats_interval_s",))
+    return {
+        "stats_interval_s": _int(
+            sect,
+            "stats_interval_s",
+            "bridge.stats_interval_s",
+            0,
+            NODE_INTERVAL_MAX_S,
+            BRIDGE_STATS_DEFAULT_S,
+        )
+    }
+
+
+def node_options(sect: dict | None) -> dict[str, Any]:
     """Check a "node" section (None: all defaults); return it complete."""
     if sect is None:
         sect = {}
@@ -414,19 +445,19 @@ def node_options(sect):
     return out
 
 
-def _bandwidth(d, reg):
+def _bandwidth(d: dict, reg: dict) -> int:
     bw = _choice(d, "bandwidth_hz", "bandwidth_hz", BANDWIDTHS, BANDWIDTH_DEFAULT)
     allowed = reg["bandwidths_hz"]
     if bw not in allowed:
         _bad(
             "bandwidth_hz",
             bw,
-            "is not allowed in %s (%s)" % (reg["name"], ", ".join(str(b) for b in allowed)),
+            "is not allowed in {} ({})".format(reg["name"], ", ".join(str(b) for b in allowed)),
         )
     return bw
 
 
-def _fits(reg, f, bw):
+def _fits(reg: dict, f: int, bw: int) -> bool:
     try:
         regions.sub_band_index(reg, f, bw)
         return True
@@ -434,7 +465,7 @@ def _fits(reg, f, bw):
         return False
 
 
-def _default_frequency(reg, bw):
+def _default_frequency(reg: dict, bw: int) -> int:
     # Walk the channel rasters (first_hz, step_hz, count, bw_hz) rather than expanding them
     # (US915 has 80 default channels: too many tuples for a board's heap at boot).
     plan = reg["channel_plan"]
@@ -451,10 +482,10 @@ def _default_frequency(reg, bw):
         f = (band[regions.SB_LO] + band[regions.SB_HI]) // 2
         if _fits(reg, f, bw):
             return f
-    _bad("bandwidth_hz", bw, "fits no %s sub-band" % reg["name"])
+    _bad("bandwidth_hz", bw, "fits no {} sub-band".format(reg["name"]))
 
 
-def _frequency(d, reg, bw):
+def _frequency(d: dict, reg: dict, bw: int) -> int:
     name = reg["name"]
     lo = reg["freq_min_hz"]
     hi = reg["freq_max_hz"]
@@ -475,18 +506,20 @@ def _frequency(d, reg, bw):
     return f
 
 
-def _air_ms(sf, bw, cr):
+def _air_ms(sf: int, bw: int, cr: int) -> int:
     # whole ms rounded up, as DutyCycle charges and compares a transmission
     return -(-airtime.time_on_air_us(LARGEST_OWN_FRAME, sf, bw, cr) // 1000)
 
 
-def _limits(reg, f, bw):
+def _limits(reg: dict, f: int, bw: int) -> tuple[int, int]:
     """(dwell_ms or 0, background budget ms) for the channel, from DutyCycle's rules."""
     duty = airtime.DutyCycle(reg["name"])
     return duty.dwell_limit_ms(f, bw), duty.budget_ms(f, True)
 
 
-def allowed_sfs(region, frequency_hz, bandwidth_hz, coding_rate):
+def allowed_sfs(
+    region: str | dict, frequency_hz: int, bandwidth_hz: int, coding_rate: int
+) -> list[int]:
     """The spreading factors under which LARGEST_OWN_FRAME fits the channel's limits."""
     reg = regions.region(region)
     dwell, bg = _limits(reg, frequency_hz, bandwidth_hz)
@@ -498,7 +531,7 @@ def allowed_sfs(region, frequency_hz, bandwidth_hz, coding_rate):
     return ok
 
 
-def _check_airtime(d, reg, f, bw, cr):
+def _check_airtime(d: dict, reg: dict, f: int, bw: int, cr: int) -> int:
     """The configured (or default) sf, refused when the node's largest frame cannot be sent.
 
     Dwell limit: a single transmission longer than it is never allowed. Duty cycle: own
@@ -542,7 +575,7 @@ def _check_airtime(d, reg, f, bw, cr):
     )
 
 
-def _tx_power(d, reg, f, bw, board, preset, gain):
+def _tx_power(d: dict, reg: dict, f: int, bw: int, board: str, preset: dict, gain: float) -> int:
     name = reg["name"]
     chip = preset["chip"]
     lo = boards.CHIP_POWER_RANGE[chip][0]
@@ -572,7 +605,7 @@ def _tx_power(d, reg, f, bw, board, preset, gain):
     return p
 
 
-def validate(d):
+def validate(d: Any) -> dict[str, Any]:
     """Check config dict `d`; return a new dict with every key set (defaults filled in)."""
     if not isinstance(d, dict):
         _fail("the config is not a JSON object")
@@ -630,7 +663,8 @@ def validate(d):
     out["uart"] = uart
     out["sim"] = _sim(d)
     out["node"] = node_options(d.get("node"))
-    uses = _pin_uses(preset, "pins." if pins is not None else "board %s " % board)
+    out["bridge"] = _bridge(d.get("bridge"))
+    uses = _pin_uses(preset, "pins." if pins is not None else f"board {board} ")
     if uart is not None and uart["id"] not in (0, None):
         uses.append(("uart.tx", uart["tx"]))
         uses.append(("uart.rx", uart["rx"]))
@@ -638,31 +672,44 @@ def validate(d):
     return out
 
 
-def loads(text):
+def loads(text: str) -> dict[str, Any]:
     """Parse JSON text and validate it."""
     try:
         data = json.loads(text)
     except ValueError as e:
-        _fail("not valid JSON (%s)" % str(e)[:_SHOW_MAX])
+        _fail(f"not valid JSON ({str(e)[:_SHOW_MAX]})")
     return validate(data)
 
 
-def load(path):
+def load(path: str) -> dict[str, Any]:
     """Read and validate the JSON config file at `path`."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
-        _fail("cannot read %s (%s)" % (path, e))
+        _fail(f"cannot read {path} ({e})")
     return loads(text)
 
 
-def radio(cfg):
+def radio(cfg: dict) -> dict[str, Any]:
     """The board preset (pins, chip, power limit) for a validated config."""
     return boards.get(cfg["board"], cfg["pins"])
 
 
-def network_key_bytes(cfg):
+def board_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What the board reads (config.json): the validated `cfg` with its channel's
+    duty-cycle numbers, the region's index and the board preset added."""
+    out = dict(cfg)
+    budget, window, dwell = regions.channel_limits(
+        cfg["region"], cfg["frequency_hz"], cfg["bandwidth_hz"]
+    )
+    out["duty"] = {"budget_ms": budget, "window_ms": window, "dwell_ms": dwell}
+    out["region_index"] = regions.REGION_NAMES.index(cfg["region"])
+    out["radio"] = None if cfg["sim"] else radio(cfg)
+    return out
+
+
+def network_key_bytes(cfg: dict) -> bytes:
     """The network key of a validated config as 32 bytes."""
     import binascii
 

@@ -19,6 +19,10 @@ reads. Pin numbers are ESP32 GPIO numbers; None means "not wired".
                   classes (package lora-async) are built and installed
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 CHIPS = ("sx1276", "sx1262")
 MODEM_API = "async"
 
@@ -168,19 +172,19 @@ CUSTOM_PIN_KEYS = (
 )
 
 
-def names():
+def names() -> list[str]:
     """Every board name the config accepts, presets first, sorted, then "custom"."""
     out = sorted(BOARDS)
     out.append(CUSTOM)
     return out
 
 
-def packages(preset):
+def packages(preset: dict[str, Any]) -> tuple[str, str]:
     """The micropython-lib packages `mpremote mip install` puts on the board for `preset`."""
     return (CHIP_PACKAGES[preset["chip"]], "lora-" + preset["modem_api"])
 
 
-def from_pins(pins):
+def from_pins(pins: dict[str, Any]) -> dict[str, Any]:
     """Build a preset dict from a validated custom "pins" section."""
     preset = {"modem_api": MODEM_API}
     for key in CUSTOM_PIN_KEYS:
@@ -188,7 +192,7 @@ def from_pins(pins):
     return preset
 
 
-def get(name, pins=None):
+def get(name: str, pins: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preset for board `name`; for "custom", built from the validated `pins` section.
 
     Raises KeyError for an unknown name (config.validate reports it as a ConfigError first).

@@ -1,24 +1,23 @@
-"""Firmware config schema (loranode.config) and board presets (loranode.boards).
+"""Firmware config schema and board presets (tools/deploy/fwconfig.py, boards.py).
 
-Runs on CPython and, for the invalid-config table, inside the MicroPython unix port:
-both runtimes must give the very same one-line message for every bad config.
+The host validates a board's config (a board only reads what the deploy tool wrote):
+one-line errors naming field, value and range; `board_config` adds what the board needs
+instead of the region tables and presets.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "firmware") not in sys.path:
-    sys.path.append(str(ROOT / "firmware"))
+from tools.deploy import boards
+from tools.deploy import fwconfig as config
 
-from loranode import boards, config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY = "0123456789abcdef" * 4
 PRESETS = sorted(boards.BOARDS)
@@ -282,48 +281,6 @@ def test_secret_key_never_in_message():
     assert bad not in msg and KEY[1:20] not in msg
 
 
-@pytest.mark.upy
-def test_invalid_table_same_messages_on_micropython(upy, tmp_path):
-    """Every invalid config gives the same one-line message on the unix port as on CPython."""
-    cases = [(name, cfg) for name, cfg, _, _ in INVALID]
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
-    script = (
-        "import json\n"
-        "from loranode import config\n"
-        "with open('cases.json') as f:\n"
-        "    cases = json.load(f)\n"
-        "for name, cfg in cases:\n"
-        "    try:\n"
-        "        config.validate(cfg)\n"
-        "        print(name + '|ACCEPTED')\n"
-        "    except config.ConfigError as e:\n"
-        "        print(name + '|' + str(e))\n"
-    )
-    out = upy(script, cwd=tmp_path).stdout.splitlines()
-    expected = [name + "|" + _message(json.loads(json.dumps(cfg))) for name, cfg in cases]
-    assert out == expected
-
-
-@pytest.mark.upy
-def test_presets_validate_on_micropython(upy):
-    code = (
-        "from loranode import boards, config\n"
-        "for b in sorted(boards.BOARDS):\n"
-        "    for r in config.REGIONS:\n"
-        "        c = config.validate({'board': b, 'region': r, 'network_key': 'KEY'})\n"
-        "        assert config.validate(c) == c\n"
-        "        print(b, r, c['frequency_hz'], c['tx_power_dbm'], config.radio(c)['chip'])\n"
-    ).replace("KEY", KEY)
-    lines = upy(code, heap="256K").stdout.splitlines()
-    expected = []
-    for b in PRESETS:
-        for r in config.REGIONS:
-            c = config.validate({"board": b, "region": r, "network_key": KEY})
-            chip = config.radio(c)["chip"]
-            expected.append(f"{b} {r} {c['frequency_hz']} {c['tx_power_dbm']} {chip}")
-    assert lines == expected
-
-
 @pytest.mark.parametrize("board", PRESETS)
 @pytest.mark.parametrize("region", config.REGIONS)
 def test_defaults_validate_for_every_board_and_region(board, region):
@@ -385,15 +342,6 @@ def test_default_sf_is_9_where_it_fits_else_the_highest_that_does():
     assert config.validate(base(region="AS923", bandwidth_hz=250000))["sf"] == 8
     assert config.validate(base(region="US915", bandwidth_hz=500000))["sf"] == 9
     assert config.validate(base(frequency_hz=868900000, coding_rate=8))["sf"] == 9
-
-
-@pytest.mark.upy
-def test_allowed_sf_same_on_micropython(upy):
-    code = "from loranode import config\n" + "".join(
-        f"print(config.allowed_sfs{channel!r})\n" for channel, _ in ALLOWED_SF
-    )
-    got = upy(code, heap="256K").stdout.splitlines()
-    assert got == [repr(sfs) for _, sfs in ALLOWED_SF]
 
 
 def test_bridge_defaults_to_usb_console_uart():
@@ -568,15 +516,6 @@ def test_node_kinds_are_the_record_kinds():
     assert config.NODE_KINDS == record.KIND_NAMES
 
 
-def test_node_options_of_loranode_node_use_the_same_schema():
-    from loranode import node
-
-    assert node.options(None) == NODE_DEFAULTS
-    with pytest.raises(config.ConfigError) as err:
-        node.options({"hop_limit": 16})
-    assert str(err.value) == "config: node.hop_limit=16 is outside 0..15"
-
-
 def test_node_takes_its_options_from_the_validated_config(tmp_path):
     from loranode.node import Node
     from lorawire.identity import Identity
@@ -587,93 +526,9 @@ def test_node_takes_its_options_from_the_validated_config(tmp_path):
 
     opts = {"kind": "gateway", "hop_limit": 5, "flood_rate_per_min": 30, "flood_burst": 2}
     cfg = config.validate(base(node=dict(opts, state_dir=str(tmp_path), stdin=False)))
-    n = Node(cfg, Identity(bytes(range(32))), Radio())
+    n = Node(config.board_config(cfg), Identity(bytes(range(32))), Radio())
     assert (n.kind, n.hop_limit, n.flood.rate, n.flood.full) == ("gateway", 5, 30, 2 * 60000)
     assert (tmp_path / "state.bin").exists()
-
-
-_NODE_VALUES = [-1, 0, 1, 15, 16, 1000, 1001, 86400, 86401, 1.5, True, False, None]
-_NODE_VALUES += ["", "x", "gateway", "king", [], {}]
-
-
-def _node_cases(n: int) -> list:
-    import random
-
-    rnd = random.Random(7)
-    keys = [*config.NODE_KEYS, "zzz"]
-    cases: list = [None, [], "node", 3]
-    while len(cases) < n:
-        cases.append({rnd.choice(keys): rnd.choice(_NODE_VALUES) for _ in range(rnd.randint(0, 4))})
-    return cases
-
-
-def _node_outcome(sect: object) -> list:
-    try:
-        out = config.node_options(sect)
-    except config.ConfigError as e:
-        return ["err", str(e)]
-    return ["ok", [[k, out[k]] for k in sorted(out)]]
-
-
-@pytest.mark.upy
-def test_node_sections_same_outcome_on_micropython(upy, tmp_path):
-    """Bad node options give the same one line on the unix port (and good ones the same
-    complete section): several hundred sections of mixed good and bad values."""
-    cases = _node_cases(300)
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
-    script = (
-        "import json\n"
-        "from loranode import config\n"
-        "with open('cases.json') as f:\n"
-        "    cases = json.load(f)\n"
-        "for sect in cases:\n"
-        "    try:\n"
-        "        out = config.node_options(sect)\n"
-        "        print(json.dumps(['ok', [[k, out[k]] for k in sorted(out)]]))\n"
-        "    except config.ConfigError as e:\n"
-        "        print(json.dumps(['err', str(e)]))\n"
-    )
-    got = [json.loads(line) for line in upy(script, cwd=tmp_path).stdout.splitlines()]
-    expected = [_node_outcome(json.loads(json.dumps(c))) for c in cases]
-    assert got == expected
-    assert 50 < sum(1 for g in got if g[0] == "err") < len(got) - 50  # both kinds covered
-
-
-@pytest.mark.upy
-def test_main_rejects_a_bad_node_option_in_one_line(tmp_path):
-    from upy import run_upy
-
-    cfg = base(node={"hop_limit": 16}, sim={"medium_port": 9})
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
-    main = ROOT / "firmware" / "main.py"
-    r = run_upy(script=main, args=["config.json"], cwd=tmp_path, check=False)
-    assert (r.returncode, r.stdout, r.stderr) == (
-        2,
-        "config: node.hop_limit=16 is outside 0..15\n",
-        "",
-    )
-    assert not (tmp_path / "key.bin").exists()  # refused before anything was written
-
-
-@pytest.mark.upy
-def test_running_node_does_not_import_the_config_module(upy, tmp_path):
-    """main.py drops loranode.config after boot; Node must not bring it back."""
-    cfg = base(node={"state_dir": str(tmp_path), "stdin": False, "kind": "light"})
-    code = (
-        "import sys\n"
-        "from loranode import config\n"
-        f"cfg = config.validate({cfg!r})\n"
-        "del sys.modules['loranode.config']\n"
-        "del sys.modules['loranode.boards']\n"
-        "from loranode.node import Node\n"
-        "from lorawire.identity import Identity\n"
-        "class R:\n"
-        "    speed = 1.0\n"
-        "    name = 'u'\n"
-        "n = Node(cfg, Identity(bytes(range(32))), R())\n"
-        "print('loranode.config' in sys.modules, n.kind, n.hop_limit)\n"
-    )
-    assert upy(code, heap="1M").stdout.split() == ["False", "light", "3"]
 
 
 node_sections = st.one_of(
@@ -710,3 +565,14 @@ def test_any_node_section_validates_or_is_one_line_config_error(sect):
         assert all(opts[k] == v for k, v in sect.items() if v is not None)
     assert config.validate(out) == out
     assert config.node_options(sect) == opts
+
+
+def test_board_config_carries_the_channel_numbers_and_the_preset():
+    cfg = config.validate(base(region="EU868", frequency_hz=869525000, sf=9))
+    out = config.board_config(cfg)
+    assert out["duty"] == {"budget_ms": 360000, "window_ms": 3600000, "dwell_ms": 0}  # 10 %
+    assert out["region_index"] == 0 and out["radio"] == boards.get("heltec-v3")
+    us = config.board_config(config.validate(base(region="US915", sf=7)))
+    assert us["duty"]["dwell_ms"] == 400 and us["duty"]["budget_ms"] == 3600000
+    sim = config.validate(base(sim={"medium_port": 9, "name": "n0"}))
+    assert config.board_config(sim)["radio"] is None
