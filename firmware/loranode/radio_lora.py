@@ -23,7 +23,7 @@ Received packets (RxPacket: bytearray + .rssi dBm, .snr dB*4, .crc_error /
 .valid_crc) become (bytes, rssi, snr/4). The adapter sets modem.rx_crc_error = True
 so bad-CRC packets come back to it, then drops and counts them (crc_errors). Below 0 dB
 SNR the drivers' rssi is the power in the channel, mostly noise; the signal is that
-plus the SNR (SX1276 datasheet 5.5.5; the SX126x RssiPkt is the same average), which is
+plus the SNR (SX1276 datasheet rev 7 3.5.5; the SX126x RssiPkt is the same average), which is
 what the adapter returns.
 
 lora-sx126x up to 0.1.5 leaves CRC_ERR out of the SX126x IrqMask, and the chip flags only

@@ -16,13 +16,13 @@ What is modelled, and where the datasheet says it:
   is accepted only in standby (DS 13.1.1); in SLEEP, BUSY is high and the first NSS
   falling edge wakes the chip (warm start keeps the configuration, cold start loses
   it; DS 13.1.1). TX returns to STDBY_RC when done, RX single after RxDone or its
-  timeout (the RX/TX fallback mode, DS 13.1.15, default STDBY_RC).
+  timeout (the RX/TX fallback mode, SetRxTxFallbackMode, default STDBY_RC).
 
   Reset (DS 8.1 / 9.1): NRESET low at least 100 us; after release the chip calibrates
   (BUSY high, CALIBRATION_US) and waits in STDBY_RC with every setting at its reset
   value. A board whose crystal is a TCXO powered from DIO3 cannot start the 32 MHz
   oscillator until SetDIO3AsTCXOCtrl (DS 13.3.6): at power-up and at every wake-up
-  XOSC_START_ERR is flagged (DS 13.6.1, OpError bit 5), and a mode that needs the
+  XOSC_START_ERR is flagged (DS 13.6.1 GetDeviceErrors, OpError bit 5), and a mode that needs the
   oscillator (STDBY_XOSC, FS, TX, RX) fails with XOSC_START_ERR and command status
   "failure to execute" while the TCXO is unpowered or given a voltage below its own;
   more than its own raises ChipFault (it would overdrive it). The drivers read these
@@ -39,7 +39,7 @@ What is modelled, and where the datasheet says it:
   GetPacketStatus 0x14, GetRssiInst 0x15 (DS 13.5), GetDeviceErrors 0x17,
   ClearDeviceErrors 0x07 (DS 13.6), WriteRegister 0x0D, ReadRegister 0x1D,
   WriteBuffer 0x0E, ReadBuffer 0x1E (DS 13.2). An unknown opcode, a wrong parameter
-  count, a reserved parameter value, a register outside DS 12 table 12-1 and a command
+  count, a reserved parameter value, a register outside DS 12 "List of Registers" and a command
   in a mode that does not accept it raise ChipFault; the LoRa meaning of the modulation
   and packet parameters needs SetPacketType(LoRa) first (DS 13.4.2).
 
@@ -79,13 +79,13 @@ STANDBY = (STDBY_RC, STDBY_XOSC)
 AWAKE = (STDBY_RC, STDBY_XOSC, FS, RX, TX)
 NEEDS_XOSC = (STDBY_XOSC, FS, RX, TX)
 
-# command status field (DS 13.5.1 table 13-76)
+# command status field (DS 13.5.1 GetStatus)
 CMD_OK = 0
 CMD_DATA_AVAILABLE = 2
 CMD_EXEC_FAIL = 5
 CMD_TX_DONE = 6
 
-# IRQ bits (DS 13.3.1 table 13-29)
+# IRQ bits (DS 13.3.1 SetDioIrqParams)
 IRQ_TX_DONE = 0x001
 IRQ_RX_DONE = 0x002
 IRQ_PREAMBLE = 0x004
@@ -95,11 +95,11 @@ IRQ_HEADER_ERR = 0x020
 IRQ_CRC_ERR = 0x040
 IRQ_TIMEOUT = 0x200
 
-XOSC_START_ERR = 0x20  # DS 13.6.1 table 13-85
+XOSC_START_ERR = 0x20  # DS 13.6.1 GetDeviceErrors
 
-# BUSY high times. DS 8.3.1: a command keeps BUSY high while it executes; DS 9 table
-# 9-? gives the mode switching times these follow (warm start 340 us typ., calibration
-# of all blocks 3.5 ms).
+# BUSY high times. DS 8.3.1: a command keeps BUSY high while it executes; the mode
+# switching times of DS 9 ("Operational Modes") these follow: warm start 340 us typ.,
+# calibration of all blocks 3.5 ms (DS 13.1.12).
 COMMAND_US = 20
 WARM_START_US = 340
 CALIBRATION_US = 3500
@@ -107,7 +107,7 @@ CALIBRATION_US = 3500
 CONTINUOUS = 0xFFFFFF
 TIMEOUT_STEP_NS = 15625  # 15.625 us (DS 13.1.4)
 
-# LoRa bandwidth codes of SetModulationParams (DS 13.4.5.2 table 13-47)
+# LoRa bandwidth codes of SetModulationParams (DS 13.4.5)
 BW_CODES = {
     0x00: 7800,
     0x08: 10400,
@@ -125,7 +125,7 @@ TCXO_MV = (1600, 1700, 1800, 2200, 2400, 2700, 3000, 3300)  # DS 13.3.6 table 13
 # DS 13.1.14.1 table 13-21 (SX1262): (paDutyCycle, hpMax) -> power at SetTxParams 22
 PA_ROWS = {(0x04, 0x07): 22, (0x03, 0x05): 20, (0x02, 0x03): 17, (0x02, 0x02): 14}
 
-# DS 12 table 12-1: register address -> reset value (None: read-only, a fresh value)
+# DS 12 "List of Registers": address -> reset value (None: read-only, a fresh value)
 _REGISTERS = {
     0x06B8: 0x01,  # whitening initial value MSB
     0x06B9: 0x00,
@@ -378,7 +378,7 @@ class SX1262(Transceiver):
                 raise fault(
                     NAME, "%s (0x%02x) is not modelled" % (_NOT_MODELLED[op], op), NotModelled
                 )
-            raise fault(NAME, "unknown opcode 0x%02x (DS 13, table 13-1)" % op)
+            raise fault(NAME, "unknown opcode 0x%02x (DS 13)" % op)
         name, least, most, read = entry
         args = cmd[1:]
         if len(args) < least or (most is not None and len(args) > most):
@@ -547,7 +547,7 @@ class SX1262(Transceiver):
         raw = (a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]
         hz = raw * 15625 // 16384  # RF = RfFreq * 32 MHz / 2**25 (DS 13.4.1)
         if not 150000000 <= hz <= 960000000:
-            raise fault(NAME, "SetRfFrequency %d Hz outside 150..960 MHz (DS 3.1)" % hz)
+            raise fault(NAME, "SetRfFrequency %d Hz outside 150..960 MHz" % hz)
         self.rf_freq = raw
         return None
 
@@ -660,7 +660,7 @@ class SX1262(Transceiver):
 
     def _reg_read(self, addr):
         if addr not in self.registers:
-            raise fault(NAME, "no register at 0x%04x (DS 12, table 12-1)" % addr)
+            raise fault(NAME, "no register at 0x%04x (DS 12)" % addr)
         v = self.registers[addr]
         if v is None:
             import os
@@ -670,7 +670,7 @@ class SX1262(Transceiver):
 
     def _reg_write(self, addr, value):
         if addr not in self.registers:
-            raise fault(NAME, "no register at 0x%04x (DS 12, table 12-1)" % addr)
+            raise fault(NAME, "no register at 0x%04x (DS 12)" % addr)
         if self.registers[addr] is None:
             raise fault(NAME, "register 0x%04x is read-only" % addr)
         self.registers[addr] = value
@@ -705,7 +705,7 @@ class SX1262(Transceiver):
 
     def tx_finished(self):
         self._flag(IRQ_TX_DONE)
-        self.mode = STDBY_RC  # fallback mode (DS 13.1.15)
+        self.mode = STDBY_RC  # the RX/TX fallback mode
         self.cmd_status = CMD_TX_DONE
         self.stop_rf()
         self.outputs()

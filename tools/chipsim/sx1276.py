@@ -1,63 +1,70 @@
 # mypy: ignore-errors
 """SX1276 register model (Semtech SX1276/77/78/79 datasheet rev 7, "DS" below).
 
+Sections are named by title; the numbers are rev 7's where the micropython-lib driver,
+written against rev 7, uses them (the register map and the RF chapters moved between
+revisions: rev 4 has the register map in 6.4 and "RSSI and SNR in LoRa Mode" in 5.5.5).
+
 What is modelled, and where the datasheet says it:
 
-  SPI (DS 2.5 / 4.3 "SPI Interface"): a transaction is NSS low, an address byte whose
-  MSB is wnr (1 = write), then data bytes. The address increments after each byte
-  (burst access) except at RegFifo (0x00), where RegFifoAddrPtr increments instead
-  (FIFO access). While a register is written, MISO returns its previous value.
+  SPI (DS "SPI Interface"): a transaction is NSS low, an address byte whose MSB is wnr
+  (1 = write), then data bytes. The address increments after each byte (burst access)
+  except at RegFifo (0x00), where RegFifoAddrPtr increments instead (FIFO access).
+  While a register is written, MISO returns its previous value. SCK at most 10 MHz
+  (DS "Digital Specification", FSCK).
 
-  Reset (DS 7.2.2 "Manual Reset"): NRESET low for more than 100 us, then the chip is
-  ready 5 ms after NRESET is released; every register takes its reset value.
+  Reset (DS "Reset of the Chip", Manual Reset): NRESET low for more than 100 us, then
+  the chip is ready 5 ms after NRESET is released; every register takes its reset value.
 
-  Register map: the LoRa page (DS 6.4 "LoRa Mode Register Map", table 41) for the
-  registers the micropython-lib driver uses, the common registers 0x01, 0x06-0x0C and
-  0x40-0x4D, and in FSK/OOK mode only RegImageCal (0x3B, DS 2.1.3.8) of the FSK page.
-  0x36 and 0x3A are the errata's RegHighBwOptimize1/2 (SX1276/77/78/79 errata note,
-  2.1 "Sensitivity optimisation with a 500 kHz bandwidth"); 0x33/0x3B the RegInvertIQ /
-  RegInvertIQ2 pair. Any other address, a write to a read-only register and a reserved
-  field value raise ChipFault.
+  Register map (DS 4.4, "LoRa Mode Register Map"): the LoRa page for the registers the
+  micropython-lib driver uses, the common registers 0x01, 0x06-0x0C and 0x40-0x4D, and
+  in FSK/OOK mode only RegImageCal (0x3B, DS 2.1.3.8 "Image and RSSI Calibration") of
+  the FSK page. 0x36 and 0x3A are the errata's RegHighBwOptimize1/2 (SX1276/77/78/79
+  errata note 2.1 "Sensitivity optimisation with a 500 kHz bandwidth"); 0x33/0x3B the
+  RegInvertIQ / RegInvertIQ2 pair. Any other address, a write to a read-only register
+  and a reserved field value raise ChipFault.
 
-  RegOpMode (DS 4.1.3 "Operating modes in LoRa mode", 6.4): LongRangeMode "can be
+  RegOpMode (DS "Operating Modes in LoRa Mode", RegOpMode): LongRangeMode "can be
   modified only in Sleep mode. A write operation on other device modes is ignored". The
   driver's _set_mode() writes Sleep and the new LongRangeMode in one write (then the
   target mode in a second one); this model applies the bit when the chip is in Sleep or
   the same write selects Sleep, and raises for a write that changes it in any other
   case. AccessSharedReg and the CAD mode are not modelled (NotModelled).
 
-  Static configuration (DS 4.1.6 "LoRa modem data transmission sequence" / 4.1.7
-  "reception sequence"): "static configuration registers can only be accessed in Sleep
+  Static configuration (DS "LoRa Modem State Machine Sequences", data transmission and
+  reception sequences): "static configuration registers can only be accessed in Sleep
   mode, Stand-by mode or FSTX/FSRX mode". Writing one in TX or RX raises.
 
-  FIFO (DS 4.1.2.3 "LoRa mode FIFO data buffer"): 256 bytes addressed by
-  RegFifoAddrPtr. It is not accessible in Sleep mode and "can only be filled in Stand-by
-  mode" (4.1.6). TX sends RegPayloadLength bytes (0 is "not permitted", 6.4) from
-  RegFifoTxBaseAddr. A received payload is written from RegFifoRxBaseAddr for the first
-  packet after entering RX and after the previous packet in continuous mode (the byte
-  pointer carries on, wrapping at 256); RegFifoRxCurrentAddr points at the last packet.
+  FIFO (DS "LoRa Mode FIFO Data Buffer", RegFifo): 256 bytes addressed by
+  RegFifoAddrPtr, "cleared and not accessible when device is in SLEEP mode", and it "can
+  only be filled in Stand-by mode" (transmission sequence). TX sends RegPayloadLength
+  bytes (0 is "not permitted") from RegFifoTxBaseAddr. A received payload is written
+  from RegFifoRxBaseAddr for the first packet after entering RX and after the previous
+  packet in continuous mode (the byte pointer carries on, wrapping at 256);
+  RegFifoRxCurrentAddr points at the last packet.
 
-  IRQ flags (DS 4.1.2.4, 6.4 RegIrqFlags): set by the modem, cleared by writing 1;
-  a bit set in RegIrqFlagsMask keeps its IRQ from being flagged. DIO mapping (DS 4.1.2.4
-  table 18): DIO0 00 RxDone / 01 TxDone / 10 CadDone, DIO1 00 RxTimeout, DIO3 01
-  ValidHeader / 10 PayloadCrcError. A DIO line follows the flag it is mapped to.
+  IRQ flags (DS "Interrupts in LoRa Mode", RegIrqFlags): set by the modem, cleared by
+  writing 1; a bit set in RegIrqFlagsMask keeps its IRQ from being flagged. DIO mapping
+  (DS "Digital IO Pin Mapping", LoRa table): DIO0 00 RxDone / 01 TxDone / 10 CadDone,
+  DIO1 00 RxTimeout, DIO3 01 ValidHeader / 10 PayloadCrcError. A DIO line follows the
+  flag it is mapped to.
 
-  TX (DS 4.1.6): on the TX mode request the chip sends the payload with the settings of
-  RegFrf, RegModemConfig1/2/3, RegPreamble and RegPaConfig/RegPaDac, for the time on air
-  those registers give (chipsim.toa), sets TxDone and returns to Stand-by. SF6 needs
-  implicit header mode (DS 4.1.1.2).
+  TX (transmission sequence): on the TX mode request the chip sends the payload with
+  the settings of RegFrf, RegModemConfig1/2/3, RegPreamble and RegPaConfig/RegPaDac, for
+  the time on air those registers give (chipsim.toa, DS "Time on air"), sets TxDone and
+  returns to Stand-by. SF6 needs implicit header mode (DS "Spreading Factor").
 
-  RX (DS 4.1.7): continuous mode stays in RX after RxDone; single mode returns to
-  Stand-by after RxDone or after RegSymbTimeout symbols without a packet (RxTimeout).
-  For a received packet: RegRxNbBytes, RegPktSnrValue (SNR * 4, two's complement) and
-  RegPktRssiValue. DS 5.5.5: Packet Strength = -157 + PacketRssi on the HF port (-164
-  on the LF port, below 525 MHz, DS 2.4 "RF ports") when SNR >= 0, and -157 + PacketRssi
-  + PacketSnr / 4 when SNR < 0: the register holds the inverse of that formula for the
-  strength the medium delivered.
+  RX (reception sequence): continuous mode stays in RX after RxDone; single mode
+  returns to Stand-by after RxDone or after RegSymbTimeout symbols without a packet
+  (RxTimeout). For a received packet: RegRxNbBytes, RegPktSnrValue (SNR * 4, two's
+  complement) and RegPktRssiValue. DS 3.5.5 "RSSI and SNR in LoRa Mode": Packet Strength
+  = -157 + PacketRssi on the HF port (-164 on the LF port, below 525 MHz) when SNR >= 0,
+  and -157 + PacketRssi + PacketSnr / 4 when SNR < 0: the register holds the inverse of
+  that formula for the strength the medium delivered.
 
-  Output power (DS 3.4.2 / 6.2 RegPaConfig, 3.4.3 RegPaDac): PA_BOOST: Pout = Pmax - (15
-  - OutputPower) dBm with Pmax 17 dBm, 20 dBm with RegPaDac 0x87 (the +20 dBm setting);
-  RFO: Pout = 10.8 + 0.6 * MaxPower - (15 - OutputPower) dBm.
+  Output power (DS 3.4.2 "RF Power Amplifiers", 3.4.3 "High Power +20 dBm Operation"):
+  PA_BOOST: Pout = Pmax - (15 - OutputPower) dBm with Pmax 17 dBm, 20 dBm with RegPaDac
+  0x87; RFO: Pout = 10.8 + 0.6 * MaxPower - (15 - OutputPower) dBm.
 
 Approximations, stated: the receive-timeout of single mode wins at its deadline even
 if a frame had begun (the medium reports frames when they end); a transmission cut
@@ -71,13 +78,13 @@ from .transceiver import Transceiver
 
 NAME = "sx1276"
 VERSION = 0x12
-RESET_READY_US = 5000  # DS 7.2.2: ready 5 ms after NRESET is released
+RESET_READY_US = 5000  # DS Manual Reset: ready 5 ms after NRESET is released
 # The unix port's time.sleep_ms counts whole ticks_ms, so sleep_ms(5) can return after
 # 4.1 ms; an ESP32's does not (esp_timer). The readiness check allows that much.
 SLEEP_SLACK_US = 1000
-SPI_MAX_HZ = 10000000  # DS 2.5 "Digital Specification": FSCK at most 10 MHz
+SPI_MAX_HZ = 10000000  # DS "Digital Specification": FSCK at most 10 MHz
 
-# RegOpMode fields (DS 6.2 / 6.4)
+# RegOpMode fields
 LONG_RANGE = 0x80
 ACCESS_SHARED = 0x40
 LOW_FREQ_ON = 0x08
@@ -87,25 +94,25 @@ MODE_NAMES = ("SLEEP", "STDBY", "FSTX", "TX", "FSRX", "RXCONTINUOUS", "RXSINGLE"
 CONFIG_MODES = (SLEEP, STDBY, FSTX, FSRX)
 VOID = -1  # the transaction's address after a fault
 
-# IRQ flags (DS 6.4 RegIrqFlags)
+# IRQ flags (RegIrqFlags)
 IRQ_RX_TIMEOUT = 0x80
 IRQ_RX_DONE = 0x40
 IRQ_CRC_ERROR = 0x20
 IRQ_VALID_HEADER = 0x10
 IRQ_TX_DONE = 0x08
 
-# DIO mapping (DS 4.1.2.4 table 18): line -> (shift in RegDioMapping1, {mapping: irq bit})
+# DIO mapping (DS Digital IO Pin Mapping): line -> (shift in RegDioMapping1, {mapping: irq})
 DIO_MAP = {
     "dio0": (6, {0: IRQ_RX_DONE, 1: IRQ_TX_DONE}),
     "dio1": (4, {0: IRQ_RX_TIMEOUT}),
     "dio3": (0, {1: IRQ_VALID_HEADER, 2: IRQ_CRC_ERROR}),
 }
 
-# RegModemConfig1 Bw field (DS 6.4) -> bandwidth as the drivers name it (Hz)
+# RegModemConfig1 Bw field -> bandwidth as the drivers name it (Hz)
 BW_CODES = (7800, 10400, 15600, 20800, 31250, 41700, 62500, 125000, 250000, 500000)
 
 # access: "rw" read/write, "r" read-only, "rc" write 1 to clear, "f" the FIFO window.
-# static: only writable in Sleep, Stand-by, FSTX and FSRX (DS 4.1.6 / 4.1.7).
+# static: only writable in Sleep, Stand-by, FSTX and FSRX (state machine sequences).
 # name -> (address, access, reset value, static)
 _LORA = (
     ("RegFifo", 0x00, "f", 0x00, False),
@@ -236,7 +243,7 @@ class SX1276(Transceiver):
         if self._in_reset:
             raise fault(NAME, "SPI access while NRESET is held low")
         if ticks_diff(ticks_us(), self._ready_at) < RESET_READY_US - SLEEP_SLACK_US:
-            raise fault(NAME, "SPI access less than 5 ms after reset (DS 7.2.2)")
+            raise fault(NAME, "SPI access less than 5 ms after reset (DS Manual Reset)")
 
     # -- SPI ---------------------------------------------------------------------------
 
@@ -280,7 +287,7 @@ class SX1276(Transceiver):
             return "imagecal"
         else:
             raise fault(NAME, "FSK/OOK register 0x%02x is not modelled" % addr, NotModelled)
-        raise fault(NAME, "no register at 0x%02x in LoRa mode (DS 6.4)" % addr)
+        raise fault(NAME, "no register at 0x%02x in LoRa mode (DS 4.4)" % addr)
 
     def _read_reg(self, addr):
         acc = self._access(addr)
@@ -314,8 +321,8 @@ class SX1276(Transceiver):
         if addr in _STATIC and self.mode() not in CONFIG_MODES:
             raise fault(
                 NAME,
-                "configuration register 0x%02x written in %s mode (DS 4.1.6/4.1.7: only in "
-                "Sleep, Stand-by or FS modes)" % (addr, MODE_NAMES[self.mode()]),
+                "configuration register 0x%02x written in %s mode (DS: only in Sleep, "
+                "Stand-by or FS modes)" % (addr, MODE_NAMES[self.mode()]),
             )
         self._check_fields(addr, value)
         self.regs[addr] = value
@@ -326,7 +333,7 @@ class SX1276(Transceiver):
     def _check_fields(self, addr, value):
         if addr == R_MC1:
             if value >> 4 >= len(BW_CODES):
-                raise fault(NAME, "RegModemConfig1 Bw 0x%x is reserved (DS 6.4)" % (value >> 4))
+                raise fault(NAME, "RegModemConfig1 Bw 0x%x is reserved" % (value >> 4))
             if not 1 <= (value >> 1) & 7 <= 4:
                 raise fault(NAME, "RegModemConfig1 CodingRate %d is reserved" % ((value >> 1) & 7))
         elif addr == R_MC2:
@@ -341,7 +348,7 @@ class SX1276(Transceiver):
 
     def _fifo_read(self):
         if self.mode() == SLEEP:
-            raise fault(NAME, "FIFO read in Sleep mode (DS 4.1.2.3: not accessible)")
+            raise fault(NAME, "FIFO read in Sleep mode (RegFifo: not accessible)")
         ptr = self.regs[R_FIFO_PTR]
         self.regs[R_FIFO_PTR] = (ptr + 1) & 0xFF
         return self.fifo[ptr]
@@ -350,7 +357,7 @@ class SX1276(Transceiver):
         if self.mode() != STDBY:
             raise fault(
                 NAME,
-                "FIFO write in %s mode (DS 4.1.6: the FIFO can only be filled in Stand-by)"
+                "FIFO write in %s mode (the FIFO can only be filled in Stand-by)"
                 % MODE_NAMES[self.mode()],
             )
         ptr = self.regs[R_FIFO_PTR]
@@ -369,7 +376,7 @@ class SX1276(Transceiver):
         if (value ^ old) & LONG_RANGE and old & MODE_MASK != SLEEP and new_mode != SLEEP:
             raise fault(
                 NAME,
-                "LongRangeMode changed in %s mode: the chip ignores it outside Sleep (DS 6.4)"
+                "LongRangeMode changed in %s mode: the chip ignores it outside Sleep"
                 % MODE_NAMES[old & MODE_MASK],
             )
         lora = value & LONG_RANGE
@@ -383,8 +390,9 @@ class SX1276(Transceiver):
         if new_mode == old & MODE_MASK and (value ^ old) & LONG_RANGE == 0:
             return
         if new_mode == SLEEP:
-            for a in range(0x14, 0x18):  # DS 6.4: header and packet counters reset in Sleep
+            for a in range(0x14, 0x18):  # header and packet counters reset in Sleep
                 self.regs[a] = 0
+            self.fifo[:] = bytes(256)  # RegFifo: "cleared ... in SLEEP mode"
         if new_mode == TX:
             self.start_tx(payload, airtime_us)
         elif new_mode in (RXCONT, RXSINGLE):
@@ -404,7 +412,7 @@ class SX1276(Transceiver):
     def _check_modulation(self):
         sf = self.regs[R_MC2] >> 4
         if sf == 6 and not self.regs[R_MC1] & 1:
-            raise fault(NAME, "SF6 needs implicit header mode (DS 4.1.1.2)")
+            raise fault(NAME, "SF6 needs implicit header mode (DS Spreading Factor)")
 
     def _preamble(self):
         return (self.regs[ADDR["RegPreambleMsb"]] << 8) | self.regs[ADDR["RegPreambleLsb"]]
@@ -427,7 +435,7 @@ class SX1276(Transceiver):
         self._check_modulation()
         n = self.regs[R_PAYLOAD_LEN]
         if n == 0:
-            raise fault(NAME, "TX with RegPayloadLength 0 (DS 6.4: not permitted)")
+            raise fault(NAME, "TX with RegPayloadLength 0 (not permitted)")
         base = self.regs[ADDR["RegFifoTxBaseAddr"]]
         payload = bytes(self.fifo[(base + i) & 0xFF] for i in range(n))
         return payload, self.time_on_air_us(n)
@@ -447,7 +455,7 @@ class SX1276(Transceiver):
             | (self.regs[ADDR["RegFrfMid"]] << 8)
             | self.regs[ADDR["RegFrfLsb"]]
         )
-        freq = (frf * 15625) >> 8  # Fstep = 32 MHz / 2**19 (DS 4.1.4)
+        freq = (frf * 15625) >> 8  # Fstep = 32 MHz / 2**19 (DS Frequency Settings)
         sf, bw = self._sf_bw()
         return (freq, sf, bw, self.power_dbm(), ((self.regs[R_MC1] >> 1) & 7) + 4)
 
@@ -458,13 +466,13 @@ class SX1276(Transceiver):
 
     def tx_finished(self):
         self._flag(IRQ_TX_DONE)
-        self.regs[R_OPMODE] = (self.regs[R_OPMODE] & ~MODE_MASK) | STDBY  # DS 4.1.6
+        self.regs[R_OPMODE] = (self.regs[R_OPMODE] & ~MODE_MASK) | STDBY  # transmission sequence
         self.outputs()
 
     def timed_out(self):
         self._flag(IRQ_RX_TIMEOUT)
         self.stop_rf()
-        self.regs[R_OPMODE] = (self.regs[R_OPMODE] & ~MODE_MASK) | STDBY  # DS 4.1.7
+        self.regs[R_OPMODE] = (self.regs[R_OPMODE] & ~MODE_MASK) | STDBY  # reception sequence
         self.outputs()
 
     def frame_received(self, f):
@@ -484,7 +492,7 @@ class SX1276(Transceiver):
         hf = self.channel()[0] > 525000000
         reg_rssi = f.rssi + (157 if hf else 164)
         if snr_q < 0:
-            reg_rssi += (2 - snr_q) >> 2  # DS 5.5.5 inverted: - PacketSnr/4, rounded
+            reg_rssi += (2 - snr_q) >> 2  # DS 3.5.5 inverted: - PacketSnr/4, rounded
         regs[ADDR["RegPktRssiValue"]] = max(0, min(255, reg_rssi))
         regs[ADDR["RegHopChannel"]] = 0x40  # CrcOnPayload: every sender here uses a CRC
         self._count(0x14)
