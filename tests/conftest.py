@@ -30,19 +30,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("upy")
-    if marker is None or "upy_interpreter" in metafunc.fixturenames:
+    if marker is None:
         return
     names = tuple(marker.args) or DEFAULT_INTERPRETERS
     for name in names:
         interpreters.get(name)  # an unknown name is a mistake in the test
-    metafunc.fixturenames.append("upy_interpreter")
+    if "upy_interpreter" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("upy_interpreter")
     metafunc.parametrize("upy_interpreter", names, indirect=True)
 
 
-@pytest.fixture
-def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """The interpreter of this test run (LORACHAIN_MICROPYTHON is set to it)."""
-    name = getattr(request, "param", None) or os.environ.get(interpreters.ENV) or "pypi"
+def _select_interpreter(name: str, monkeypatch: pytest.MonkeyPatch) -> interpreters.Interpreter:
     reason = interpreters.missing(name)
     if reason is not None:
         if name in interpreters.BOARD_NAMES and os.environ.get(REQUIRE_ENV):
@@ -50,6 +48,25 @@ def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         pytest.skip(reason)
     monkeypatch.setenv(interpreters.ENV, name)
     return interpreters.get(name)
+
+
+@pytest.fixture(autouse=True)
+def _upy_run_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point LORACHAIN_MICROPYTHON at the interpreter of this parametrized `upy` run.
+
+    Autouse, because pytest prunes a fixture that the test function does not name from
+    its closure: the indirect `upy_interpreter` parameter alone would never set it."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("upy_interpreter") if callspec is not None else None
+    if name is not None:
+        _select_interpreter(name, monkeypatch)
+
+
+@pytest.fixture
+def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The interpreter of this test run (LORACHAIN_MICROPYTHON is set to it)."""
+    name = getattr(request, "param", None) or os.environ.get(interpreters.ENV) or "pypi"
+    return _select_interpreter(name, monkeypatch)
 
 
 @pytest.fixture

@@ -19,6 +19,19 @@
     after a timeout -- nodes first, the medium last; it is idempotent and also runs
     from `__exit__` and at interpreter exit, so no process is orphaned.
 
+Radios: by default every node is a SimRadio (firmware/loranode/radio_sim.py). `radio=`
+(CLI `--radio KIND`) gives every node another radio and `radios={name: KIND}` (CLI
+`--radio NAME=KIND`) single nodes: KIND "sx1276" (a Heltec V2 board), "sx1262" (a Heltec
+V3 board) or a board preset name of tools/deploy/boards.py. Such a node is a board whose radio
+chip is emulated (tools/chipsim): its config names the board (no "sim" section), the
+firmware opens the radio as on the board (loranode.radio_lora.open_radio with
+micropython-lib's real driver: frozen in the frozen build, .mpy files on the plain one
+and on the PyPI port), and tools/chipsim/boot.py wires the chip to the preset's pins and
+to the medium. An emulated board keeps real time, like the board it stands for (its
+clock and its driver's waits are not scaled), so a mesh with one runs at speed 1. At the
+end such a node prints `CHIPSIM-END {...}` (the chip's counters and any access the chip
+refused: NodeProc.chip_report).
+
 Region: `region=` (CLI `--region`, default EU868) names a region of lorawire.regions; every
 node gets its first 125 kHz default channel (`region_frequency`) and enforces its duty-cycle
 and dwell limits, which `Mesh.limits()` / `duty_limits()` read from the same table.
@@ -51,6 +64,7 @@ from lorawire import regions
 
 from .. import procs
 from ..board import interpreters
+from ..deploy import boards as fwboards
 from ..deploy import fwconfig
 from . import status as node_status
 from . import topology as topo_mod
@@ -60,6 +74,12 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SHARED = ROOT / "shared"
 MAIN = FIRMWARE / "main.py"
+TOOLS = ROOT / "tools"
+CHIPBOOT = TOOLS / "chipsim" / "boot.py"
+CHIP_REPORT_PREFIX = "CHIPSIM-END "
+SIM_RADIO = "sim"
+# emulated chip -> the board preset it sits on
+CHIP_BOARDS = {"sx1276": "heltec-v2", "sx1262": "heltec-v3"}
 VERIFIED = 0x10  # loranode.peers.VERIFIED
 STATUS_PREFIX = "STATUS "
 DEFAULT_HEAP = "512K"
@@ -96,6 +116,55 @@ def duty_limits(region: str, freq_hz: int, bw_hz: int = BANDWIDTH_HZ) -> dict[st
 
 
 FREQ_HZ = region_frequency(DEFAULT_REGION)  # 868.1 MHz, kept for existing importers
+
+
+def radio_board(kind: str) -> str | None:
+    """The board preset of radio KIND (None for a SimRadio); ValueError for an unknown one."""
+    if kind == SIM_RADIO:
+        return None
+    if kind in CHIP_BOARDS:
+        return CHIP_BOARDS[kind]
+    if kind in fwboards.BOARDS:
+        return kind
+    known = [SIM_RADIO, *CHIP_BOARDS, *sorted(fwboards.BOARDS)]
+    raise ValueError(f"radio {kind!r} is not one of {', '.join(known)}")
+
+
+def emulated_board(board: str, name: str, medium_port: int | None) -> dict[str, Any]:
+    """The BOARD_JSON of tools/chipsim/boot.py for preset `board` (its wiring, its TCXO),
+    on the medium at 127.0.0.1:medium_port (None: no antenna)."""
+    preset = fwboards.BOARDS[board]
+    chip = preset["chip"]
+    pins = {
+        "nss": preset["cs"],
+        "sck": preset["sck"],
+        "mosi": preset["mosi"],
+        "miso": preset["miso"],
+        "nreset": preset["reset"],
+        "dio1": preset["dio1"],
+    }
+    if chip == "sx1276":
+        pins["dio0"] = preset["dio0"]
+    else:
+        pins["busy"] = preset["busy"]
+    return {
+        "chip": chip,
+        "pins": {k: v for k, v in pins.items() if v is not None},
+        "tcxo_mv": preset.get("tcxo_mv"),
+        "medium": None if medium_port is None else ["127.0.0.1", medium_port],
+        "name": name,
+    }
+
+
+def chip_module_path() -> str:
+    """MICROPYPATH for a node on an emulated board: chipsim, the firmware, the drivers."""
+    interp = interpreters.current()
+    extra: list[Path | str] = [TOOLS]
+    if interp.name == "pypi":  # the board-shaped builds have them (.mpy tree / frozen)
+        from ..board import mpytree
+
+        extra.append(mpytree.ensure_lora(mpytree.BUILD / "mpy-lora"))
+    return interpreters.module_path(interp, *extra)
 
 
 def micropython_binary() -> str:
@@ -141,11 +210,15 @@ def hops_diameter(topology: Topology, sf: int) -> int | None:
 class NodeProc:
     """One unix-port node process and what it printed."""
 
-    def __init__(self, index: int, name: str, directory: Path) -> None:
+    def __init__(self, index: int, name: str, directory: Path, radio: str = SIM_RADIO) -> None:
         self.index = index
         self.name = name
         self.dir = directory
+        self.radio = radio
+        self.board = radio_board(radio)
         self.config_path = directory / "config.json"
+        self.board_path = directory / "chipsim.json"
+        self.chip_report: dict[str, Any] | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.node_id: str | None = None
         self.status: dict[str, Any] | None = None
@@ -173,6 +246,11 @@ class NodeProc:
                 else:
                     if line.startswith("NODE ") and len(line.split()) >= 2:
                         self.node_id = line.split()[1]
+                    elif line.startswith(CHIP_REPORT_PREFIX):
+                        try:
+                            self.chip_report = json.loads(line[len(CHIP_REPORT_PREFIX) :])
+                        except ValueError:
+                            pass
                     self.lines.append(line)
                 self.cond.notify_all()
         with self.cond:
@@ -278,6 +356,8 @@ class Mesh:
         capacities: dict[str, int] | None = None,
         network_key: str | None = None,
         region: str = DEFAULT_REGION,
+        radio: str = SIM_RADIO,
+        radios: dict[str, str] | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
@@ -305,7 +385,22 @@ class Mesh:
         self.medium: subprocess.Popen[str] | None = None
         self.port = 0
         self.medium_lines: deque[str] = deque(maxlen=KEEP_LINES)
-        self.nodes = [NodeProc(i, nm, self.workdir / nm) for i, nm in enumerate(self.names)]
+        radios = dict(radios or {})
+        unknown = sorted(set(radios) - set(self.names))
+        if unknown:
+            raise ValueError(
+                f"radios: no node named {unknown[0]!r} (nodes {', '.join(self.names)})"
+            )
+        self.nodes = [
+            NodeProc(i, nm, self.workdir / nm, radios.get(nm, radio))
+            for i, nm in enumerate(self.names)
+        ]
+        if any(nd.board for nd in self.nodes):
+            if speed != 1.0:
+                raise ValueError(
+                    f"speed {speed:g}: emulated boards run in real time, so a mesh with one "
+                    "runs at speed 1"
+                )
         self.started_at = 0.0
 
     # -- configuration -------------------------------------------------------
@@ -325,7 +420,7 @@ class Mesh:
 
     def _raw(self, node: NodeProc, port: int) -> dict[str, Any]:
         raw: dict[str, Any] = {
-            "board": "heltec-v3",
+            "board": node.board or "heltec-v3",
             "region": self.region,
             "frequency_hz": self.frequency_hz,
             "sf": self.sf,
@@ -333,8 +428,9 @@ class Mesh:
             "network_key": self.network_key,
             "announce_interval_min_s": self.announce[0],
             "announce_interval_max_s": self.announce[1],
-            "sim": {"medium_host": "127.0.0.1", "medium_port": port, "name": node.name},
         }
+        if node.board is None:  # a SimRadio; an emulated board opens its radio as a board
+            raw["sim"] = {"medium_host": "127.0.0.1", "medium_port": port, "name": node.name}
         if self.capacities:
             raw["capacities"] = dict(self.capacities)
         opts = {"status_interval_s": self.status_interval_s}
@@ -354,10 +450,16 @@ class Mesh:
             node.dir.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(json.dumps(self.config_for(node), indent=1) + "\n")
             shutil.copyfile(MAIN, node.dir / "main.py")
+            if node.board is not None:
+                desc = emulated_board(node.board, node.name, self.port)
+                node.board_path.write_text(json.dumps(desc, indent=1) + "\n")
 
-    def env(self) -> dict[str, str]:
+    def env(self, node: NodeProc | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env["MICROPYPATH"] = interpreters.module_path(interpreters.current())
+        if node is not None and node.board is not None:
+            env["MICROPYPATH"] = chip_module_path()
+        else:
+            env["MICROPYPATH"] = interpreters.module_path(interpreters.current())
         env["PYTHONPATH"] = f"{ROOT}:{SHARED}"
         return env
 
@@ -391,6 +493,8 @@ class Mesh:
 
     def node_argv(self, node: NodeProc) -> list[str]:
         argv = [micropython_binary(), "-X", f"heapsize={self.heap}"]
+        if node.board is not None:  # a board with an emulated radio chip
+            argv += [str(CHIPBOOT), node.board_path.name]
         return [*argv, "main.py", "config.json"]
 
     def start_node(self, i: int, timeout: float = 20.0) -> str:
@@ -399,7 +503,7 @@ class Mesh:
             raise RuntimeError(f"node {node.name} is already running")
         node.node_id = None
         node.status = None
-        node.start(self.node_argv(node), self.env())
+        node.start(self.node_argv(node), self.env(node))
         return node.wait_id(timeout)
 
     def start(self) -> Mesh:
@@ -407,7 +511,7 @@ class Mesh:
             self.start_medium()
             self.write_configs()
             for node in self.nodes:
-                node.start(self.node_argv(node), self.env())
+                node.start(self.node_argv(node), self.env(node))
             for node in self.nodes:
                 node.wait_id(30.0)
         except BaseException:
@@ -570,6 +674,14 @@ def run_convergence(mesh: Mesh, timeout: float, echo: Callable[[str], None] | No
     type=click.Choice(list(regions.REGION_NAMES), case_sensitive=False),
     help="Region (lorawire.regions): its first 125 kHz default channel and its limits.",
 )
+@click.option(
+    "--radio",
+    "radio_opts",
+    multiple=True,
+    metavar="KIND | NAME=KIND",
+    help="sim (default), sx1276, sx1262 or a board preset: for every node, or NAME=KIND "
+    "for one (repeatable). Emulated boards need --speed 1.",
+)
 @click.option("--timeout", default=120.0, show_default=True, help="Wall seconds to wait.")
 @click.option("--workdir", default=None, help="Keep node files here (default: a temp dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
@@ -581,13 +693,33 @@ def main(
     heap: str,
     sf: int,
     region: str,
+    radio_opts: tuple[str, ...],
     timeout: float,
     workdir: str | None,
     as_json: bool,
 ) -> None:
     """Launch a simulated mesh of unix-port nodes and wait until it converges."""
+    radio = SIM_RADIO
+    radios: dict[str, str] = {}
+    for opt in radio_opts:
+        name, eq, kind = opt.partition("=")
+        if eq:
+            radios[name] = kind
+        else:
+            radio = opt
     try:
-        mesh = Mesh(n, topology, workdir, speed, seed, heap=heap, sf=sf, region=region)
+        mesh = Mesh(
+            n,
+            topology,
+            workdir,
+            speed,
+            seed,
+            heap=heap,
+            sf=sf,
+            region=region,
+            radio=radio,
+            radios=radios,
+        )
         mesh.check_config()  # e.g. an SF over the region's dwell limit: one line, no process
     except ValueError as e:
         raise click.ClickException(str(e)) from None
