@@ -3,8 +3,8 @@
 `ensure()` compiles each `shared/lorawire/*.py` and `firmware/loranode/*.py` whose
 .mpy in build/board/mpy is missing or older than its source, -O3 as the deploy tool
 compiles them (bytecode only: the unix port refuses an .mpy that names another
-architecture, and bytecode is the same for all), and micropython-lib's LoRa drivers from the MicroPython source `make board`
-unpacked (or MICROPY_SRC): the packages lora, lora-sync, lora-async, lora-sx127x and
+architecture, and bytecode is the same for all), and micropython-lib's LoRa drivers
+from the MicroPython source `make board` unpacked (or MICROPY_SRC): the packages lora, lora-sync, lora-async, lora-sx127x and
 lora-sx126x, merged into one `lora` package as `mpremote mip install` merges them into
 /lib/lora on a board. Without that source the tree has no drivers (`lora_source()` is
 None). Each file is written under a temporary name and renamed, so parallel test
