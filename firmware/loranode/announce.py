@@ -23,10 +23,15 @@ from os import urandom
 
 from loranode.clock import add, diff
 
-DENSE_NEIGHBOURS = 4
-JITTER_PCT = 25
-FIRST_MIN_MS = 500
-FIRST_MAX_MS = 10000
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+DENSE_NEIGHBOURS = const(4)
+JITTER_PCT = const(25)
+FIRST_MIN_MS = const(500)
+FIRST_MAX_MS = const(10000)
 
 
 def rand(n):

@@ -57,19 +57,24 @@ from loranode.constants import (
 )
 from loranode.persist import TMP_SUFFIX, write_atomic
 
-BAD_TAG = 0
-BAD_SIGNATURE = 1
-MALFORMED = 2
-REPLAY = 3
-FLOOD = 4
-INVALID_SYNC = 5
-MANUAL = 6
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+BAD_TAG = const(0)
+BAD_SIGNATURE = const(1)
+MALFORMED = const(2)
+REPLAY = const(3)
+FLOOD = const(4)
+INVALID_SYNC = const(5)
+MANUAL = const(6)
 KIND_NAMES = ("bad_tag", "bad_signature", "malformed", "replay", "flood", "invalid_sync", "manual")
 POINT_VALUES = (20, 50, 25, 10, 25, 50, 100)
 
-HISTORY = 0  # expired, kept for the repeat count
-ACTIVE = 1
-PERMANENT = 2
+HISTORY = const(0)  # expired, kept for the repeat count
+ACTIVE = const(1)
+PERMANENT = const(2)
 
 _MAGIC = b"LCB\x01"
 _ENTRY = ">BBBI"

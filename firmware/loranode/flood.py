@@ -13,7 +13,12 @@ frames spend them).
 from loranode.clock import diff
 from loranode.constants import new_index
 
-FLOOD_COST = 60000  # one frame in bucket units (1 unit = 1 ms at 1 frame/minute)
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+FLOOD_COST = const(60000)  # one frame in bucket units (1 unit = 1 ms at 1 frame/minute)
 
 
 class FloodTable:

@@ -65,11 +65,11 @@ except ImportError:  # CPython: every const() here is an int
     const = int
 
 
-SEQ_BLOCK = 256
-AGE_OUT_MS = 3600000
-GOSSIP_MAX_AGE_MS = 600000
-BLOCKS_MAX_AGE_MS = 1200000
-TIMER_MS = 50  # the timer task's period (real ms)
+SEQ_BLOCK = const(256)
+AGE_OUT_MS = const(3600000)
+GOSSIP_MAX_AGE_MS = const(600000)
+BLOCKS_MAX_AGE_MS = const(1200000)
+TIMER_MS = const(50)  # the timer task's period (real ms)
 
 # the node's timers: indices into Node.due
 _PEX = const(0)

@@ -1,6 +1,6 @@
 """Fixed-capacity peer table in parallel preallocated arrays.
 
-A slot holds one peer: id (8 bytes), verified public key, kind, first/last heard (ticks
+A slot holds one peer: id (8 bytes), kind, first/last heard (ticks
 ms), hop count and next hop id, RSSI/SNR moving averages (Q4), ping RTT average (ms),
 decayed success / failure / valid / invalid counters (Q8, see score.py), score and
 flags. `find(id)` goes through a dict index bounded by the capacity (preallocated, see
@@ -60,23 +60,28 @@ from loranode.constants import (
 )
 from loranode.score import COUNT_CAP, RSSI_NONE, RTT_NONE, SNR_NONE, Q, Scorer, ewma
 
-KIND_FULL = 0
-KIND_LIGHT = 1
-KIND_GATEWAY = 2
-KIND_MESH = 3
-KIND_UNKNOWN = 255  # not announced yet
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
-PROTECTED = 0x01
-GATEWAY = 0x02
-NEXT_HOP = 0x04
-PROBATION = 0x08
-VERIFIED = 0x10
+KIND_FULL = const(0)
+KIND_LIGHT = const(1)
+KIND_GATEWAY = const(2)
+KIND_MESH = const(3)
+KIND_UNKNOWN = const(255)  # not announced yet
 
-CLASS_NONE = 0
-CLASS_RECENT = 1
-CLASS_NEXT_HOP = 2
-CLASS_GATEWAY = 3
-CLASS_PINNED = 4
+PROTECTED = const(0x01)
+GATEWAY = const(0x02)
+NEXT_HOP = const(0x04)
+PROBATION = const(0x08)
+VERIFIED = const(0x10)
+
+CLASS_NONE = const(0)
+CLASS_RECENT = const(1)
+CLASS_NEXT_HOP = const(2)
+CLASS_GATEWAY = const(3)
+CLASS_PINNED = const(4)
 
 _MAX_HOPS = 255
 _RTT_MAX = 600000
@@ -113,7 +118,6 @@ class PeerTable:
         self.min_evictable = min_evictable
         self._index = new_index(n)
         self.ids = [None] * n
-        self.keys = [None] * n
         self.kind = bytearray(n)
         self.flags = bytearray(n)
         self.hops = bytearray(n)
@@ -224,7 +228,6 @@ class PeerTable:
         self.ids[s] = node_id
         self._index[node_id] = s
         self.count += 1
-        self.keys[s] = None
         self.kind[s] = KIND_UNKNOWN
         self.flags[s] = PROBATION
         self.first_heard[s] = now
@@ -241,7 +244,6 @@ class PeerTable:
     def _clear(self, s):
         del self._index[self.ids[s]]
         self.ids[s] = None
-        self.keys[s] = None
         self.next_hop[s] = None
         self.rec[s] = None
         self.flags[s] = 0
@@ -412,13 +414,12 @@ class PeerTable:
     def clear_flag(self, s, flag):
         self.flags[s] &= ~flag
 
-    def verify(self, s, public_key=None, kind=None):
-        """The peer's signed record checked out: store its key, end probation."""
+    def verify(self, s, kind=None):
+        """The peer's signed record checked out: end probation (its key is in the record,
+        which `store_record` keeps)."""
         if self.ids[s] is None:
             return
         self.flags[s] = (self.flags[s] | VERIFIED) & ~PROBATION
-        if public_key is not None:
-            self.keys[s] = public_key
         if kind is not None:
             self.kind[s] = kind
             if kind == KIND_GATEWAY:

@@ -27,16 +27,22 @@ from loranode.announce import rand
 from loranode.clock import add, diff
 from loranode.txqueue import GOSSIP
 from lorawire import messages as msg
+from lorawire.identity import node_id
 
-HOPS_UNKNOWN = 255
-PEX_WANT = 16
-PEX_ANSWER_MAX = 6
-PEX_ANSWER_GAP_MS = 10000
-PEX_FIRST_MS = 8000
-PEX_FAST_MS = 5000  # earliest next PEX round after one that brought news
-PEX_BURST_MAX = 2  # quick rounds after news
-PEX_IDLE_MAX = 4  # idle PEX rounds back off to at most this many intervals
-PEX_RESEND_MS = 60000  # a record we broadcast is not offered again this soon
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+HOPS_UNKNOWN = const(255)
+PEX_WANT = const(16)
+PEX_ANSWER_MAX = const(6)
+PEX_ANSWER_GAP_MS = const(10000)
+PEX_FIRST_MS = const(8000)
+PEX_FAST_MS = const(5000)  # earliest next PEX round after one that brought news
+PEX_BURST_MAX = const(2)  # quick rounds after news
+PEX_IDLE_MAX = const(4)  # idle PEX rounds back off to at most this many intervals
+PEX_RESEND_MS = const(60000)  # a record we broadcast is not offered again this soon
 
 
 class PeerExchange:
@@ -91,11 +97,10 @@ class PeerExchange:
         self.peers.store_record(s, rec.encoded, rec.seq, now)
 
     def _slot_of_public(self, public):
-        pt = self.peers
-        for k in pt.slots():
-            if pt.keys[k] == public and pt.rec[k] is not None:
-                return k
-        return -1
+        if not isinstance(public, bytes) or len(public) != 32:
+            return -1
+        s = self.peers.find(node_id(public))
+        return s if self.peers.has_record(s) else -1
 
     def _fast_ms(self, now):
         """Gap between quick PEX rounds: longer in a dense neighbourhood (each answer is

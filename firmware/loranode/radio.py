@@ -28,7 +28,12 @@ payload is `bytes`, rssi_dbm an int (dBm), snr_db a number (dB, quarter-dB steps
 
 from loranode.clock import ticks_diff, ticks_ms
 
-MAX_PAYLOAD = 255
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+MAX_PAYLOAD = const(255)
 
 # LoRa bandwidths in Hz and the strings micropython-lib's `lora` drivers expect
 # for lora_cfg["bw"] (the driver looks up str(bw) in a fixed table).
@@ -47,7 +52,7 @@ _BW_TABLE = (
 
 # Polling period of the fallback `arecv` (ms): short enough for accelerated
 # simulations, long enough not to spin the CPU.
-POLL_MS = 5
+POLL_MS = const(5)
 
 
 def bw_khz_str(bw_hz):

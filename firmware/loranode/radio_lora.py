@@ -141,6 +141,8 @@ class LoraRadio(Radio):
         self._set_config(freq_hz, sf, bw_hz, coding_rate, tx_power_dbm)
         if sf == 6:
             raise ValueError("sf 6 needs implicit headers; use 7..12")
+        if not 7 <= sf <= 12:  # the drivers check it only after talking to the chip
+            raise ValueError("sf {} outside 7..12".format(sf))
         if self.max_power_dbm is not None and tx_power_dbm > self.max_power_dbm:
             raise ValueError(
                 "tx_power_dbm {} above this board's {}".format(tx_power_dbm, self.max_power_dbm)

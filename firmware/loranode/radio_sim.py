@@ -18,6 +18,11 @@ import struct
 import sys
 
 try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+try:
     import select
 except ImportError:  # pragma: no cover - every supported runtime has select
     select = None
@@ -45,16 +50,16 @@ try:  # MicroPython: wait on the socket through the scheduler's own poller
 except (ImportError, AttributeError):
     _IOQ = None
 
-T_REGISTER = 0x01
-T_TX = 0x02
-T_STATS = 0x03
-T_BYE = 0x04
-T_STATS_JSON = 0x05
-T_REGISTERED = 0x81
-T_TX_DONE = 0x82
-T_STATS_REPLY = 0x83
-T_RX = 0x84
-T_STATS_JSON_REPLY = 0x85
+T_REGISTER = const(0x01)
+T_TX = const(0x02)
+T_STATS = const(0x03)
+T_BYE = const(0x04)
+T_STATS_JSON = const(0x05)
+T_REGISTERED = const(0x81)
+T_TX_DONE = const(0x82)
+T_STATS_REPLY = const(0x83)
+T_RX = const(0x84)
+T_STATS_JSON_REPLY = const(0x85)
 
 REGISTER_FMT = ">B8sIBIbB"
 TX_FMT = ">BHIBIbB"
@@ -63,20 +68,20 @@ TX_DONE_FMT = ">BHBdd"
 RX_FMT = ">Bhhdd"
 RX_HDR = struct.calcsize(RX_FMT)
 
-ST_OK = 0
-ST_BUSY = 1
-ST_UNREGISTERED = 2
-ST_BAD_PARAMS = 3
+ST_OK = const(0)
+ST_BUSY = const(1)
+ST_UNREGISTERED = const(2)
+ST_BAD_PARAMS = const(3)
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 47000
-MAX_NAME = 32
-RX_QUEUE_LEN = 8  # frames waiting for recv(); oldest dropped (counted) beyond this
-RECV_MAX = 512
-REGISTER_TIMEOUT_MS = 1000
-REGISTER_TRIES = 3
+DEFAULT_PORT = const(47000)
+MAX_NAME = const(32)
+RX_QUEUE_LEN = const(8)  # frames waiting for recv(); oldest dropped (counted) beyond this
+RECV_MAX = const(512)
+REGISTER_TIMEOUT_MS = const(1000)
+REGISTER_TRIES = const(3)
 # Real-time bound on one transmission: SF12/125 kHz 255 bytes is ~9.2 s at speed 1.
-SEND_TIMEOUT_MS = 20000
+SEND_TIMEOUT_MS = const(20000)
 
 _EAGAIN = (11, 35)  # Linux, BSD/macOS
 

@@ -64,7 +64,12 @@ from lorawire import record as rc
 from lorawire.errors import DecodeError
 from lorawire.replay import ReplayTable
 
-ATTR_RING = 8  # recent (source, attributed) deliveries, for report_invalid
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+ATTR_RING = const(8)  # recent (source, attributed) deliveries, for report_invalid
 REASM_TIMEOUT_MS = fg.DEFAULT_TIMEOUT_MS
 # unattributed drops by reason (lorawire.auth R_*), each its own counter
 _DROP_COUNTERS = {
@@ -112,10 +117,10 @@ class Receive:
             return key
         pt = self.peers
         s = pt.find(peer_id)
-        if s < 0 or pt.rec[s] is None or pt.keys[s] is None:
+        if s < 0 or pt.rec[s] is None:
             return None
         try:
-            key = auth.link_key(self.identity.x_secret(), self.id, pt.keys[s])
+            key = auth.link_key(self.identity.x_secret(), self.id, rc.public_of(pt.rec[s]))
         except ValueError:
             return None
         self.link_keys.put(pt.ids[s], key)
@@ -137,11 +142,15 @@ class Receive:
         if src == self.id:
             c[C.OWN] += 1
             return
+        pt = self.peers
+        s = pt.find(src)
+        if s >= 0:
+            src = pt.ids[s]  # the table's own object: flood and replay entries share it
         link = data[0] & fr.FLAG_LINK
         if link and data[0] & fr.FLAG_DEST and fr.peek_dest(data) != self.id:
             c[C.NOT_FOR_ME] += 1
             return
-        v = auth.open_frame(data, self.net_key, self._key_of, self.replay, self.id)
+        v = auth.open_frame(data, self.net_key, self._key_of, self.replay, self.id, source=src)
         if not v.accepted:
             self._dropped(v, now)
             return
@@ -158,8 +167,8 @@ class Receive:
             c[C.ATTRIBUTED] += 1
         f = v.frame
         direct = f.hop_count == 0
-        if self.peers.find(src) >= 0:
-            self.peers.heard(src, now, rssi, snr, f.hop_count, src if direct else None)
+        if s >= 0:
+            pt.heard(src, now, rssi, snr, f.hop_count, src if direct else None)
         self._dispatch(v, data, rssi, snr, now)
 
     def _dispatch(self, v, data, rssi, snr, now, whole=True):
@@ -298,7 +307,7 @@ class Receive:
             s = pt.heard(rec.id, now, rssi, snr, hops, next_hop, rec.kind, True)
             if s < 0:
                 return -1
-        pt.verify(s, rec.public, rec.kind)
+        pt.verify(s, rec.kind)
         if pt.rec[s] is None:
             self.c[C.NEW_PEERS] += 1
             if hops == 0:

@@ -33,10 +33,15 @@ from lorawire import messages as msg
 from lorawire.airtime import NEVER, airtime_ms
 from lorawire.errors import DecodeError
 
-PENDING = 8  # outstanding pings / unicasts awaiting an answer
-PENDING_TIMEOUT_MS = 30000
-TX_JITTER_MS = 1000
-RELAY_JITTER_MS = 3000
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+PENDING = const(8)  # outstanding pings / unicasts awaiting an answer
+PENDING_TIMEOUT_MS = const(30000)
+TX_JITTER_MS = const(1000)
+RELAY_JITTER_MS = const(3000)
 _BACKGROUND = (msg.ANNOUNCE, msg.PEX_REQUEST, msg.PEX_RESPONSE)
 
 

@@ -110,7 +110,8 @@ class ReplayTable:
                     s = i
             del self._index[self.ids[s]]
             self.evictions += 1
-        source = bytes(source)
+        if type(source) is not bytes:
+            source = bytes(source)
         self.ids[s] = source
         self._index[source] = s
         for c in range(CHANNELS):

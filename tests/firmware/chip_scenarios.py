@@ -24,10 +24,8 @@ def _desc():
 
 
 def _preset(desc):
-    from loranode import boards
-
-    name = "heltec-v2" if desc["chip"] == "sx1276" else "heltec-v3"
-    return dict(boards.BOARDS[name])
+    # the board preset the host wrote beside the wiring (config.json's "radio" on a board)
+    return dict(desc["preset"])
 
 
 def _open(preset, sf=7, bw=125000, cr=5, power=14, freq=FREQ):

@@ -3,7 +3,7 @@ files on the plain 32-bit build, as after `mpremote mip install`, or frozen into
 frozen build) and the objects a constructed, configured modem holds, per Heltec preset.
 
 Printed (`pytest -s`) for the board footprint table. The plain build gets exactly the
-packages the preset installs (loranode.boards.packages: the chip driver, lora-async and
+packages the preset installs (tools.deploy.boards.packages: the chip driver, lora-async and
 their dependency lora); the frozen build has both chip drivers frozen, as
 firmware/manifest.py freezes them. The emulated chip and the `machine` stand-in are
 imported before the first measurement (a board's machine module is built in), and
@@ -14,20 +14,17 @@ objects here, a board's are C objects, its Pins in ROM).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from tools.board import mpytree
+from tools.deploy import boards
 from tools.meshsim.launcher import emulated_board
 from upy import run_upy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode import boards  # noqa: E402
 
 PRESETS = ("heltec-v2", "heltec-v3")
 HEAP = "512K"
@@ -39,9 +36,8 @@ from chipsim import boot
 with open(sys.argv[1]) as f:
     desc = json.loads(f.read())
 chip, board = boot.build(desc)
-from loranode import boards
 from loranode.radio_lora import LoraRadio, make_modem
-preset = boards.BOARDS[sys.argv[2]]
+preset = desc["preset"]
 import machine
 nums = [preset[k] for k in ("sck", "mosi", "miso", "cs", "reset", "dio0", "dio1", "busy")
         if preset.get(k) is not None]

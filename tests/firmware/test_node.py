@@ -256,7 +256,7 @@ def test_announce_is_verified_once_and_relayed_once(tmp_path: Path) -> None:
     assert counts(node)["stale_record"] == 1 and counts(node)["sig_checks"] == 1
     s = node.peers.find(other.id)
     assert node.peers.hops[s] == 0 and node.peers.next_hop[s] == other.id
-    assert node.peers.keys[s] == other.public
+    assert record.public_of(node.peers.rec[s]) == other.public
 
 
 def test_link_tagged_garbage_bans_and_banned_costs_nothing(tmp_path: Path) -> None:

@@ -239,7 +239,7 @@ def test_pex_learned_peer_has_unknown_hops_and_the_answerer_as_next_hop(
         for d in answers:
             node.handle_frame(d, -70, 9)
         s = node.peers.find(x.id)
-        assert node.peers.has_record(s) and node.peers.keys[s] == x.public
+        assert node.peers.has_record(s) and record.public_of(node.peers.rec[s]) == x.public
         assert node.peers.hops[s] == HOPS_UNKNOWN and node.peers.next_hop[s] == b.id
         assert counts(node)["new_peers"] == before + (2 if node is a else 1)
     s = a.peers.find(c.id)

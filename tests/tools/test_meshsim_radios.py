@@ -19,6 +19,7 @@ def test_emulated_boards_are_wired_as_their_presets() -> None:
         "tcxo_mv": None,
         "medium": ["127.0.0.1", 47000],
         "name": "n0",
+        "preset": launcher.fwboards.BOARDS["heltec-v2"],
     }
     v3 = emulated_board("heltec-v3", "n1", None)
     assert v3["chip"] == "sx1262" and v3["tcxo_mv"] == 1800 and v3["medium"] is None
@@ -36,12 +37,12 @@ def test_emulated_boards_are_wired_as_their_presets() -> None:
 def test_mesh_gives_each_node_its_radio_and_config(tmp_path: Path) -> None:
     mesh = Mesh(3, "line", tmp_path, speed=1.0, radios={"n1": "sx1276", "n2": "tbeam-sx1262"})
     assert [n.board for n in mesh.nodes] == [None, "heltec-v2", "tbeam-sx1262"]
-    sim, v2, tbeam = (mesh._config(n, 4700) for n in mesh.nodes)
+    sim, v2, tbeam = (mesh.raw_config(n) for n in mesh.nodes)
     assert sim["sim"]["name"] == "n0" and "sim" not in v2 and "sim" not in tbeam
     assert (v2["board"], tbeam["board"]) == ("heltec-v2", "tbeam-sx1262")
     argv = mesh.node_argv(mesh.nodes[1])
-    assert argv[-4:] == [str(launcher.CHIPBOOT), "chipsim.json", str(launcher.MAIN), "config.json"]
-    assert mesh.node_argv(mesh.nodes[0])[-2:] == [str(launcher.MAIN), "config.json"]
+    assert argv[-4:] == [str(launcher.CHIPBOOT), "chipsim.json", "main.py", "config.json"]
+    assert mesh.node_argv(mesh.nodes[0])[-2:] == ["main.py", "config.json"]
     assert mesh.env(mesh.nodes[1])["MICROPYPATH"].startswith(str(launcher.TOOLS) + ":")
 
 
@@ -51,7 +52,6 @@ def test_mesh_gives_each_node_its_radio_and_config(tmp_path: Path) -> None:
         ({"radio": "sx1280"}, "radio 'sx1280' is not one of sim, sx1276, sx1262, heltec-v2"),
         ({"radios": {"n9": "sx1276"}}, "radios: no node named 'n9'"),
         ({"radio": "sx1262", "speed": 10.0}, "emulated boards run in real time"),
-        ({"radio": "sx1276", "romfs": Path("x.img")}, "not from a ROMFS image"),
     ],
 )
 def test_bad_radio_choices_are_one_line_errors(

@@ -1,16 +1,16 @@
 """The firmware as a board without frozen code runs it: every module compiled to .mpy.
 
-`ensure()` compiles each `shared/lorawire/*.py` and `firmware/loranode/*.py` whose
-.mpy in build/board/mpy is missing or older than its source, -O3 as the deploy tool
-compiles them (bytecode only: the unix port refuses an .mpy that names another
-architecture, and bytecode is the same for all), and micropython-lib's LoRa drivers
-from the MicroPython source `make board` unpacked (or MICROPY_SRC): the packages lora, lora-sync, lora-async, lora-sx127x and
-lora-sx126x, merged into one `lora` package as `mpremote mip install` merges them into
-/lib/lora on a board. Without that source the tree has no drivers (`lora_source()` is
-None). Each file is written under a temporary name and renamed, so parallel test
-workers never import a half-written module. The plain board-shaped interpreter gets
-this tree instead of the sources: compiling our sources at import time needs more C
-stack than a board has (tools/board/variant/mpconfigvariant.h).
+`ensure()` compiles each `shared/lorawire/*.py` and `firmware/loranode/*.py` whose .mpy
+in build/board/mpy is missing or older than its source, -O3 as the deploy tool compiles
+them (bytecode only: the unix port refuses an .mpy that names another architecture, and
+bytecode is the same for all), and micropython-lib's LoRa drivers from the MicroPython
+source `make board` unpacked (or MICROPY_SRC): the packages lora, lora-sync, lora-async,
+lora-sx127x and lora-sx126x, merged into one `lora` package as `mpremote mip install`
+merges them into /lib/lora on a board. Without that source the tree has no drivers
+(`lora_source()` is None). Each file is written under a temporary name and renamed, so
+parallel test workers never import a half-written module. The plain board-shaped
+interpreter gets this tree instead of the sources: compiling our sources at import time
+needs more C stack than a board has (tools/board/variant/mpconfigvariant.h).
 
 `ensure_lora(dest, packages)` builds a tree of just the named driver packages, as a
 board that installed only those has them (the heap a driver adds depends on which).

@@ -153,6 +153,7 @@ def emulated_board(board: str, name: str, medium_port: int | None) -> dict[str, 
         "tcxo_mv": preset.get("tcxo_mv"),
         "medium": None if medium_port is None else ["127.0.0.1", medium_port],
         "name": name,
+        "preset": preset,  # what the deploy tool writes into the board's config ("radio")
     }
 
 
