@@ -250,6 +250,16 @@ class AddrMan:
         self._dirty_full = True
         self._groups: dict[NetGroup, NetGroup] = {}
 
+    def rekey(self, secret: bytes) -> None:
+        """Take another secret; only while the book is empty (every bucket position
+        depends on it)."""
+        if self._info:
+            raise ValueError("only an empty address book can change its secret")
+        if len(secret) != SECRET_BYTES:
+            raise ValueError("addrman secret must be 16 bytes")
+        self.secret = bytes(secret)
+        self._hasher = hashlib.blake2b(key=self.secret, digest_size=8)
+
     # ---- sizes -------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -891,13 +901,20 @@ def _canon(addr: Addr) -> Addr:
     return str(ip), port
 
 
-def load_addrman(store: Store, *, rng: random.Random | None = None) -> AddrMan:
-    """Build the book from the store (creating and saving its secret on first use)."""
+def load_addrman(
+    store: Store, *, rng: random.Random | None = None, into: AddrMan | None = None
+) -> AddrMan:
+    """Build the book from the store (creating and saving its secret on first use);
+    `into`: fill this empty book instead (it takes the store's secret)."""
     secret = store.get_kv(SECRET_KV_KEY)
     if secret is None or len(secret) != SECRET_BYTES:
         secret = os.urandom(SECRET_BYTES)
         store.set_kv(SECRET_KV_KEY, secret)
-    book = AddrMan(secret, rng=rng)
+    if into is None:
+        book = AddrMan(secret, rng=rng)
+    else:
+        book = into
+        book.rekey(secret)
     rows = list(store.load_addresses())
     if book.load_rows(rows) == len(rows):
         book.take_changes()  # what was just loaded is already stored

@@ -22,6 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loranode import radio_sim
+from loranode.radio_sim import SimRadio
 from lorawire.airtime import time_on_air_ms
 from tools.meshsim import Medium, Topology, from_dict, grid, line, load, parse_stats
 from tools.meshsim import medium as medium_mod
@@ -29,11 +31,6 @@ from tools.meshsim import random as random_topology
 from tools.meshsim.topology import SNR_FLOOR_DB
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode import radio_sim  # noqa: E402
-from loranode.radio_sim import SimRadio  # noqa: E402
-
 FREQ = 868_100_000
 
 
