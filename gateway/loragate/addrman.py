@@ -284,6 +284,41 @@ class AddrMan:
         info = self._find(addr)
         return None if info is None else info.record()
 
+    def addresses(self) -> list[Addr]:
+        """Every address held, in the order they were first added."""
+        return list(self._ids)
+
+    # ---- where the keyed hash puts things (Core's tests use FindAddressEntry) -----
+
+    def tried_slot(self, addr: Addr) -> tuple[int, int]:
+        """(bucket, position) an address held here takes in the tried table."""
+        info = self._known(addr)
+        bucket = self._tried_bucket(info)
+        return bucket, self._position(False, bucket, info)
+
+    def new_slot(self, addr: Addr, source: str | bytes | None) -> tuple[int, int]:
+        """(bucket, position) an address held here takes in the new table when
+        `source` told us of it."""
+        info = self._known(addr)
+        bucket = self._new_bucket(info, source_group(source))
+        return bucket, self._position(True, bucket, info)
+
+    def occupied(self, table: str) -> list[tuple[int, Addr]]:
+        """(bucket, address) of every occupied slot of the "new" or "tried" table."""
+        slots = {"new": self._new, "tried": self._tried}[table]
+        info = self._info
+        return [
+            (i // BUCKET_SIZE, (info[n].host, info[n].port))
+            for i, n in enumerate(slots)
+            if n != _EMPTY
+        ]
+
+    def _known(self, addr: Addr) -> AddrInfo:
+        info = self._find(addr)
+        if info is None:
+            raise KeyError(f"{addr} is not in the book")
+        return info
+
     def _find(self, addr: Addr) -> AddrInfo | None:
         nid = self._ids.get(addr)
         if nid is None:

@@ -208,6 +208,18 @@ class BanManager:
     def __len__(self) -> int:
         return len(self._bans)
 
+    def sizes(self) -> dict[str, int]:
+        """How many entries each internal table holds (all bounded; for status and tests):
+        bans, targets with points, ban counts, histories, evidence, expiry heap entries."""
+        return {
+            "bans": len(self._bans),
+            "points": len(self._points),
+            "counts": len(self._counts),
+            "history": len(self._history),
+            "evidence": len(self._evidence),
+            "expiry": len(self._expiry),
+        }
+
     def bans(self) -> list[Ban]:
         return list(self._bans.values())
 

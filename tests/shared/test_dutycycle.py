@@ -175,7 +175,7 @@ def test_ring_capacity_merges_conservatively() -> None:
     times = [0, 10, 5000, 5010, 9000, 20000]
     for t in times:
         dc.record(EU_G, 5, t)
-    ring = dc._rings[2]
+    ring = dc._rings[2]  # the per-sub-band ring's capacity is the bound under test
     assert ring.n <= 4  # never more than the capacity
     assert dc.used_ms(EU_G, 20005) == 30  # nothing lost by merging
     # The pair merged first was (0..5, 10..15): it now expires with the later one, at 15 + W.
@@ -268,7 +268,7 @@ def test_limits_never_exceeded(name: str, window: int, cap: int, events: list) -
         bg_txs = sent_bg.get(idx, [])
         assert max_window_airtime(bg_txs, window) <= dc.budget_ms(f, background=True)
         assert max_window_charged(bg_txs, window) <= dc.budget_ms(f, background=True)
-        assert dc._rings[idx].n <= cap
+        assert dc._rings[idx].n <= cap  # the ring's own bound, not shown otherwise
 
 
 @settings(max_examples=300)

@@ -284,7 +284,7 @@ def test_keygen_prints_fresh_hex_key(capsys):
 
 def _board_modules() -> list[Path]:
     """Every module of the real tree (packages and main/boot) a plain deploy would copy."""
-    return [src for src, _ in cli._sources(ROOT)]
+    return [src for src, _ in cli.deployed_sources(ROOT)]
 
 
 @pytest.mark.parametrize("mode", [(), ("--mpy",), ("--romfs",)], ids=["py", "mpy", "romfs"])

@@ -240,8 +240,18 @@ class MeshLink:
             "serial": self.serial.counters(),
             "bans": len(self._bans),
             "bans_evicted": self.bans_evicted,
-            "inflight": len(self._inflight),
+            "inflight": self.inflight,
         }
+
+    @property
+    def inflight(self) -> int:
+        """Frames handed to the board whose TX_DONE / TX_DEFERRED has not come yet."""
+        return len(self._inflight)
+
+    @property
+    def pushes_waiting(self) -> int:
+        """BAN / UNBAN pushes not yet sent to the board (bounded: 2 x max_bans)."""
+        return len(self._pending)
 
     def budget(self) -> dict[str, Any]:
         """The latest duty-cycle figures for shaping and the live view."""

@@ -401,9 +401,10 @@ class SerialLink:
             self._lose("read: end of file")
             return
         self.bytes_in += len(data)
-        self._feed(data)
+        self.feed(data)
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the port (the reader calls it; any chunking is fine)."""
         # Feed segment by segment (each ends at a 0x00) so that every byte is either part
         # of an accepted packet or counted as garbage.
         start = 0

@@ -141,6 +141,14 @@ class MeshShaper:
     def queued_by_priority(self) -> dict[str, int]:
         return {PRIORITY_NAMES[p]: len(q) for p, q in self._queues.items()}
 
+    def waiting(self) -> list[tuple[int, Hashable | None, bytes]]:
+        """(priority, origin, frame) of every queued frame, in the order they would go."""
+        return [(p, e.origin, e.frame) for p in PRIORITIES for e in self._queues[p]]
+
+    def queued_by_origin(self) -> dict[Hashable, int]:
+        """Frames queued per internet origin (each origin's share is capped)."""
+        return dict(self._origin_queued)
+
     def counters(self) -> dict[str, Any]:
         s = self.stats
         return {
@@ -188,7 +196,7 @@ class MeshShaper:
         if not wireframe.MIN_FRAME <= len(frame) <= wireframe.MAX_LORA_FRAME:
             self._drop(DROP_REFUSED, priority)
             return False
-        self._expire(now)
+        self.expire(now)
         if origin is not None:
             if self._origin_queued[origin] >= self.origin_max_queued:
                 self._drop(DROP_ORIGIN_SHARE, priority)
@@ -220,7 +228,8 @@ class MeshShaper:
             if self._origin_queued[o] <= 0:
                 del self._origin_queued[o]
 
-    def _expire(self, now: float) -> None:
+    def expire(self, now: float) -> None:
+        """Drop the frames whose deadline has passed (counted as expired)."""
         for p, q in self._queues.items():
             # deadlines are not monotonic within a queue (requeued frames go to the head)
             if any(e.deadline <= now for e in q):
@@ -276,7 +285,7 @@ class MeshShaper:
     async def _pump(self) -> None:
         while True:
             now = self.clock()
-            self._expire(now)
+            self.expire(now)
             head = self._head()
             if head is None or not self.mesh.ready or self._inflight >= self.window:
                 await self._wait(1.0)

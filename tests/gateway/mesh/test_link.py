@@ -84,7 +84,7 @@ async def test_deferred_then_lost_are_matched_by_handle(bridge: Any) -> None:
     assert [r.status for r in results] == [LOST] * 3
     assert len({r.handle for r in results}) == 3
     assert mesh.counters["lost"] == 3 and mesh.counters["deferred"] == 2
-    assert not mesh._inflight  # handles freed
+    assert mesh.inflight == 0  # handles freed
 
 
 async def test_inflight_table_is_bounded(bridge: Any) -> None:
@@ -141,7 +141,7 @@ def test_mesh_ban_list_is_bounded() -> None:
     assert mesh.bans_evicted == 5
     now[0] = 200
     assert set(mesh.bans()) == {node(1)}
-    assert len(mesh._pending) <= 8
+    assert mesh.pushes_waiting <= 8
 
 
 async def test_unplug_replug_reconnects_and_repushes_bans(bridge: Any) -> None:
@@ -241,7 +241,7 @@ def test_any_link_input_is_counted_never_raised(packets: list[bytes], noise: byt
     mesh = MeshLink(serial, on_frame=lambda f, r, s: got.append(f))
     wire = noise + b"".join(b"\x00" + uart.encode_packet(p) for p in packets)
     for i in range(0, len(wire), 7):  # arbitrary chunking
-        serial._feed(wire[i : i + 7])
+        serial.feed(wire[i : i + 7])
     assert serial.callback_errors == 0
     assert serial.garbage_bytes <= len(wire)
     assert len(got) == mesh.counters["frames_up"]

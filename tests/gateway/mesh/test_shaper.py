@@ -77,7 +77,7 @@ def test_full_queue_drops_lowest_priority_oldest_first() -> None:
     # Full: a block evicts the oldest gossip, a gossip frame is refused.
     assert shaper.submit(make_frame(node(3), 0), PRIO_BLOCK)
     assert not shaper.submit(make_frame(node(1), 9), PRIO_GOSSIP)
-    assert [e.frame for e in shaper._queues[PRIO_GOSSIP]] == g[1:]
+    assert [f for p, _, f in shaper.waiting() if p == PRIO_GOSSIP] == g[1:]
     assert shaper.stats.dropped == {"queue_full": 2}
     assert shaper.stats.dropped_by_priority == {PRIO_GOSSIP: 2}
     # Two more blocks: the remaining gossip goes, then the transaction stays (block > tx).
@@ -93,10 +93,10 @@ def test_frames_expire_by_priority_deadline() -> None:
     shaper.submit(make_frame(node(1), 1), PRIO_TX)
     shaper.submit(make_frame(node(1), 2), PRIO_BLOCK)
     now[0] += 15
-    shaper._expire(now[0])
+    shaper.expire(now[0])
     assert shaper.queued_by_priority() == {"control": 0, "block": 1, "tx": 1, "gossip": 0}
     now[0] += 10
-    shaper._expire(now[0])
+    shaper.expire(now[0])
     assert len(shaper) == 1 and shaper.stats.dropped == {"expired": 2}
 
 
@@ -132,11 +132,10 @@ def test_shaper_queue_never_exceeds_capacity(ops: list[tuple[int, str | None, fl
     for i, (prio, origin, dt) in enumerate(ops):
         now[0] += dt
         accepted += shaper.submit(make_frame(node(1), i % 65536), prio, origin)
-        assert len(shaper) == sum(len(q) for q in shaper._queues.values()) <= 6
-        for o, n in shaper._origin_queued.items():
-            assert 0 < n <= 3 and n == sum(
-                1 for q in shaper._queues.values() for e in q if e.origin == o
-            )
+        waiting = shaper.waiting()
+        assert len(shaper) == len(waiting) <= 6
+        for o, n in shaper.queued_by_origin().items():
+            assert 0 < n <= 3 and n == sum(1 for _, origin, _ in waiting if origin == o)
     s = shaper.stats
     # Conservation: every frame offered is queued or counted under exactly one drop reason.
     assert s.submitted == len(ops) == len(shaper) + sum(s.dropped.values())
