@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from loranode import radio_sim
 from loranode.radio_sim import SimRadio
+from lorawire import simproto
 from lorawire.airtime import time_on_air_ms
 from tools.meshsim import Medium, Topology, from_dict, grid, line, load, parse_stats
 from tools.meshsim import medium as medium_mod
@@ -354,14 +355,19 @@ def test_stats_datagram(two_nodes: MediumThread) -> None:
         s.close()
 
 
-def test_protocol_constants_match_firmware() -> None:
-    names = [n for n in dir(medium_mod) if n.startswith(("T_", "ST_")) or n.endswith("_FMT")]
-    assert len(names) >= 14
+def test_both_ends_speak_the_one_protocol_definition() -> None:
+    names = [n for n in dir(simproto) if n.startswith(("T_", "ST_", "MAX_", "DEFAULT_"))]
+    names += [n for n in dir(simproto) if n.endswith("_FMT")]
+    assert len(names) >= 22
+    for n in names:  # the medium uses lorawire.simproto's own objects
+        if hasattr(medium_mod, n):
+            assert getattr(medium_mod, n) is getattr(simproto, n), n
+    # The firmware's SimRadio holds the same values (until it imports lorawire.simproto).
     for n in names:
         if hasattr(radio_sim, n):
-            assert getattr(radio_sim, n) == getattr(medium_mod, n), n
+            assert getattr(radio_sim, n) == getattr(simproto, n), n
     for n in ("REGISTER_FMT", "TX_FMT", "REGISTERED_FMT", "TX_DONE_FMT", "RX_FMT", "T_RX"):
-        assert getattr(radio_sim, n) == getattr(medium_mod, n)
+        assert getattr(radio_sim, n) == getattr(simproto, n)
 
 
 def test_garbage_datagrams_do_not_stop_the_medium(two_nodes: MediumThread) -> None:
