@@ -13,8 +13,7 @@ gateway-side TCP handshake (CPYTHON_ONLY) are left out, and with --board also th
 unix-port radio (UNIX_PORT_ONLY): BOARD_EXCLUDE is the one list `tools.deploy flash`
 applies to every way it ships code (.py copies, --mpy, --romfs). Without --board the
 image keeps loranode/radio_sim.py (and lorawire/simproto.py), so the simulator can boot
-it on the unix port
-(tools/meshsim/romboot.py). The layout is the one `mpremote romfs build` makes
+it on the unix port (tools/meshsim/romboot.py). The layout is the one `mpremote romfs build` makes
 (mpremote.romfs.VfsRomWriter), so `mpremote romfs deploy OUT.romfs` writes it.
 """
 
