@@ -8,6 +8,12 @@ from typing import Any
 
 import pytest
 from bridgekit import Harness
+from meshkit import NETKEY
+from peerkit import start_node, stop_node
+
+from loragate.mesh.link import MeshLink
+from loragate.mesh.serial import SerialLink
+from loragate.mesh.side import MeshSide
 
 
 @pytest.fixture
@@ -25,3 +31,18 @@ async def bridge(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Harnes
     yield make
     for h in made:
         await h.stop()
+
+
+@pytest.fixture
+async def wing(tmp_path: Path) -> AsyncIterator[MeshSide]:
+    """A started mesh wing on a started gateway (real SQLite, loopback TCP) whose bridge
+    never connects: frames are handed to its receiver directly. Closed afterwards."""
+    gw = await start_node(
+        tmp_path, "127.62.0.1", name="gw", outbound_target=0, network_key=NETKEY.hex()
+    )
+    link = MeshLink(SerialLink(str(tmp_path / "absent"), 115200), node_id=gw.identity.id)
+    side = MeshSide(gw.cfg, gw, link)
+    await side.start()
+    yield side
+    await side.close()
+    await stop_node(gw)
