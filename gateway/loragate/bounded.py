@@ -49,6 +49,13 @@ class BoundedDict(Generic[K, V]):
 
     __setitem__ = put
 
+    def setdefault(self, key: K, default: V) -> V:
+        """The value held for `key`; when there is none, `default` is put (as newest)."""
+        if key in self._data:
+            return self._data[key]
+        self.put(key, default)
+        return default
+
     def touch(self, key: K) -> bool:
         """Make an entry the newest without changing it; False if there is none."""
         if key not in self._data:

@@ -47,6 +47,7 @@ def test_oldest_first_and_errors() -> None:
     assert list(d) == ["a", "b", "c"] and d.pop_oldest() == ("a", 1)
     del d["b"]
     assert list(d.keys()) == ["c"] and d["c"] == 3
+    assert d.setdefault("c", 9) == 3 and d.setdefault("d", 4) == 4 and list(d) == ["c", "d"]
     d.clear()
     with pytest.raises(KeyError):
         d.pop_oldest()

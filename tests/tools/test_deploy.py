@@ -826,6 +826,7 @@ def test_sample_gateway_toml_is_accepted_by_the_gateway():
     ):
         assert key in raw, key
     assert raw["bans"]["threshold"] == cfg.bans.threshold
+    assert raw["bans"]["points"] == cfg.bans.points == gw_config.MISBEHAVIOUR_POINTS
     assert set(raw["score"]) >= {"reliability_weight", "performance_weight", "behaviour_weight"}
 
 
