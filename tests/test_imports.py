@@ -218,3 +218,24 @@ def test_the_mesh_wing_imports_nothing_above_it_and_only_the_runner_wires_it() -
 def test_the_manager_side_knows_no_view_socket_or_process() -> None:
     bad = {(m, d) for m in MANAGER_SIDE for d in GRAPH[m] if d in ABOVE_THE_MANAGER}
     assert bad == set()
+
+
+def test_the_gateway_composes_parts_and_mixes_none_in() -> None:
+    """No mixins: a gateway class has at most one base, and the only bases of our own
+    are exceptions (the rest are the library's: Protocol, NamedTuple, Generic, ...)."""
+    ours: set[str] = set()
+    bases: dict[str, list[str]] = {}
+    for name, path in sources("gateway"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                ours.add(node.name)
+                bases[f"{name}.{node.name}"] = [ast.unparse(b).split("[")[0] for b in node.bases]
+    assert len(bases) > 40  # the walk found the gateway's classes
+    several = {cls: b for cls, b in bases.items() if len(b) > 1}
+    inherited = {
+        cls: b
+        for cls, b in bases.items()
+        for base in b
+        if base in ours and not base.endswith("Error")
+    }
+    assert several == {} and inherited == {}

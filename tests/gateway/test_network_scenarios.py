@@ -66,14 +66,16 @@ async def test_fifty_gateways_connect_and_gossip(tmp_path) -> None:
         for n in nodes:  # a few bootstrap addresses each; PEX spreads the rest
             others = rng.sample([m for m in nodes if m is not n], 3)
             n.add_addresses([m.listen_addr for m in others])
-        await wait_until(lambda: all(n.peer_count >= 4 for n in nodes), timeout=90)
+        # 50 gateways share one event loop: on a loaded machine this takes minutes, and
+        # the deadline only guards against never converging (not a speed goal).
+        await wait_until(lambda: all(n.peer_count >= 4 for n in nodes), timeout=240)
         for n in nodes:
             outs = [s for s in n.slots() if s.outbound]
             groups = [s.group for s in outs]
             assert len(set(groups)) == len(groups)  # one /16 each: no group twice
             assert len(outs) <= 4
         h = nodes[0].submit_local("tx", b"a transaction for everybody")
-        await wait_until(lambda: all(n.relay.has(h) for n in nodes), timeout=30)
+        await wait_until(lambda: all(n.relay.has(h) for n in nodes), timeout=120)
         # Gossip, not flooding: every node received the object exactly once.
         assert all(n.relay.received["tx"] == 1 for n in nodes[1:])
         # PEX taught nodes more than their three bootstrap addresses.
