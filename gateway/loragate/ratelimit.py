@@ -4,11 +4,21 @@ A bucket holds at most `burst` tokens and gains `rate` tokens per second. `take(
 spends n tokens when that many are there (True) and spends nothing otherwise (False),
 so a peer over its limit is refused without being charged for the refusal.
 Time is passed in (monotonic seconds) so that tests can drive it.
+
+`BucketTable` keeps one bucket per key (address, node id, origin) in a bounded table:
+a key seen for the first time starts with a full bucket, the least recently used key
+is forgotten first when the table is full.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from loragate.bounded import BoundedDict
+
+K = TypeVar("K", bound=Hashable)
 
 
 class TokenBucket:
@@ -39,3 +49,30 @@ class TokenBucket:
     def available(self, now: float | None = None) -> float:
         self._refill(time.monotonic() if now is None else now)
         return self.tokens
+
+
+class BucketTable(Generic[K]):
+    """One token bucket per key, at most `maxlen` keys (least recently used forgotten)."""
+
+    __slots__ = ("rate", "burst", "_buckets")
+
+    def __init__(self, rate: float, burst: float, maxlen: int) -> None:
+        TokenBucket(rate, burst)  # the same checks as every bucket it will hold
+        self.rate = rate
+        self.burst = burst
+        self._buckets: BoundedDict[K, TokenBucket] = BoundedDict(maxlen)
+
+    def take(self, key: K, n: float = 1, now: float | None = None) -> bool:
+        """Spend n tokens of `key`'s bucket (see TokenBucket.take)."""
+        if now is None:
+            now = time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+            self._buckets.put(key, bucket)
+        else:
+            self._buckets.touch(key)
+        return bucket.take(n, now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

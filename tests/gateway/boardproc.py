@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from lorawire import frame as wframe
 from lorawire import messages
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
+SHARED = str(Path(__file__).resolve().parents[2] / "shared")  # lorawire, for the subprocess
 
 
 class BoardProc:
@@ -35,6 +37,10 @@ class BoardProc:
             json.dumps(self.cfg),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([SHARED, os.environ.get("PYTHONPATH", "")]),
+            },
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_event(lambda e: e["ev"] == "ready")

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+# White-box tests of the pure implementation's field and point arithmetic (its private
+# functions), checked against the fast path and RFC 8032.
 from lorawire import _ed25519_pure as pure
 from lorawire import ed25519 as fast
 

@@ -64,7 +64,7 @@ def test_incremental_matches_hashlib(data: bytes, cuts: list[int]) -> None:
             h.update(memoryview(data)[last:])
             assert h.digest() == hashlib.sha512(data).digest()
         finally:
-            S.HALVES = S._wide_small_ints()
+            S.HALVES = S._wide_small_ints()  # restore the module's table after the test
 
 
 def test_digest_ends_the_object() -> None:

@@ -273,7 +273,7 @@ def test_keygen_prints_fresh_hex_key(capsys):
 
 def _board_modules() -> list[Path]:
     """Every module of the real tree (packages and main/boot) a plain deploy would copy."""
-    return [src for src, _ in cli._sources(ROOT)]
+    return [src for src, _ in cli.deployed_sources(ROOT)]
 
 
 @pytest.mark.parametrize("mode", [(), ("--romfs",)], ids=["mpy", "romfs"])
@@ -815,6 +815,7 @@ def test_sample_gateway_toml_is_accepted_by_the_gateway():
     ):
         assert key in raw, key
     assert raw["bans"]["threshold"] == cfg.bans.threshold
+    assert raw["bans"]["points"] == cfg.bans.points == gw_config.MISBEHAVIOUR_POINTS
     assert set(raw["score"]) >= {"reliability_weight", "performance_weight", "behaviour_weight"}
 
 

@@ -22,6 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loranode import radio_sim
+from loranode.radio_sim import SimRadio
+from lorawire import simproto
 from lorawire.airtime import time_on_air_ms
 from tools.meshsim import Medium, Topology, from_dict, grid, line, load, parse_stats
 from tools.meshsim import medium as medium_mod
@@ -29,11 +32,6 @@ from tools.meshsim import random as random_topology
 from tools.meshsim.topology import SNR_FLOOR_DB
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode import radio_sim  # noqa: E402
-from loranode.radio_sim import SimRadio  # noqa: E402
-
 FREQ = 868_100_000
 
 
@@ -351,20 +349,25 @@ def test_stats_datagram(two_nodes: MediumThread) -> None:
         assert st_["sim_time_s"] > 0
         s.sendto(bytes([radio_sim.T_STATS_JSON]), two_nodes.medium.address)
         data = s.recv(65535)
-        assert data[0] == radio_sim.T_STATS_JSON_REPLY
+        assert data[0] == simproto.T_STATS_JSON_REPLY
         assert json.loads(data[1:])["nodes"]["a"]["tx"] == 1
     finally:
         s.close()
 
 
-def test_protocol_constants_match_firmware() -> None:
-    names = [n for n in dir(medium_mod) if n.startswith(("T_", "ST_")) or n.endswith("_FMT")]
-    assert len(names) >= 14
+def test_both_ends_speak_the_one_protocol_definition() -> None:
+    names = [n for n in dir(simproto) if n.startswith(("T_", "ST_", "MAX_", "DEFAULT_"))]
+    names += [n for n in dir(simproto) if n.endswith("_FMT")]
+    assert len(names) >= 22
+    for n in names:  # the medium uses lorawire.simproto's own objects
+        if hasattr(medium_mod, n):
+            assert getattr(medium_mod, n) is getattr(simproto, n), n
+    # and so does the firmware's SimRadio
     for n in names:
         if hasattr(radio_sim, n):
-            assert getattr(radio_sim, n) == getattr(medium_mod, n), n
+            assert getattr(radio_sim, n) is getattr(simproto, n), n
     for n in ("REGISTER_FMT", "TX_FMT", "REGISTERED_FMT", "TX_DONE_FMT", "RX_FMT", "T_RX"):
-        assert getattr(radio_sim, n) == getattr(medium_mod, n)
+        assert getattr(radio_sim, n) == getattr(simproto, n)
 
 
 def test_garbage_datagrams_do_not_stop_the_medium(two_nodes: MediumThread) -> None:

@@ -55,6 +55,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loragate.bounded import BoundedDict
 from tools import procs
 from tools.deploy import fwconfig
 from tools.meshsim import status as node_status
@@ -216,15 +217,11 @@ class Tally:
     """Transactions by hash: where they were made and where they arrived (bounded)."""
 
     def __init__(self) -> None:
-        self.made_mesh: dict[str, str] = {}  # hash -> mesh node that made it
-        self.made_inet: dict[str, str] = {}  # hash -> internet peer that made it
-        self.got_mesh: dict[str, set[str]] = {}  # hash -> mesh nodes that received it
-        self.got_inet: dict[str, set[str]] = {}  # hash -> internet peers that received it
-
-    def trim(self) -> None:
-        for d in (self.made_mesh, self.made_inet, self.got_mesh, self.got_inet):
-            while len(d) > TALLY_MAX:
-                del d[next(iter(d))]
+        # hash -> the mesh node / internet peer that made it; -> those that received it
+        self.made_mesh: BoundedDict[str, str] = BoundedDict(TALLY_MAX)
+        self.made_inet: BoundedDict[str, str] = BoundedDict(TALLY_MAX)
+        self.got_mesh: BoundedDict[str, set[str]] = BoundedDict(TALLY_MAX)
+        self.got_inet: BoundedDict[str, set[str]] = BoundedDict(TALLY_MAX)
 
     def up(self) -> int:
         """Mesh-made transactions that reached an internet peer (through the bridge)."""
@@ -588,7 +585,6 @@ class Network:
                         t.made_inet.setdefault(parts[1], name)
                     elif len(parts) >= 4 and parts[:2] == ["OBJ", "tx"] and parts[3] != "local":
                         t.got_inet.setdefault(parts[2], set()).add(name)
-        t.trim()
         return t
 
     def name_of(self, node_id: str | None) -> str:

@@ -123,7 +123,7 @@ def _disp(path: Path) -> str:
         return str(path)
 
 
-def _sources(root: Path) -> list[tuple[Path, Path]]:
+def deployed_sources(root: Path) -> list[tuple[Path, Path]]:
     """(source file, path relative to the board's root) for every file that is deployed."""
     out: list[tuple[Path, Path]] = []
     for pkg_dir, name in (
@@ -172,7 +172,7 @@ def plan_flash(
     mpremote = ["mpremote", "connect", port]
     by_dir: dict[str, list[str]] = {}
     tops: list[str] = []
-    for src, rel in _sources(root):
+    for src, rel in deployed_sources(root):
         if len(rel.parts) == 1:  # main.py / boot.py stay source: the board runs them by name
             plan.copies.append((src, board_dir / rel))
             tops.append(rel.name)

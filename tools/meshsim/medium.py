@@ -4,39 +4,8 @@ Each simulated node (a `SimRadio`, on the unix port or CPython) is a UDP client.
 The medium decides, per transmission, who hears it, with which RSSI/SNR, and
 whether it survives collisions, half-duplex and link loss.
 
-Datagram protocol (all integers big-endian; `struct` formats)
--------------------------------------------------------------
-node -> medium
-  REGISTER    0x01  ">B8sIBIbB" type, node_id[8], freq_hz u32, sf u8, bw_hz u32,
-                    tx_power_dbm i8, coding_rate u8 (5..8 = 4/5..4/8), then the
-                    node name (UTF-8, 1..32 bytes; the topology's name for the node).
-                    Sent again to change radio parameters. Answer: REGISTERED.
-  TX          0x02  ">BHIBIbB"  type, seq u16, freq_hz, sf, bw_hz, tx_power_dbm,
-                    coding_rate, then the payload (1..255 bytes). Answer: TX_DONE
-                    after the simulated time on air.
-  STATS       0x03  ">B"        Answer: STATS_REPLY. Any client may ask.
-  BYE         0x04  ">B"        The node leaves; no answer.
-  STATS_JSON  0x05  ">B"        Answer: STATS_JSON_REPLY (per-node detail).
-  TX_TIMED    0x06  ">BHIBIbBI" as TX, plus airtime_us u32: the sender says how long it is
-                    on air (an emulated chip, tools/chipsim, times its frames from its own
-                    modulation registers); the medium uses that instead of computing it.
-                    Answer: TX_DONE, as for TX.
-medium -> node
-  REGISTERED  0x81  ">Bdf"      type, sim_now_s f64, speed f32
-  TX_DONE     0x82  ">BHBdd"    type, seq, status u8 (0 ok, 1 busy: already sending,
-                    2 unregistered, 3 bad parameters or payload), airtime_ms f64,
-                    sim_end_s f64
-  STATS_REPLY 0x83  ">BIIIIIId" type, sent, delivered, collided, lost, half_duplex,
-                    rejected, sim_now_s
-  RX          0x84  ">Bhhdd"    type, rssi_dbm i16, snr_q i16 (dB*4, as the SX127x
-                    register), sim_start_s, sim_end_s, then the payload.
-  STATS_JSON_REPLY 0x85         type, then a UTF-8 JSON object (see Medium.stats());
-                                "nodes" is null (and "nodes_omitted" the count) when
-                                the detail would not fit one datagram.
-  RX_CRC      0x86  ">Bhhdd"    as RX, for a frame that arrived with a bad payload CRC (fate
-                    "corrupted" below); the payload is garbled. A receiver that does not
-                    know the type ignores it: SimRadio never sees such a frame, a chip
-                    reports a CRC error, as its modem would.
+Datagram protocol: `lorawire.simproto` (one definition for the medium and the
+firmware's SimRadio).
 
 Simulated time
 --------------
@@ -88,38 +57,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from lorawire.simproto import (
+    MAX_NAME,
+    REGISTER_FMT,
+    REGISTERED_FMT,
+    RX_FMT,
+    ST_BAD_PARAMS,
+    ST_BUSY,
+    ST_OK,
+    ST_UNREGISTERED,
+    STATS_FMT,
+    T_BYE,
+    T_REGISTER,
+    T_REGISTERED,
+    T_RX,
+    T_RX_CRC,
+    T_STATS,
+    T_STATS_JSON,
+    T_STATS_JSON_REPLY,
+    T_STATS_REPLY,
+    T_TX,
+    T_TX_DONE,
+    T_TX_TIMED,
+    TX_DONE_FMT,
+    TX_FMT,
+    TX_TIMED_FMT,
+)
+
 from .topology import Topology
-
-T_REGISTER = 0x01
-T_TX = 0x02
-T_STATS = 0x03
-T_BYE = 0x04
-T_STATS_JSON = 0x05
-T_TX_TIMED = 0x06
-T_REGISTERED = 0x81
-T_TX_DONE = 0x82
-T_STATS_REPLY = 0x83
-T_RX = 0x84
-T_STATS_JSON_REPLY = 0x85
-T_RX_CRC = 0x86
-
-REGISTER_FMT = ">B8sIBIbB"
-TX_FMT = ">BHIBIbB"
-TX_TIMED_FMT = ">BHIBIbBI"
-REGISTERED_FMT = ">Bdf"
-TX_DONE_FMT = ">BHBdd"
-STATS_FMT = ">BIIIIIId"
-RX_FMT = ">Bhhdd"
-
-ST_OK = 0
-ST_BUSY = 1
-ST_UNREGISTERED = 2
-ST_BAD_PARAMS = 3
 
 CAPTURE_DB = 6.0
 PREAMBLE_SYMBOLS = 8
 MAX_PAYLOAD = 255
-MAX_NAME = 32
 MAX_NODES = 4096  # registrations beyond this are refused (no unbounded growth)
 MAX_JSON = 60000  # bytes of STATS_JSON_REPLY; beyond it the per-node detail is left out
 CHANNEL_TOLERANCE_HZ = 1000

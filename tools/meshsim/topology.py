@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawire.simproto import MAX_NAME  # bytes, as in the REGISTER datagram
+
 SNR_FLOOR_DB: dict[int, float] = {
     6: -5.0,
     7: -7.5,
@@ -51,7 +53,6 @@ SNR_FLOOR_DB: dict[int, float] = {
     11: -17.5,
     12: -20.0,
 }
-MAX_NAME = 32  # bytes, as in the REGISTER datagram
 # Default model at SF7: grid neighbours hear each other, diagonals and two hops do not.
 DEFAULT_SPACING_M = 4500.0
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from loragate.serialbridge import SerialLink, open_error_text
+from loragate.mesh.serial import SerialLink, open_error_text
 from tools.ptycable import PtyCable
 
-LOGGER = "loragate.serialbridge"
+LOGGER = "loragate.mesh.serial"
 LORAGATE = str(Path(sys.executable).with_name("loragate"))
 
 
@@ -171,7 +171,7 @@ async def test_gateway_process_warns_about_a_missing_serial_port(tmp_path: Path)
         rest = await asyncio.wait_for(proc.stderr.read(), 20)
         await asyncio.wait_for(proc.wait(), 20)
     text = line.decode()
-    assert f"WARNING loragate.serialbridge: serial {port} cannot be opened: " in text, text
+    assert f"WARNING loragate.mesh.serial: serial {port} cannot be opened: " in text, text
     assert "No such file or directory (errno ENOENT)" in text
     assert "cannot be opened" not in rest.decode()  # no repeat within the minute
     assert proc.returncode == 0, rest.decode()

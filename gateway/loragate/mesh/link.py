@@ -1,7 +1,9 @@
-"""The link-protocol session with a bridge board, and the shaper for frames going to the mesh.
+"""The link-protocol session with a bridge board (the shaper is `mesh.shaper`).
 
-`MeshLink` sits on a `serialbridge.SerialLink` (it installs itself as the link's
-`on_packet`/`on_state`; a previous `on_state` keeps being called):
+`MeshLink` sits on a `mesh.serial.SerialLink` (it listens to the link's `on_packet` and
+`on_state`) and tells its own listeners what the board says: `on_frame(frame, rssi,
+snr)` for each frame heard on the radio, `on_hello(hello)` for each board HELLO,
+`on_stats(stats)` for each RADIO_STATS (`Listeners`: each consumer `.add`s itself).
 
 * On every "connected" it sends HELLO and repeats it every `hello_interval` s until the
   board's HELLO arrives. A HELLO with role "bridge" and our link version makes the link
@@ -25,9 +27,9 @@
   airtime to the used figure until the next stats, TX_DEFERRED sets `budget_returns_at`
   (monotonic seconds) = now + wait_ms.
 
-`MeshShaper` owns the queue of frames going DOWN (see its docstring for the policy).
+`mesh.shaper.MeshShaper` owns the queue of frames going DOWN.
 
-Priorities (smaller = more urgent) follow loragate.session: PRIO_CONTROL 0, PRIO_BLOCK 1,
+Priorities (smaller = more urgent) are loragate.session's: PRIO_CONTROL 0, PRIO_BLOCK 1,
 PRIO_TX 2, plus PRIO_GOSSIP 3 (announces, peer exchange, INV). The board's transmit queue
 knows three (control, blocks, gossip); BOARD_PRIORITY maps ours onto them.
 """
@@ -39,23 +41,22 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from loragate.ratelimit import TokenBucket
-from loragate.serialbridge import CONNECTED, SerialLink
+from loragate.bounded import BoundedDict
+from loragate.listeners import Listeners
+from loragate.mesh.serial import CONNECTED, SerialLink
+from loragate.session import PRIO_BLOCK, PRIO_CONTROL, PRIO_TX
 from lorawire import airtime, link, uart
 from lorawire import frame as wireframe
 from lorawire.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-PRIO_CONTROL = 0
-PRIO_BLOCK = 1
-PRIO_TX = 2
-PRIO_GOSSIP = 3
+PRIO_GOSSIP = 3  # below the TCP sessions' three: announces, peer exchange, tx INVs
 PRIORITIES = (PRIO_CONTROL, PRIO_BLOCK, PRIO_TX, PRIO_GOSSIP)
 PRIORITY_NAMES = {
     PRIO_CONTROL: "control",
@@ -132,17 +133,22 @@ class MeshLink:
         self.serial = serial_link
         self.node_id = bytes(node_id)
         self.firmware = firmware
-        self.on_frame = on_frame
-        self.on_stats = on_stats
-        self.on_hello = on_hello
+        self.on_frame: Listeners[[bytes, int, float]] = Listeners("on_frame", log)
+        self.on_stats: Listeners[[dict[str, Any]]] = Listeners("on_stats", log)
+        self.on_hello: Listeners[[dict[str, Any]]] = Listeners("on_hello", log)
+        if on_frame is not None:
+            self.on_frame.add(on_frame)
+        if on_stats is not None:
+            self.on_stats.add(on_stats)
+        if on_hello is not None:
+            self.on_hello.add(on_hello)
         self.tx_timeout = tx_timeout
         self.inflight_max = inflight_max
         self.hello_interval = hello_interval
         self.max_bans = max_bans
         self.clock = clock
-        self._chained_state = serial_link.on_state
-        serial_link.on_packet = self._on_packet
-        serial_link.on_state = self._on_state
+        serial_link.on_packet.add(self._on_packet)
+        serial_link.on_state.add(self._on_state)
         self.ready = False
         self.board: dict[str, Any] | None = None
         self.radio: dict[str, int] = dict(DEFAULT_RADIO)
@@ -153,8 +159,10 @@ class MeshLink:
         self.budget_returns_at: float | None = None
         self.counters: Counter[str] = Counter()
         self.bans_evicted = 0
-        self._bans: OrderedDict[bytes, float | None] = OrderedDict()
-        self._pending: OrderedDict[bytes, bool] = OrderedDict()  # id -> True ban / False unban
+        # id -> expiry (None: permanent); `ban` evicts by its own rule before the bound
+        self._bans: BoundedDict[bytes, float | None] = BoundedDict(max_bans)
+        # pushes waiting for the board, id -> True ban / False unban, oldest first
+        self._pending: BoundedDict[bytes, bool] = BoundedDict(2 * max_bans, self._push_lost)
         self._inflight: dict[int, asyncio.Future[TxResult]] = {}
         self._next_handle = 0
         self._changed = asyncio.Event()
@@ -232,8 +240,18 @@ class MeshLink:
             "serial": self.serial.counters(),
             "bans": len(self._bans),
             "bans_evicted": self.bans_evicted,
-            "inflight": len(self._inflight),
+            "inflight": self.inflight,
         }
+
+    @property
+    def inflight(self) -> int:
+        """Frames handed to the board whose TX_DONE / TX_DEFERRED has not come yet."""
+        return len(self._inflight)
+
+    @property
+    def pushes_waiting(self) -> int:
+        """BAN / UNBAN pushes not yet sent to the board (bounded: 2 x max_bans)."""
+        return len(self._pending)
 
     def budget(self) -> dict[str, Any]:
         """The latest duty-cycle figures for shaping and the live view."""
@@ -325,8 +343,7 @@ class MeshLink:
         self._drop_expired_bans(now)
         if node_id not in self._bans and len(self._bans) >= self.max_bans:
             self._evict_ban()
-        self._bans[node_id] = None if seconds is None else now + seconds
-        self._bans.move_to_end(node_id)
+        self._bans.put(node_id, None if seconds is None else now + seconds)
         self._queue_push(node_id, True)
 
     def unban(self, node_id: bytes) -> None:
@@ -365,19 +382,18 @@ class MeshLink:
         self._queue_push(victim, False)
 
     def _queue_push(self, node_id: bytes, ban: bool) -> None:
-        self._pending[node_id] = ban
-        self._pending.move_to_end(node_id)
-        while len(self._pending) > 2 * self.max_bans:
-            self._pending.popitem(last=False)
-            self.counters["ban_push_dropped"] += 1
+        self._pending.put(node_id, ban)
         self._pending_ev.set()
+
+    def _push_lost(self, node_id: bytes, ban: bool) -> None:
+        self.counters["ban_push_dropped"] += 1
 
     async def _ban_pusher(self) -> None:
         while True:
             await self._pending_ev.wait()
             self._pending_ev.clear()
             while self._pending and self.ready:
-                node_id, is_ban = self._pending.popitem(last=False)
+                node_id, is_ban = self._pending.pop_oldest()
                 if is_ban:
                     exp = self._bans.get(node_id, 0.0)
                     now = self.clock()
@@ -433,9 +449,6 @@ class MeshLink:
             self.ready = False
             self._fail_inflight(f"link {state}")
         self._notify()
-        cb = self._chained_state
-        if cb is not None:
-            cb(state)
 
     def _on_packet(self, payload: bytes) -> None:
         try:
@@ -464,8 +477,7 @@ class MeshLink:
         for key in RADIO_KEYS:
             self._send_control(link.encode(link.CONFIG_GET, key=key))
         self._notify()
-        if self.on_hello is not None:
-            self.on_hello(dict(f))
+        self.on_hello(dict(f))
 
     def _h_frame_up(self, f: dict[str, Any]) -> None:
         data = f["frame"]
@@ -477,8 +489,7 @@ class MeshLink:
             self.counters["banned_up"] += 1
             return
         self.counters["frames_up"] += 1
-        if self.on_frame is not None:
-            self.on_frame(data, f["rssi"], f["snr_q4"] / 4)
+        self.on_frame(data, f["rssi"], f["snr_q4"] / 4)
 
     def _resolve(self, handle: int, result: TxResult) -> None:
         fut = self._inflight.get(handle)
@@ -514,8 +525,7 @@ class MeshLink:
         self.airtime_used_ms = f["airtime_used_ms"]
         self.airtime_budget_ms = f["airtime_budget_ms"]
         self._notify()
-        if self.on_stats is not None:
-            self.on_stats(dict(f))
+        self.on_stats(dict(f))
 
     def _h_config_value(self, f: dict[str, Any]) -> None:
         key, value = f["key"], f["value"]
@@ -536,337 +546,3 @@ class MeshLink:
         link.CONFIG_VALUE: _h_config_value,
         link.ERROR: _h_error,
     }
-
-
-# ---------------------------------------------------------------------------------------
-# Shaper
-
-
-SHAPER_CAPACITY = 64
-SHAPER_WINDOW = 2
-MAX_AGE_S = {PRIO_CONTROL: 30.0, PRIO_BLOCK: 120.0, PRIO_TX: 60.0, PRIO_GOSSIP: 30.0}
-ORIGIN_RATE = 0.1  # frames per second per internet origin (6 a minute)
-ORIGIN_BURST = 5.0
-MAX_ORIGINS = 1024
-PROBE_INTERVAL_S = 5.0
-
-# Drop reasons (MeshShaper.dropped keys)
-DROP_QUEUE_FULL = "queue_full"  # evicted or refused: queue full of equal/higher priority
-DROP_RATE = "rate_limited"  # origin over its token bucket
-DROP_ORIGIN_SHARE = "origin_share"  # origin already holds its share of the queue
-DROP_EXPIRED = "expired"  # older than MAX_AGE_S[priority] before it could go
-DROP_NEVER = "never"  # board says it can never be sent (too long for budget/dwell)
-DROP_REFUSED = "refused"  # board refused (banned destination, frame rejected)
-DROP_LOST = "lost"  # handed over, no answer (not retried: it may have gone out)
-
-
-@dataclass
-class _Entry:
-    frame: bytes
-    priority: int
-    origin: Hashable | None
-    queued_at: float
-    deadline: float
-    attempts: int = 0
-
-
-@dataclass
-class ShaperStats:
-    submitted: int = 0
-    sent: int = 0
-    deferred: int = 0
-    probes: int = 0
-    airtime_sent_ms: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    sent_by_priority: Counter[int] = field(default_factory=Counter)
-    dropped_by_priority: Counter[int] = field(default_factory=Counter)
-
-
-class MeshShaper:
-    """Bounded priority queue of frames for the mesh, released as the duty cycle allows.
-
-    Policy:
-    * Order: lower priority number first (control > blocks > transactions > gossip),
-      oldest first within a priority.
-    * `submit(frame, priority, origin)`: `origin` names the internet peer the frame comes
-      from (None = the gateway's own traffic, not rate-limited). Each origin has a token
-      bucket (`origin_rate` frames/s, `origin_burst`), may hold at most
-      `origin_max_queued` frames, and origins are tracked in an LRU of `max_origins`.
-      The gateway must not mirror the internet onto LoRa.
-    * Full queue (`capacity`): the oldest frame of the lowest priority present is evicted
-      if that priority is lower than the new frame's; otherwise the new frame is refused.
-    * A frame older than `max_age[priority]` seconds is dropped ("expired").
-    * A frame leaves only when MeshLink.budget_wait says the reported budget has room for
-      its estimated airtime; when the stats say "full" with no return time, one frame is
-      sent as a probe every `probe_interval` s (the board answers with TX_DEFERRED and the
-      time the budget returns). At most `window` frames are with the board at once.
-    * TX_DEFERRED puts the frame back at the head of its priority (it keeps its deadline);
-      a wait of NEVER or a refusal drops it; a lost frame is not retried.
-    Every drop is counted in `stats.dropped[reason]` and `stats.dropped_by_priority`.
-    """
-
-    def __init__(
-        self,
-        mesh: MeshLink,
-        *,
-        capacity: int = SHAPER_CAPACITY,
-        window: int = SHAPER_WINDOW,
-        max_age: dict[int, float] | None = None,
-        origin_rate: float = ORIGIN_RATE,
-        origin_burst: float = ORIGIN_BURST,
-        origin_max_queued: int | None = None,
-        max_origins: int = MAX_ORIGINS,
-        probe_interval: float = PROBE_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if capacity < 1 or window < 1 or max_origins < 1:
-            raise ValueError("capacity, window and max_origins must be >= 1")
-        self.mesh = mesh
-        self.capacity = capacity
-        self.window = window
-        self.max_age = dict(MAX_AGE_S if max_age is None else max_age)
-        self.origin_rate = origin_rate
-        self.origin_burst = origin_burst
-        self.origin_max_queued = (
-            max(1, capacity // 4) if origin_max_queued is None else origin_max_queued
-        )
-        self.max_origins = max_origins
-        self.probe_interval = probe_interval
-        self.clock = clock
-        self.stats = ShaperStats()
-        self._queues: dict[int, deque[_Entry]] = {p: deque() for p in PRIORITIES}
-        self._count = 0
-        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
-        self._origin_queued: Counter[Hashable] = Counter()
-        self._inflight = 0
-        self._inflight_ms = 0.0
-        self._last_probe = -math.inf
-        self._wake = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
-        self._sends: set[asyncio.Task[None]] = set()
-
-    def __len__(self) -> int:
-        return self._count
-
-    def queued_by_priority(self) -> dict[str, int]:
-        return {PRIORITY_NAMES[p]: len(q) for p, q in self._queues.items()}
-
-    def counters(self) -> dict[str, Any]:
-        s = self.stats
-        return {
-            "queued": self._count,
-            "inflight": self._inflight,
-            "submitted": s.submitted,
-            "sent": s.sent,
-            "deferred": s.deferred,
-            "probes": s.probes,
-            "airtime_sent_ms": s.airtime_sent_ms,
-            "dropped": dict(s.dropped),
-            "sent_by_priority": {PRIORITY_NAMES[p]: n for p, n in s.sent_by_priority.items()},
-            "dropped_by_priority": {PRIORITY_NAMES[p]: n for p, n in s.dropped_by_priority.items()},
-        }
-
-    # -- submit ---------------------------------------------------------------------------
-
-    def _drop(self, reason: str, priority: int) -> None:
-        self.stats.dropped[reason] += 1
-        self.stats.dropped_by_priority[priority] += 1
-
-    def _bucket(self, origin: Hashable, now: float) -> TokenBucket:
-        b = self._buckets.get(origin)
-        if b is None:
-            if len(self._buckets) >= self.max_origins:
-                # forget the least recently active origin without frames queued
-                for old in self._buckets:
-                    if not self._origin_queued.get(old):
-                        del self._buckets[old]
-                        break
-                else:
-                    self._buckets.popitem(last=False)
-            b = TokenBucket(self.origin_rate, self.origin_burst, now)
-            self._buckets[origin] = b
-        else:
-            self._buckets.move_to_end(origin)
-        return b
-
-    def submit(self, frame: bytes, priority: int, origin: Hashable | None = None) -> bool:
-        """Queue a frame for the mesh; False when it was dropped (and counted)."""
-        if priority not in self._queues:
-            raise ValueError(f"priority must be one of {PRIORITIES!r}")
-        now = self.clock()
-        self.stats.submitted += 1
-        if not wireframe.MIN_FRAME <= len(frame) <= wireframe.MAX_LORA_FRAME:
-            self._drop(DROP_REFUSED, priority)
-            return False
-        self._expire(now)
-        if origin is not None:
-            if self._origin_queued[origin] >= self.origin_max_queued:
-                self._drop(DROP_ORIGIN_SHARE, priority)
-                return False
-            if not self._bucket(origin, now).take(1, now):
-                self._drop(DROP_RATE, priority)
-                return False
-        if self._count >= self.capacity:
-            low = max(p for p, q in self._queues.items() if q)
-            if low <= priority:
-                self._drop(DROP_QUEUE_FULL, priority)
-                return False
-            self._forget(self._queues[low].popleft())
-            self._count -= 1
-            self._drop(DROP_QUEUE_FULL, low)
-        entry = _Entry(bytes(frame), priority, origin, now, now + self.max_age[priority])
-        self._queues[priority].append(entry)
-        self._count += 1
-        if origin is not None:
-            self._origin_queued[origin] += 1
-        self._wake.set()
-        return True
-
-    def _forget(self, entry: _Entry) -> None:
-        """The entry leaves the shaper for good: release its origin's share."""
-        o = entry.origin
-        if o is not None:
-            self._origin_queued[o] -= 1
-            if self._origin_queued[o] <= 0:
-                del self._origin_queued[o]
-
-    def _expire(self, now: float) -> None:
-        for p, q in self._queues.items():
-            # deadlines are not monotonic within a queue (requeued frames go to the head)
-            if any(e.deadline <= now for e in q):
-                keep: deque[_Entry] = deque()
-                for e in q:
-                    if e.deadline <= now:
-                        self._forget(e)
-                        self._count -= 1
-                        self._drop(DROP_EXPIRED, p)
-                    else:
-                        keep.append(e)
-                self._queues[p] = keep
-
-    def _head(self) -> _Entry | None:
-        for p in PRIORITIES:
-            q = self._queues[p]
-            if q:
-                return q[0]
-        return None
-
-    # -- pump -----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._pump_task is not None:
-            raise RuntimeError("MeshShaper already started")
-        self._pump_task = asyncio.create_task(self._pump(), name="mesh-shaper")
-
-    async def close(self) -> None:
-        tasks = list(self._sends)
-        if self._pump_task is not None:
-            tasks.append(self._pump_task)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._pump_task = None
-        self._sends.clear()
-
-    async def _wait(self, timeout: float) -> None:
-        """Sleep until submit/tx result wakes us, the link state changes, or timeout."""
-        self._wake.clear()
-        waits = [
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self.mesh.changed()),
-        ]
-        try:
-            await asyncio.wait(waits, timeout=max(0.0, timeout), return_when="FIRST_COMPLETED")
-        finally:
-            for w in waits:
-                w.cancel()
-
-    async def _pump(self) -> None:
-        while True:
-            now = self.clock()
-            self._expire(now)
-            head = self._head()
-            if head is None or not self.mesh.ready or self._inflight >= self.window:
-                await self._wait(1.0)
-                continue
-            est = self.mesh.airtime_estimate_ms(len(head.frame))
-            # frames with the board but not yet confirmed count against the budget too
-            wait = self.mesh.budget_wait(est + self._inflight_ms)
-            probe = False
-            if wait is None:
-                since = now - self._last_probe
-                if since < self.probe_interval:
-                    await self._wait(self.probe_interval - since)
-                    continue
-                probe = True
-            elif wait > 0:
-                await self._wait(min(wait, 1.0))
-                continue
-            if probe:
-                if self._inflight:
-                    await self._wait(1.0)
-                    continue
-                self._last_probe = now
-                self.stats.probes += 1
-            self._queues[head.priority].popleft()
-            self._count -= 1
-            self._inflight += 1
-            self._inflight_ms += est
-            task = asyncio.create_task(self._send(head, est))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
-            # let the send reach the board before looking at the budget again
-            await asyncio.sleep(0)
-
-    async def _send(self, e: _Entry, est: float) -> None:
-        e.attempts += 1
-        requeue = False
-        try:
-            r = await self.mesh.send_frame(e.frame, e.priority)
-        finally:
-            self._inflight -= 1
-            self._inflight_ms = max(0.0, self._inflight_ms - est) if self._inflight else 0.0
-            self._wake.set()
-        if r.status == DONE:
-            self._forget(e)
-            self.stats.sent += 1
-            self.stats.sent_by_priority[e.priority] += 1
-            self.stats.airtime_sent_ms += r.airtime_ms
-        elif r.status == DEFERRED:
-            self.stats.deferred += 1
-            if r.wait_ms == airtime.NEVER:
-                self._forget(e)
-                self._drop(DROP_NEVER, e.priority)
-            elif r.reason == link.DEFER_BANNED:
-                self._forget(e)
-                self._drop(DROP_REFUSED, e.priority)
-            else:
-                requeue = True
-        elif r.status == LOST:
-            self._forget(e)
-            self._drop(DROP_LOST, e.priority)
-        elif r.detail in RETRYABLE:
-            requeue = True  # never reached the board: try again when it is back
-        else:
-            self._forget(e)
-            self._drop(DROP_REFUSED, e.priority)
-        if requeue:
-            self._requeue(e)
-
-    def _requeue(self, e: _Entry) -> None:
-        """Back to the head of its priority; if the queue filled up meanwhile, the usual
-        eviction rule applies (the requeued frame itself may be the one to go)."""
-        if self._count >= self.capacity:
-            low = max(p for p, q in self._queues.items() if q)
-            if low <= e.priority:
-                self._forget(e)
-                self._drop(DROP_QUEUE_FULL, e.priority)
-                return
-            self._forget(self._queues[low].popleft())
-            self._count -= 1
-            self._drop(DROP_QUEUE_FULL, low)
-        self._queues[e.priority].appendleft(e)
-        self._count += 1
-        self._wake.set()

@@ -1,6 +1,6 @@
-"""The frames the gateway puts on the mesh, sealed with its identity (loragate.mesh).
+"""The frames the gateway puts on the mesh, sealed with its identity.
 
-`MeshFramer(identity, network_key, store_of, seq_block, msg_id, spawn)` seals frames
+`MeshFramer(identity, network_key, store, seq_block, msg_id, spawn)` seals frames
 (`lorawire.auth.seal_frame`, network tag or a link tag for a direct neighbour) under our
 frame sequence. The sequence survives restarts: a block of `seq_block` numbers is
 reserved in the store (`mesh_seq`) before use, and a restart jumps to the next block,
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from loragate.store import AsyncStore
 from lorawire import auth, fragment, messages
 from lorawire import frame as wframe
 from lorawire.identity import Identity
@@ -26,6 +27,11 @@ MTU_BODY = MTU - wframe.OVERHEAD_BROADCAST
 MAX_OBJECT_MESSAGE = fragment.max_message(MTU)
 
 
+KIND_TX = "tx"
+KIND_BLOCK = "block"
+OBJ_TYPE = {KIND_TX: messages.TX, KIND_BLOCK: messages.BLOCK}  # relay kind -> message type
+
+
 def fits(msg_type: int, payload: bytes) -> bool:
     """Whether an object can travel on the mesh at all (fragmented if need be)."""
     body_len = len(messages.encode_body(msg_type, {0: bytes(payload)}))
@@ -34,19 +40,24 @@ def fits(msg_type: int, payload: bytes) -> bool:
     return 1 + body_len <= MAX_OBJECT_MESSAGE
 
 
+def object_fits(kind: str, payload: bytes) -> bool:
+    """`fits` for a relay object ("tx" or "block")."""
+    return fits(OBJ_TYPE[kind], payload)
+
+
 class MeshFramer:
     def __init__(
         self,
         identity: Identity,
         network_key: bytes,
-        store_of: Callable[[], Any],
+        store: AsyncStore | None,
         seq_block: int,
         msg_id: int,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self.identity = identity
         self.network_key = network_key
-        self._store_of = store_of  # the manager's store, looked up when used
+        self._store = store  # where the reserved block is kept (None: restarts at 0)
         self._seq_block = seq_block
         self._spawn = spawn
         self._seq = 0
@@ -57,7 +68,7 @@ class MeshFramer:
 
     async def load_seq(self) -> None:
         """Start at the block reserved after the last one used (0 without a store)."""
-        store = self._store_of()
+        store = self._store
         start = 0
         if store is not None:
             raw = await store.get_kv(SEQ_KEY)
@@ -68,7 +79,7 @@ class MeshFramer:
         await self._save_seq()
 
     async def _save_seq(self) -> None:
-        store = self._store_of()
+        store = self._store
         if store is not None:
             await store.set_kv(SEQ_KEY, self._seq_limit.to_bytes(2, "big"))
 

@@ -1,7 +1,8 @@
-"""Connections of the peer manager: the listener, outbound dials, feelers, backoff.
+"""The peer manager's connections: listener, outbound dials, feelers, backoff, eviction.
 
-`ConnectionsMixin` is the part of `manager.PeerManager` that opens and accepts TCP
-connections, runs their handshakes and turns them into established peers:
+`Connector` opens and accepts TCP connections, runs their handshakes and turns them into
+established peers (Bitcoin Core's `CConnman`); what the peers then say goes to the
+`MessageHandler`.
 
 * **Listener** on cfg.listen_host:listen_port. Before the handshake: a banned address
   is closed at once, a per-address token bucket limits connection rate (a flood earns
@@ -13,17 +14,19 @@ connections, runs their handshakes and turns them into established peers:
 * **Outbound loop** fills `outbound_target` via `ConnectionPolicy.pick_outbound`
   (at most `max_outbound_per_group` per address group, preferred kinds first),
   skipping banned (address or node id) and backing-off addresses, and taking the
-  best remembered score among up to 3 addrman draws; in-flight dials count as slots, so the
-  group limit also holds for them. Manual `cfg.connect` peers are dialled outside
+  best remembered score among up to 3 addrman draws; in-flight dials count as slots, so
+  the group limit also holds for them. Manual `cfg.connect` peers are dialled outside
   the target and always retried (with backoff). Every `feeler_interval_s` (an eighth
   of it while test-before-evict collisions wait) one feeler (the tried entry a
   newcomer collides with first, else a new-table address) is opened, marked good or
   failed in the book, and closed.
 * **Backoff** per address (`pool.Backoff`, wall clock): a failed dial or handshake
-  doubles the delay (with jitter); a completed handshake resets it; an outbound
-  session shorter than `good_session_s` counts as a failure when it ends.
+  doubles the delay (with jitter); a completed handshake resets it; an outbound or
+  manual session shorter than `good_session_s` counts as a failure when it ends.
 
 Eviction decisions themselves are `pool.ConnectionPolicy`'s; this module applies them.
+`start()` binds the listener (so the own record can name its address), `serve()` opens
+it and starts the outbound loop; `wake()` makes the loop look again now.
 """
 
 from __future__ import annotations
@@ -33,43 +36,154 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
 
-from loragate.addrman import AddrRecord
-from loragate.bans import Misbehaviour
+from loragate.addrman import AddrMan, AddrRecord
+from loragate.bans import BanManager, Misbehaviour
+from loragate.config import GatewayConfig, parse_endpoint
 from loragate.events import EventKind
+from loragate.handler import MessageHandler
 from loragate.netgroup import LOCAL_GROUP, group_of
-from loragate.peercore import (
-    Addr,
+from loragate.ownnode import Addr, OwnNode, is_unspecified
+from loragate.peertable import (
     ConnectedPeer,
+    PeerTable,
+    RecordTable,
+    ScoreTable,
     endpoint_host,
-    is_loopback,
-    is_unspecified,
     join_addr,
     record_endpoints,
+    score_key,
 )
-from loragate.peermessages import MessagesMixin
-from loragate.pool import PeerSlot
-from loragate.ratelimit import TokenBucket
-from loragate.session import PRIO_CONTROL, HandshakeFailed, PeerSession
+from loragate.pool import Backoff, ConnectionPolicy, PeerSlot
+from loragate.ratelimit import BucketTable
+from loragate.relay import Relay
+from loragate.scoring import node_key
+from loragate.session import PRIO_CONTROL, HandshakeFailed, PeerSession, cancel_all
+from loragate.telemetry import Telemetry
 from loragate.transport import FrameStream
+from loragate.tuning import ManagerTuning
 from lorawire import messages
 from lorawire.frame import MAX_TCP_FRAME
 from lorawire.identity import id_hex
 from lorawire.record import KIND_NAMES
 
-# One logger for the whole peer manager: log lines keep naming "loragate.manager".
-log = logging.getLogger("loragate.manager")
+log = logging.getLogger(__name__)
 
 
-class ConnectionsMixin(MessagesMixin):
-    """Listener, dialer and the step from a handshake to an established peer."""
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Connector:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        own: OwnNode,
+        tuning: ManagerTuning,
+        *,
+        table: PeerTable,
+        scores: ScoreTable,
+        records: RecordTable,
+        book: AddrMan,
+        banman: BanManager,
+        policy: ConnectionPolicy,
+        backoff: Backoff,
+        relay: Relay,
+        handler: MessageHandler,
+        telemetry: Telemetry,
+        stats: Counter[str],
+    ) -> None:
+        self.cfg = cfg
+        self.own = own
+        self.tuning = tuning
+        self.table = table
+        self.scores = scores
+        self.records = records
+        self.book = book
+        self.banman = banman
+        self.policy = policy
+        self.backoff = backoff
+        self.relay = relay
+        self.handler = handler
+        self.telemetry = telemetry
+        self.stats = stats
+        self.manual: list[Addr] = [parse_endpoint(e, "connect") for e in cfg.connect]
+        self.pending_out: dict[Addr, PeerSlot] = {}  # dials in flight
+        self._pending_in = 0
+        self._conn_buckets: BucketTable[str] = BucketTable(
+            tuning.conn_rate, tuning.conn_burst, tuning.conn_buckets_max
+        )
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._next_feeler = 0.0
+        self._last_feeler = 0.0
+        self._stopping = False
+        handler.on_new_addresses.add(self.wake)
+        table.on_departure.add(self._departed)
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> Addr:
+        """Bind the listener (not serving yet); the bound address, also in `own`."""
+        cfg = self.cfg
+        self._server = await asyncio.start_server(
+            self._on_inbound, cfg.listen_host, cfg.listen_port, start_serving=False
+        )
+        sock = self._server.sockets[0].getsockname()
+        self.own.listen_addr = (str(sock[0]), int(sock[1]))
+        return self.own.listen_addr
+
+    async def serve(self) -> None:
+        """Accept connections and start dialling (the own record must exist by now)."""
+        assert self._server is not None, "start() first"
+        for addr in self.manual:
+            with contextlib.suppress(ValueError):
+                self.book.add(addr, None, now=time.time())
+        mono = time.monotonic()
+        self._last_feeler = mono
+        self._next_feeler = mono + self.tuning.feeler_interval_s
+        await self._server.start_serving()
+        self._loop = asyncio.create_task(self._outbound_loop(), name="loragate-outbound")
+
+    async def stop(self) -> None:
+        """Close the listener and every connection (the peers' departures are settled)."""
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        await cancel_all([self._loop] if self._loop is not None else [])
+        await cancel_all(list(self._tasks))
+        await asyncio.gather(
+            *(p.session.close("shutdown") for p in self.table), return_exceptions=True
+        )
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    def wake(self) -> None:
+        """Look for dials to start now (new addresses, a free slot)."""
+        self._wake.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # ---- slots -------------------------------------------------------------------------
 
     def _dial_slots(self) -> list[PeerSlot]:
         """Live and in-flight slots, plus our own address (so we never dial ourselves)."""
-        slots = self._slots() + list(self._pending_out.values())
-        slots.append(PeerSlot(self.listen_addr, self.identity.id, "gateway", False, LOCAL_GROUP, 0))
+        slots = self.table.slots() + list(self.pending_out.values())
+        own = PeerSlot(self.own.listen_addr, self.own.identity.id, "gateway", False, LOCAL_GROUP, 0)
+        slots.append(own)
         return slots
 
     def _placeholder(self, addr: Addr, *, feeler: bool = False, manual: bool = False) -> PeerSlot:
@@ -90,9 +204,9 @@ class ConnectionsMixin(MessagesMixin):
         address), without creating one; None if we never dealt with it."""
         keys = [join_addr(rec.addr)]
         if rec.node_id is not None:
-            keys.insert(0, f"node:{rec.node_id.hex()}")
+            keys.insert(0, node_key(rec.node_id))
         for key in keys:
-            s = self._scores.get(key)
+            s = self.scores.get(key)
             if s is not None:
                 return s.score()
         return None
@@ -109,26 +223,21 @@ class ConnectionsMixin(MessagesMixin):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tuning.outbound_interval_s)
 
-    def _connected_addr(self, addr: Addr) -> bool:
-        return any(p.slot.addr == addr for p in self._peers.values())
-
     def fill_outbound(self) -> int:
         """Start dials for manual peers, free outbound slots and a due feeler; how many."""
-        if self._stopping or self.record is None:
+        if self._stopping or self.own.record is None:
             return 0
         now = time.time()
         started = 0
         for addr in self.manual:
-            if addr in self._pending_out or self._connected_addr(addr):
+            if addr in self.pending_out or self.table.has_addr(addr):
                 continue
             if not self.backoff.ready(addr, now) or self._is_banned_host(addr[0]):
                 continue
             self._start_dial(addr, manual=True)
             started += 1
         slots = self._dial_slots()
-        regular_pending = sum(
-            1 for s in self._pending_out.values() if not s.feeler and not s.manual
-        )
+        regular_pending = sum(1 for s in self.pending_out.values() if not s.feeler and not s.manual)
         picks = 0
         while (
             self.policy.wants_outbound(slots)
@@ -148,7 +257,7 @@ class ConnectionsMixin(MessagesMixin):
             if rec is None:
                 break
             if rec.node_id is not None and (
-                rec.node_id in self._by_id or rec.node_id == self.identity.id
+                self.table.by_id(rec.node_id) is not None or rec.node_id == self.own.identity.id
             ):
                 # Already connected (inbound, under another address) or ourselves.
                 slots.append(PeerSlot(rec.addr, rec.node_id, rec.kind, False, LOCAL_GROUP, now))
@@ -161,7 +270,7 @@ class ConnectionsMixin(MessagesMixin):
         interval = self.tuning.feeler_interval_s
         if self.book.collision_count > 0:  # test-before-evict pending: test sooner
             self._next_feeler = min(self._next_feeler, self._last_feeler + interval / 8)
-        if mono >= self._next_feeler and not any(s.feeler for s in self._pending_out.values()):
+        if mono >= self._next_feeler and not any(s.feeler for s in self.pending_out.values()):
             rec = self.policy.pick_feeler(self.book, slots, self.backoff, self._is_banned_host, now)
             self._last_feeler = mono
             self._next_feeler = mono + interval
@@ -179,7 +288,7 @@ class ConnectionsMixin(MessagesMixin):
         expected_id: bytes | None = None,
     ) -> PeerSlot:
         slot = self._placeholder(addr, feeler=feeler, manual=manual)
-        self._pending_out[addr] = slot
+        self.pending_out[addr] = slot
         self._spawn(self._dial(addr, slot, expected_id), f"dial-{join_addr(addr)}")
         return slot
 
@@ -214,19 +323,20 @@ class ConnectionsMixin(MessagesMixin):
         addr: Addr,
         expected_id: bytes | None = None,
     ) -> PeerSession:
-        assert self.record is not None
+        record = self.own.record
+        assert record is not None
         return PeerSession(
             stream,
-            self.identity,
-            self.record,
+            self.own.identity,
+            record,
             outbound=outbound,
             addr=addr,
             expected_id=expected_id,
             handshake_timeout_s=self.cfg.handshake_timeout_s,
             ping_interval_s=self.cfg.ping_interval_s,
             limits=self.tuning.session,
-            on_message=self._on_message,
-            on_misbehaviour=self._on_session_misbehaviour,
+            on_message=self.handler.on_message,
+            on_misbehaviour=self.handler.on_session_misbehaviour,
             on_closed=self._on_closed,
         )
 
@@ -256,7 +366,7 @@ class ConnectionsMixin(MessagesMixin):
                 raise
             self._established(session, feeler=slot.feeler, manual=slot.manual)
         finally:
-            self._pending_out.pop(addr, None)
+            self.pending_out.pop(addr, None)
             self._wake.set()
 
     def _dial_failed(
@@ -265,10 +375,10 @@ class ConnectionsMixin(MessagesMixin):
         now = time.time()
         delay = self.backoff.failed(addr, now)
         self.stats["dial_failures"] += 1
-        self.score_for(self._key(node_id, addr)).handshake(False, now)
+        self.scores.for_update(score_key(node_id, addr)).handshake(False, now)
         if handshake:
-            self._metric("handshake_failed", reason)
-            self._misbehaving(
+            self.telemetry.metric("handshake_failed", reason)
+            self.handler.misbehaving(
                 Misbehaviour.HANDSHAKE_FAILURE, None, addr[0], f"outbound handshake: {reason}"
             )
         log.debug("dial %s failed (%s); next try in %.1fs", join_addr(addr), reason, delay)
@@ -288,19 +398,14 @@ class ConnectionsMixin(MessagesMixin):
             return
         if self._is_banned_host(host):
             self.stats["refused_banned"] += 1
-            self._metric("dropped", "banned")
+            self.telemetry.metric("dropped", "banned")
             await stream.close()
             return
-        bucket = self._conn_buckets.get(host)
-        if bucket is None:
-            bucket = TokenBucket(self.tuning.conn_rate, self.tuning.conn_burst)
-            self._conn_buckets[host] = bucket
-            while len(self._conn_buckets) > self.tuning.conn_buckets_max:
-                self._conn_buckets.popitem(last=False)
-        self._conn_buckets.move_to_end(host)
-        if not bucket.take():
+        if not self._conn_buckets.take(host):
             self.stats["refused_rate"] += 1
-            self._misbehaving(Misbehaviour.FLOODING, None, host, "connection rate above the limit")
+            self.handler.misbehaving(
+                Misbehaviour.FLOODING, None, host, "connection rate above the limit"
+            )
             await stream.close()
             return
         if self._pending_in >= self.tuning.max_pending_inbound:
@@ -315,9 +420,9 @@ class ConnectionsMixin(MessagesMixin):
             except HandshakeFailed as exc:
                 await stream.close()
                 self.stats["inbound_handshake_failures"] += 1
-                self._metric("handshake_failed", exc.reason)
-                self.score_for(join_addr((host, port))).handshake(False)
-                self._misbehaving(
+                self.telemetry.metric("handshake_failed", exc.reason)
+                self.scores.for_update(join_addr((host, port))).handshake(False)
+                self.handler.misbehaving(
                     Misbehaviour.HANDSHAKE_FAILURE, None, host, f"inbound handshake: {exc.reason}"
                 )
                 return
@@ -351,34 +456,34 @@ class ConnectionsMixin(MessagesMixin):
             return
         if self.banman.is_banned(nid, session.host, now):
             self.stats["refused_banned_id"] += 1
-            self._metric("dropped", "banned")
+            self.telemetry.metric("dropped", "banned")
             self._spawn(session.close("banned"), "close")
             return
         rec = session.peer_record
-        self._hold_record(rec)
+        self.records.hold(rec)
         kind = KIND_NAMES[rec.kind]
         addr = session.addr if session.outbound else self._advertised_addr(session)
-        key = self._key(nid, addr)
-        score = self.score_for(key)
+        key = score_key(nid, addr)
+        score = self.scores.for_update(key)
         score.handshake(True, now)
         if session.outbound:
             self.backoff.succeeded(addr)
             self.book.good(addr, now)
             self.book.set_peer(addr, node_id=nid, kind=kind, services=rec.services)
         else:
-            self._add_record_endpoints(rec, session.host, announce=False)
+            self.handler.add_record_endpoints(rec, session.host, announce=False)
         if feeler:
             self.stats["feelers"] += 1
             self._spawn(session.close("feeler done"), "close")
             return
-        existing = self._by_id.get(nid)
+        existing = self.table.by_id(nid)
         if existing is not None:
             # Both sides dialled each other at once. Both keep the connection opened by
             # the lower node id, so they agree and do not close both.
-            lower_dialled_new = session.outbound == (self.identity.id < nid)
+            lower_dialled_new = session.outbound == (self.own.identity.id < nid)
             self.stats["duplicates"] += 1
             if existing.session.outbound != session.outbound and lower_dialled_new:
-                self._drop(existing, "duplicate")
+                self.table.drop(existing, "duplicate")
             else:
                 self._spawn(session.close("duplicate"), "close")
                 return
@@ -396,33 +501,19 @@ class ConnectionsMixin(MessagesMixin):
             score=score.score(now),
             manual=manual,
         )
-        if not session.outbound and self.policy.inbound_full(self._slots()):
+        if not session.outbound and self.policy.inbound_full(self.table.slots()):
             # As in Bitcoin Core the newcomer is not a candidate: it only needs a free
             # slot, and the lowest-score unprotected peer makes room for it.
-            victim = self.policy.inbound_to_evict(self._slots(), now)
-            if victim is None:
+            if not self.evict_inbound("inbound full", now):
                 self.stats["refused_full"] += 1
                 self._spawn(session.close("inbound full"), "close")
                 return
-            for p in self._peers.values():
-                if p.slot is victim:
-                    self.stats["evicted"] += 1
-                    self._emit(
-                        EventKind.EVICTED,
-                        node_id=id_hex(p.slot.node_id) if p.slot.node_id else None,
-                        address=join_addr(p.slot.addr),
-                        reason="inbound full",
-                    )
-                    self._drop(p, "evicted")
-                    break
         peer = ConnectedPeer(session, slot, key)
-        peer.last_score = slot.score
-        self._peers[session.serial] = peer
-        self._by_id[nid] = peer
+        self.table.add(peer)
         self.relay.add_peer(session)
         session.start()
-        self._metric("peer_connected", kind, direction)
-        self._emit(
+        self.telemetry.metric("peer_connected", kind, direction)
+        self.telemetry.emit(
             EventKind.CONNECTED,
             node_id=id_hex(nid),
             address=join_addr(addr),
@@ -433,3 +524,36 @@ class ConnectionsMixin(MessagesMixin):
         if session.outbound:
             peer.pex_asked = True
             session.send(messages.PEX_REQUEST, {0: messages.PEX_WANT_MAX, 1: []}, PRIO_CONTROL)
+
+    def evict_inbound(self, reason: str, now: float) -> bool:
+        """Drop the inbound peer `ConnectionPolicy.inbound_to_evict` names; False if it
+        names none (every inbound peer is protected)."""
+        victim = self.policy.inbound_to_evict(self.table.slots(), now)
+        if victim is None:
+            return False
+        for p in self.table:
+            if p.slot is victim:
+                self.stats["evicted"] += 1
+                self.telemetry.emit(
+                    EventKind.EVICTED,
+                    node_id=id_hex(p.slot.node_id) if p.slot.node_id else None,
+                    address=join_addr(p.slot.addr),
+                    reason=reason,
+                )
+                self.table.drop(p, "evicted")
+                return True
+        return False
+
+    # ---- departures ----------------------------------------------------------------------
+
+    def _on_closed(self, session: PeerSession) -> None:
+        peer = self.table.get(session.serial)
+        if peer is not None:
+            self.table.forget(peer, session.close_reason or "closed")
+
+    def _departed(self, peer: ConnectedPeer, uptime_s: float) -> None:
+        self.relay.remove_peer(peer.session)
+        slot = peer.slot
+        if (slot.outbound or slot.manual) and uptime_s < self.tuning.good_session_s:
+            self.backoff.failed(slot.addr, time.time())
+        self._wake.set()

@@ -29,10 +29,10 @@ it waits for room while connected and returns False when the link is down (the p
 dropped and counted: the caller decides whether to retry). `send_nowait()` never waits.
 The queue is cleared on disconnect: packets for a board that went away are stale.
 
-Callbacks run on the loop: `on_packet(payload)` for each intact packet, `on_state(state)`
-with "connected" / "disconnected". An exception in a callback is logged and counted, never
-kills the link. Both are public attributes so a session layer (meshlink.MeshLink) can
-install itself after construction.
+Listeners run on the loop: `on_packet(payload)` for each intact packet, `on_state(state)`
+with "connected" / "disconnected" (`Listeners`: a session layer such as
+`mesh.link.MeshLink` adds itself after construction). An exception in a listener is
+logged and counted (`callback_errors`), never kills the link.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from typing import Any
 
 import serial
 
+from loragate.listeners import Listeners
 from lorawire import uart
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class SerialLink:
         self,
         port: str,
         baud: int,
-        on_packet: Callable[[bytes], None],
+        on_packet: Callable[[bytes], None] | None = None,
         on_state: Callable[[str], None] | None = None,
         *,
         write_queue_max: int = WRITE_QUEUE_MAX,
@@ -126,8 +127,12 @@ class SerialLink:
             raise ValueError("need 0 < backoff_min <= backoff_max")
         self.port = port
         self.baud = baud
-        self.on_packet = on_packet
-        self.on_state = on_state
+        self.on_packet: Listeners[[bytes]] = Listeners("serial on_packet", log)
+        self.on_state: Listeners[[str]] = Listeners("serial on_state", log)
+        if on_packet is not None:
+            self.on_packet.add(on_packet)
+        if on_state is not None:
+            self.on_state.add(on_state)
         self.write_queue_max = write_queue_max
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -144,7 +149,6 @@ class SerialLink:
         self.packets_out = 0
         self.garbage_bytes = 0
         self.send_dropped = 0
-        self.callback_errors = 0
         self.last_error = ""
         self._bad_crc = 0
         self._bad_cobs = 0
@@ -160,6 +164,10 @@ class SerialLink:
         self._closing = False
 
     # -- public -------------------------------------------------------------------------
+
+    @property
+    def callback_errors(self) -> int:
+        return self.on_packet.errors + self.on_state.errors
 
     @property
     def started(self) -> bool:
@@ -278,13 +286,7 @@ class SerialLink:
         if state == self.state:
             return
         self.state = state
-        cb = self.on_state
-        if cb is not None:
-            try:
-                cb(state)
-            except Exception:
-                self.callback_errors += 1
-                log.exception("serial on_state callback failed")
+        self.on_state(state)
 
     async def _supervise(self) -> None:
         backoff = self.backoff_min
@@ -399,9 +401,10 @@ class SerialLink:
             self._lose("read: end of file")
             return
         self.bytes_in += len(data)
-        self._feed(data)
+        self.feed(data)
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        """Bytes read from the port (the reader calls it; any chunking is fine)."""
         # Feed segment by segment (each ends at a 0x00) so that every byte is either part
         # of an accepted packet or counted as garbage.
         start = 0
@@ -423,11 +426,7 @@ class SerialLink:
                 continue
             for payload in payloads:
                 self.packets_in += 1
-                try:
-                    self.on_packet(payload)
-                except Exception:
-                    self.callback_errors += 1
-                    log.exception("serial on_packet callback failed")
+                self.on_packet(payload)
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""Our own signed record on the mesh, as ANNOUNCE (loragate.mesh).
+"""Our own signed record on the mesh, as ANNOUNCE.
 
 `MeshAnnouncer` queues the gateway's record (kind gateway, network tag, gossip
 priority) every `announce_interval_s` (jittered), shortly after the bridge's HELLO and
@@ -13,16 +13,14 @@ import contextlib
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from loragate.meshframes import MeshFramer
-from loragate.meshlink import PRIO_GOSSIP
+from loragate.mesh.counters import MeshCounters
+from loragate.mesh.frames import MeshFramer
+from loragate.mesh.link import PRIO_GOSSIP
+from loragate.mesh.tuning import MeshTuning
 from lorawire import messages
-
-if TYPE_CHECKING:
-    from loragate.mesh import MeshTuning
+from lorawire.record import Record
 
 
 class MeshAnnouncer:
@@ -31,11 +29,10 @@ class MeshAnnouncer:
         framer: MeshFramer,
         tuning: MeshTuning,
         rng: random.Random,
-        counters: Counter[str],
+        counters: MeshCounters,
         *,
-        record: Callable[[], Any],
+        record: Callable[[], Record | None],
         ready: Callable[[], bool],
-        hops: Callable[[], int],
         submit: Callable[[bytes, int], bool],
     ) -> None:
         self.framer = framer
@@ -44,7 +41,6 @@ class MeshAnnouncer:
         self.counters = counters
         self._record = record  # our signed record (None before the manager made it)
         self._ready = ready  # the bridge link is up
-        self._hops = hops
         self._submit = submit
         self._last_announce = -math.inf
         self._announce_at = math.inf
@@ -64,11 +60,13 @@ class MeshAnnouncer:
         if rec is None:
             return False
         body = messages.encode_announce(rec.value)
-        frame = self.framer.seal(messages.ANNOUNCE, body, hop_limit=self._hops(), bridged=False)
+        frame = self.framer.seal(
+            messages.ANNOUNCE, body, hop_limit=self.tuning.hops(), bridged=False
+        )
         self._last_announce = time.monotonic()
         ok = self._submit(frame, PRIO_GOSSIP)
         if ok:
-            self.counters["announces"] += 1
+            self.counters.count("announces")
         return ok
 
     async def loop(self) -> None:

@@ -1,4 +1,4 @@
-"""The gateway's mesh side (loragate.mesh) end to end on real parts.
+"""The gateway's mesh wing (loragate.mesh) end to end on real parts.
 
 Topology per test: a PeerManager (real SQLite, real TCP on 127.61.x.y) with a MeshSide
 on a MeshLink over SerialLink (pyserial) -> pty cable (tools/ptycable.py) ->
@@ -12,7 +12,6 @@ PeerManagers connected over loopback TCP.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,79 +20,38 @@ import pytest
 from boardproc import BoardProc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from peerkit import endpoint, start_node, stop_node, wait_until
+from meshkit import NETKEY, MeshNode
+from peerkit import endpoint, objects_of, start_node, stop_node, view, wait_until
 
 from loragate.bans import node_target
 from loragate.manager import PeerManager
-from loragate.mesh import MeshSide, MeshTuning, start_mesh
-from loragate.meshlink import MeshLink
+from loragate.mesh.counters import MeshCounters
+from loragate.mesh.frames import MeshFramer, object_fits
+from loragate.mesh.link import MeshLink
+from loragate.mesh.offers import MeshOffers
+from loragate.mesh.relay import MeshRelay
+from loragate.mesh.serial import SerialLink
+from loragate.mesh.shaper import MeshShaper
+from loragate.mesh.side import MeshSide
+from loragate.mesh.tuning import MeshTuning
 from loragate.metrics import GatewayMetrics
-from loragate.relay import object_hash
-from loragate.serialbridge import SerialLink
+from loragate.relay import Relay, object_hash
+from loragate.runner import start_mesh
+from loragate.scoring import node_key
+from loragate.telemetry import Telemetry
 from lorawire import auth, fragment, messages
 from lorawire import frame as wframe
 from lorawire import record as wrecord
-from lorawire.codec import packb, unpackb
+from lorawire.codec import packb
 from lorawire.identity import Identity
 from tools.ptycable import PtyCable
 
-NETKEY = bytes(range(32))
 BRIDGE_ID = bytes.fromhex("b0a4d00000000001")
 _hosts = iter(range(1, 250))
 
 
 def _host() -> str:
     return f"127.61.{next(_hosts)}.1"
-
-
-class MeshNode:
-    """A mesh node's identity and frame sequence; frames built by lorawire."""
-
-    def __init__(self, kind: int = wrecord.KIND_MESH) -> None:
-        self.ident = Identity.generate()
-        self.id = self.ident.id
-        self.kind = kind
-        self.seq = 100
-
-    def record_value(self) -> dict[int, Any]:
-        return unpackb(wrecord.encode_record({"seq": 1, "kind": self.kind}, self.ident))
-
-    def link_key(self, other: Identity) -> bytes:
-        return auth.link_key(self.ident.x_secret(), self.id, other.public)
-
-    def frame(
-        self,
-        msg_type: int,
-        fields: Any,
-        *,
-        dest: bytes | None = None,
-        link_key: bytes | None = None,
-        hop: int = 0,
-        source: bytes | None = None,
-    ) -> bytes:
-        self.seq += 1
-        data = auth.seal_message(
-            msg_type,
-            fields,
-            source or self.id,
-            self.seq,
-            network_key=NETKEY,
-            link_key=link_key,
-            dest=dest,
-            link=link_key is not None,
-        )
-        return wframe.with_hop(data, hop) if hop else data
-
-    def raw(
-        self, msg_type: int, body: bytes, key: bytes, *, dest: bytes | None = None, link: bool
-    ) -> bytes:
-        """A frame with any body bytes (no schema check), tagged under `key`."""
-        self.seq += 1
-        f = wframe.Frame(msg_type, self.id, self.seq, dest, wframe.FLAG_LINK if link else 0)
-        return wframe.encode(f, body, lambda region: auth.tag(key, region))
-
-    def announce(self, hop: int = 0) -> bytes:
-        return self.frame(messages.ANNOUNCE, self.record_value(), hop=hop)
 
 
 class Rig:
@@ -121,8 +79,8 @@ class Rig:
             validator=validator,
             outbound_target=0,
             network_key=NETKEY.hex(),
+            metrics=self.metrics,
         )
-        self.gw.metrics = self.metrics
         self.cable.start()
         self.board = BoardProc(self.cable.board_path, {"node_id": BRIDGE_ID.hex(), **(board or {})})
         await self.board.start()
@@ -183,7 +141,7 @@ def _open(data: bytes, link_key: bytes | None = None) -> auth.Verdict:
 
 
 async def _mesh_peer(gw: PeerManager, node_id: bytes) -> Any:
-    for p in await gw.peers():
+    for p in await view(gw).peers():
         if p["node_id"] == node_id.hex():
             return p
     return None
@@ -197,13 +155,13 @@ async def test_announce_creates_a_mesh_peer_and_the_gateway_announces_itself(rig
     gw, board = r.gw, r.board
     node = MeshNode()
     await board.up([node.announce(hop=1)], rssi=-97, snr_q4=22)
-    await wait_until(lambda: node.id in r.side._records, timeout=5)
+    await wait_until(lambda: r.side.peers.has_record(node.id), timeout=5)
     peer = await _mesh_peer(gw, node.id)
     assert peer is not None
     assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 1)
     assert (peer["rssi"], peer["snr"]) == (-97, 5.5)
     assert peer["group"] == "mesh " + BRIDGE_ID.hex()  # next hop: the bridge
-    assert gw._scores[f"node:{node.id.hex()}"].rssi is not None  # scored on link quality
+    assert gw.scores.get(node_key(node.id)).rssi is not None  # scored on link quality
     # The gateway's own signed record went out, kind gateway, under the network key.
     await board.wait(lambda e: e["ev"] == "tx")
     f, value, data = board.sent()[0]
@@ -227,19 +185,18 @@ async def test_announce_creates_a_mesh_peer_and_the_gateway_announces_itself(rig
 async def test_tx_from_a_mesh_node_reaches_an_internet_peer_once(rig: Any) -> None:
     r = await rig()
     p = await r.internet_peer()
-    got: list[bytes] = []
-    p.on_object = lambda kind, payload, src: got.append(payload)
+    got = objects_of(p)
     node = MeshNode()
     payload = b"mesh-tx-" + bytes(range(40))
     h = object_hash(payload)
     await r.board.up([node.frame(messages.TX, {0: payload}, hop=2)])
     await wait_until(lambda: p.relay.has(h))
-    assert got == [payload] and p.relay.get(h) == payload
+    assert got == [("tx", payload)] and p.relay.get(h) == payload
     # The same tx again (new frame, relayed copy): deduplicated, not relayed twice.
     await r.board.up([node.frame(messages.TX, {0: payload})])
     await wait_until(lambda: r.gw.relay.duplicates >= 1)
     await asyncio.sleep(0.2)
-    assert got == [payload]
+    assert got == [("tx", payload)]
     # Nor is it offered back to the mesh it came from.
     assert not [f for f, _, _ in r.board.sent() if f.type == messages.INV]
     # A tx too large for one frame arrives in fragments, out of order, and goes on whole.
@@ -250,7 +207,7 @@ async def test_tx_from_a_mesh_node_reaches_an_internet_peer_once(rig: Any) -> No
     frames = [node.raw(messages.FRAGMENT, c, NETKEY, link=False) for c in chunks]
     await r.board.up([frames[2], frames[0], frames[1]])
     await wait_until(lambda: p.relay.has(object_hash(big)))
-    assert got == [payload, big] and r.side.counters["reassembled"] == 1
+    assert got == [("tx", payload), ("tx", big)] and r.side.counters["reassembled"] == 1
 
 
 # ---- internet -> mesh -------------------------------------------------------------------------
@@ -302,7 +259,7 @@ async def test_large_objects_are_fragmented_and_oversize_ones_never_offered(rig:
     gw_id = r.gw.identity.id
     big = bytes((i * 7) & 0xFF for i in range(700))
     huge = bytes(5000)
-    assert not MeshSide.fits("block", huge)
+    assert not object_fits("block", huge)
     p.submit_local("block", huge)
     h = p.submit_local("block", big)
     await r.board.wait(lambda e: e["ev"] == "tx" and "10" == e["frame"][2:4])
@@ -340,7 +297,7 @@ async def test_attributed_garbage_bans_the_node_and_the_bridge_silences_it(rig: 
     gw_id = gw.identity.id
     node, liar = MeshNode(), MeshNode()
     await r.board.up([node.announce(), liar.announce()])
-    await wait_until(lambda: node.id in r.side._records and liar.id in r.side._records)
+    await wait_until(lambda: r.side.peers.has_record(node.id) and r.side.peers.has_record(liar.id))
     lk = node.link_key(gw.identity)
     # Valid link tag with the gateway, malformed body (TX raw must be bytes): 20 points each.
     garbage = [node.raw(messages.TX, packb({0: 7}), lk, dest=gw_id, link=True) for _ in range(5)]
@@ -376,7 +333,7 @@ async def test_forged_frames_in_a_victims_name_ban_nobody(rig: Any) -> None:
     victim = MeshNode()
     first = victim.announce()
     await r.board.up([first])
-    await wait_until(lambda: victim.id in r.side._records)
+    await wait_until(lambda: r.side.peers.has_record(victim.id))
     attacker = MeshNode()  # holds the network key, not the victim's key
     attacker.id = victim.id  # ... and puts the victim's id on its frames
     attacker.seq = 5000  # fresh sequence numbers: these are not replays
@@ -407,14 +364,14 @@ async def test_manual_ban_of_a_mesh_node_is_pushed_and_unban_too(rig: Any) -> No
     r = await rig()
     node = MeshNode()
     await r.board.up([node.announce()])
-    await wait_until(lambda: node.id in r.side._records)
-    await r.gw.ban(node.id.hex(), 600, "test")
+    await wait_until(lambda: r.side.peers.has_record(node.id))
+    await view(r.gw).ban(node.id.hex(), 600, "test")
     ev = await r.board.wait(lambda e: e["ev"] == "ban" and e["node_id"] == node.id.hex())
     assert 590 <= ev["seconds"] <= 600
-    await r.gw.unban(node.id.hex())
+    await view(r.gw).unban(node.id.hex())
     await r.board.wait(lambda e: e["ev"] == "unban" and e["node_id"] == node.id.hex())
     # An internet peer's ban is not the bridge's business.
-    await r.gw.ban("00" * 8, 600, "test")
+    await view(r.gw).ban("00" * 8, 600, "test")
     await asyncio.sleep(0.2)
     assert [e["node_id"] for e in r.board.of("ban")] == [node.id.hex()]
 
@@ -426,7 +383,7 @@ async def test_mesh_bans_are_pushed_again_after_replug_and_gateway_restart(
     gw_id = r.gw.identity.id
     node = MeshNode()
     await r.board.up([node.announce()])
-    await wait_until(lambda: node.id in r.side._records)
+    await wait_until(lambda: r.side.peers.has_record(node.id))
     lk = node.link_key(r.gw.identity)
     await r.board.up(
         [node.raw(messages.TX, packb({0: 7}), lk, dest=gw_id, link=True) for _ in range(5)]
@@ -480,12 +437,12 @@ async def test_flood_of_internet_txs_stays_bounded_and_drops_are_counted(rig: An
         gw.submit_local("tx", b"local-%04d" % i)
         if i % 25 == 0:
             peak = max(peak, len(side.shaper))
-            assert len(side._inv_pending) <= side.tuning.inv_pending_max
+            assert len(side.offers) <= side.tuning.inv_pending_max
             await asyncio.sleep(0.01)
     for _ in range(30):
         peak = max(peak, len(side.shaper))
         await asyncio.sleep(0.02)
-    side._sync_metrics()
+    side.sync_metrics()
     assert peak <= side.shaper.capacity
     assert len(side.shaper) <= side.shaper.capacity
     dropped = side.counters["dropped_inv_backlog"] + side.counters["dropped_shaper_queue_full"]
@@ -500,39 +457,57 @@ async def test_flood_of_internet_txs_stays_bounded_and_drops_are_counted(rig: An
 
 async def test_mesh_sequence_survives_a_restart(tmp_path: Path) -> None:
     gw = await start_node(tmp_path, _host(), name="gw", outbound_target=0)
+    writes: list[asyncio.Task[None]] = []
+
+    def framer() -> MeshFramer:
+        spawn = lambda coro: writes.append(asyncio.ensure_future(coro))  # noqa: E731
+        return MeshFramer(gw.identity, NETKEY, gw.store, 256, 0, spawn)
+
     try:
-        serial = SerialLink(str(tmp_path / "none"), 115200, on_packet=lambda p: None)
-        link = MeshLink(serial, node_id=gw.identity.id)
-        side = MeshSide(gw.cfg, gw.identity, gw, link)
-        await side._load_seq()
-        first = [side._next_seq() for _ in range(300)]
-        side2 = MeshSide(gw.cfg, gw.identity, gw, link)
-        await asyncio.sleep(0.05)  # the block reserved at 256 is written by then
-        await side2._load_seq()
-        nxt = side2._next_seq()
+        first_framer = framer()
+        await first_framer.load_seq()
+        first = [first_framer.next_seq() for _ in range(300)]
+        await asyncio.gather(*writes)  # the block reserved at 128 numbers before its end
+        second = framer()
+        await second.load_seq()
+        nxt = second.next_seq()
         assert nxt > first[-1]  # ahead of every number used: replay windows accept it
-        assert nxt - first[-1] <= 2 * side.tuning.seq_block
+        assert nxt - first[-1] <= 2 * 256
     finally:
         await stop_node(gw)
 
 
-def test_offer_backlog_is_bounded_and_blocks_displace_transactions() -> None:
-    t0 = time.monotonic()
-    side = MeshSide.__new__(MeshSide)  # only the offer bookkeeping, no link
-    from collections import Counter, OrderedDict
+def _offers(inv_pending_max: int) -> MeshOffers:
+    """The offer backlog on real parts; nothing is started (no link, no loop)."""
+    serial = SerialLink("/nonexistent", 115200)
+    link = MeshLink(serial)
+    tuning = MeshTuning(inv_pending_max=inv_pending_max)
+    counters = MeshCounters(Telemetry())
+    framer = MeshFramer(Identity.generate(), NETKEY, None, 256, 0, lambda coro: coro.close())
+    shaper = MeshShaper(link)
+    keys = auth.LinkKeyCache(framer.identity, 4)
+    relay = MeshRelay(
+        Relay(),
+        framer,
+        shaper,
+        keys,
+        tuning,
+        counters,
+        submit=shaper.submit,
+        charge=lambda *a: None,
+    )
+    return MeshOffers(relay, framer, tuning, counters, submit=shaper.submit)
 
-    side.tuning = MeshTuning(inv_pending_max=4)
-    side._inv_pending = OrderedDict()
-    side.counters = Counter()
-    side.manager = None  # type: ignore[assignment]
-    side._wake_inv = asyncio.Event()
+
+async def test_offer_backlog_is_bounded_and_blocks_displace_transactions() -> None:
+    offers = _offers(inv_pending_max=4)
     for i in range(10):
-        side._offer(bytes([i]) * 32, messages.KIND_TX)
-    assert len(side._inv_pending) == 4 and side.counters["dropped_inv_backlog"] == 6
-    side._offer(b"B" * 32, messages.KIND_BLOCK)
-    assert len(side._inv_pending) == 4 and b"B" * 32 in side._inv_pending
-    assert bytes([0]) * 32 not in side._inv_pending  # the oldest tx made room
-    assert time.monotonic() - t0 < 1
+        offers.offer(bytes([i]) * 32, messages.KIND_TX)
+    assert len(offers) == 4 and offers.counters["dropped_inv_backlog"] == 6
+    offers.offer(b"B" * 32, messages.KIND_BLOCK)
+    assert len(offers) == 4 and b"B" * 32 in offers
+    assert bytes([0]) * 32 not in offers  # the oldest tx made room
+    assert bytes([1]) * 32 in offers and bytes([9]) * 32 not in offers  # a late tx is refused
 
 
 # ---- no input crashes the mesh side or grows its tables ----------------------------------------
@@ -563,7 +538,7 @@ def bare_side(tmp_path: Path):  # noqa: ANN201
     serial = SerialLink(str(tmp_path / "absent"), 115200, on_packet=lambda p: None)
     link = MeshLink(serial, node_id=gw.identity.id)
     tuning = MeshTuning(records_max=4, heard_max=6, replay_sources=5, link_keys=3)
-    side = MeshSide(gw.cfg, gw.identity, gw, link, tuning=tuning)
+    side = MeshSide(gw.cfg, gw, link, tuning=tuning)
     loop.run_until_complete(side.start())
     yield side
     loop.run_until_complete(side.close())
@@ -616,8 +591,8 @@ def test_any_input_is_counted_never_crashes_and_tables_stay_bounded(
 ) -> None:
     side = bare_side
     gw_id = side.identity.id
-    for ban in side.manager.banman.bans():  # each example starts with nobody banned
-        side.manager.banman.unban(ban.target)
+    for ban in side.host.banman.bans():  # each example starts with nobody banned
+        side.host.banman.unban(ban.target)
     for item in items:
         if isinstance(item, bytes):
             data = item
@@ -633,17 +608,19 @@ def test_any_input_is_counted_never_crashes_and_tables_stay_bounded(
                 b = bytearray(data)
                 b[flip // 8] ^= 1 << (flip % 8)
                 data = bytes(b)
-        side.on_frame(data, -80, 7.5)
+        side.receiver.on_frame(data, -80, 7.5)
     assert side.counters["errors"] == 0, side.counters
     assert side.counters["frames_in"] >= len(items)
     t = side.tuning
-    assert len(side._records) <= t.records_max and len(side._heard) <= t.heard_max
-    assert len(side._direct) <= t.heard_max
-    assert len(side.replay) <= t.replay_sources and len(side.link_keys) <= t.link_keys
-    assert side.reassembler.buffered_bytes() <= t.reassembly_slots * side.reassembler.max_message
-    assert len(side._frag_attr) <= 4 * t.reassembly_slots
+    sizes = side.peers.sizes()
+    assert sizes["records"] <= t.records_max and sizes["heard"] <= t.heard_max
+    assert sizes["direct"] <= t.heard_max
+    rx = side.receiver
+    assert len(rx.replay) <= t.replay_sources and len(side.link_keys) <= t.link_keys
+    assert rx.reassembler.buffered_bytes() <= t.reassembly_slots * rx.reassembler.max_message
+    assert rx.fragments_tracked() <= 4 * t.reassembly_slots
     assert len(side.shaper) <= side.shaper.capacity
-    assert len(side._inv_pending) <= t.inv_pending_max
+    assert len(side.offers) <= t.inv_pending_max
 
 
 async def test_a_new_mesh_node_makes_the_gateway_announce_again(rig: Any) -> None:
@@ -679,12 +656,11 @@ def _sent_of(board: BoardProc, msg_type: int) -> list[tuple[wframe.Frame, Any, b
 async def test_mesh_inv_makes_the_gateway_ask_that_node_and_the_object_goes_on(rig: Any) -> None:
     r = await rig()
     p = await r.internet_peer()
-    got: list[tuple[str, bytes]] = []
-    p.on_object = lambda kind, payload, src: got.append((kind, payload))
+    got = objects_of(p)
     gw_id = r.gw.identity.id
     near, far, other = MeshNode(), MeshNode(), MeshNode()
     await r.board.up([near.announce()])  # a direct neighbour: we learn its public key
-    await wait_until(lambda: near.id in r.side._records)
+    await wait_until(lambda: r.side.peers.has_record(near.id))
     tx = b"offered-tx-" + bytes(range(50))
     blk = b"offered-block-" + bytes(range(90))
     h_tx, h_blk = object_hash(tx), object_hash(blk)
@@ -734,8 +710,7 @@ async def test_a_block_from_the_mesh_overtakes_the_transactions_before_it(rig: A
     # Transactions wait to be announced in a batch; a block is announced at once and
     # first. A wide batch window keeps this test independent of the machine's speed.
     r.gw.relay.limits.inv_delay_s = 0.5
-    got: list[tuple[str, bytes]] = []
-    p.on_object = lambda kind, payload, src: got.append((kind, payload))
+    got = objects_of(p)
     invs: list[list[int]] = []
     inner = p.relay.handle
 
