@@ -5,8 +5,7 @@ that wrap every TICKS_PERIOD (2**30 ms, about 12.4 days, as `time.ticks_ms` does
 ESP32) and are compared only as differences, so a board that runs for months never
 handles a long integer here. A board builds it from the numbers its config carries
 (budget, dwell); the region tables that produce those numbers (lorawire.regions) stay on
-the host, where `DutyCycle` (lorawire.regions, also reachable here) applies them per
-sub-band.
+the host, where `lorawire.regions.DutyCycle` applies them per sub-band.
 """
 
 # Time on air, from the SX1276/77/78/79 datasheet section 4.1.1.7 (same formula in AN1200.13,
@@ -275,12 +274,3 @@ class Budget:
             self.bg[dst] = self.bg[src]
         self.head = (head + 1) % cap
         self.n -= 1
-
-
-def __getattr__(name):
-    # The region-aware accountant lives with the region tables, which a board never loads.
-    if name == "DutyCycle":
-        from lorawire.regions import DutyCycle
-
-        return DutyCycle
-    raise AttributeError(name)

@@ -95,7 +95,8 @@ def test_unix_port_simradio_exchanges_with_cpython(medium: int, tmp_path: Path) 
 
     def run() -> None:
         try:
-            result["r"] = run_upy(script=script, args=[str(medium)], heap="64K", timeout=60)
+            # the radio and the lorawire package it imports the protocol from (its codec)
+            result["r"] = run_upy(script=script, args=[str(medium)], heap="128K", timeout=60)
         except Exception as e:  # reported below
             result["e"] = e
 

@@ -1,4 +1,5 @@
-"""The sliding-window duty-cycle / dwell-time accountant (lorawire.airtime.DutyCycle)."""
+"""The sliding-window duty-cycle / dwell-time accountant: lorawire.airtime.Budget (one
+channel, in ticks) and lorawire.regions.DutyCycle (a region's sub-bands)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lorawire import regions
-from lorawire.airtime import MAX_RECORDS, NEVER, TICKS_PERIOD, Budget, DutyCycle, time_on_air_ms
+from lorawire.airtime import MAX_RECORDS, NEVER, TICKS_PERIOD, Budget, time_on_air_ms
+from lorawire.regions import DutyCycle
 from upy import run_upy
 
 HOUR = 3600000
@@ -328,7 +330,8 @@ def test_wait_ms_is_exact(events: list, probe: float, bg: bool, cap: int) -> Non
 # ---- both runtimes -------------------------------------------------------------------------
 
 SCENARIO = """
-from lorawire.airtime import DutyCycle, NEVER, time_on_air_ms
+from lorawire.airtime import NEVER, time_on_air_ms
+from lorawire.regions import DutyCycle
 dc = DutyCycle("EU868")
 f = 868100000
 t = 0

@@ -317,14 +317,14 @@ ALLOWED_SF = [
 @pytest.mark.parametrize(("channel", "sfs"), ALLOWED_SF, ids=[str(c[0]) for c in ALLOWED_SF])
 def test_allowed_sf_is_what_the_node_can_send_its_largest_frame_with(channel, sfs):
     """Accepted sf <=> the node's DutyCycle can ever send a 187-byte background frame."""
-    from lorawire import airtime
+    from lorawire import airtime, regions
 
     region, freq, bw, cr = channel
     assert config.LARGEST_OWN_FRAME == 187
     assert config.allowed_sfs(region, freq, bw, cr) == sfs
     for sf in range(config.SF_MIN, config.SF_MAX + 1):
         air = airtime.time_on_air_ms(config.LARGEST_OWN_FRAME, sf, bw, cr)
-        duty = airtime.DutyCycle(region)
+        duty = regions.DutyCycle(region)
         never = duty.wait_ms(freq, air, 0, True, bw) == airtime.NEVER  # what tx_never drops
         cfg = base(region=region, frequency_hz=freq, bandwidth_hz=bw, coding_rate=cr, sf=sf)
         if never:

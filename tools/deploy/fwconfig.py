@@ -513,7 +513,7 @@ def _air_ms(sf: int, bw: int, cr: int) -> int:
 
 def _limits(reg: dict, f: int, bw: int) -> tuple[int, int]:
     """(dwell_ms or 0, background budget ms) for the channel, from DutyCycle's rules."""
-    duty = airtime.DutyCycle(reg["name"])
+    duty = regions.DutyCycle(reg["name"])
     return duty.dwell_limit_ms(f, bw), duty.budget_ms(f, True)
 
 

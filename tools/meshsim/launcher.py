@@ -59,7 +59,6 @@ from typing import Any
 
 import click
 
-from lorawire import airtime as lw_airtime
 from lorawire import regions
 
 from .. import procs
@@ -101,11 +100,11 @@ def region_frequency(region: str, bw_hz: int = BANDWIDTH_HZ) -> int:
 
 
 def duty_limits(region: str, freq_hz: int, bw_hz: int = BANDWIDTH_HZ) -> dict[str, int]:
-    """The region's rules at freq_hz, from lorawire.regions and lorawire.airtime.DutyCycle:
+    """The region's rules at freq_hz, from lorawire.regions and its DutyCycle:
     duty_ppm, dwell_ms (0 = none), budget_ms and bg_budget_ms per duty-cycle window
     (what a node reports in STATUS "airtime"), window_ms."""
     band = regions.sub_band(region, freq_hz, bw_hz)
-    duty = lw_airtime.DutyCycle(region)
+    duty = regions.DutyCycle(region)
     return {
         "duty_ppm": int(band[regions.SB_DUTY_PPM]),
         "dwell_ms": int(regions.dwell_limit_ms(region, freq_hz, bw_hz)),
