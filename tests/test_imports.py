@@ -153,18 +153,8 @@ def test_the_graph_is_read() -> None:
     assert "lorawire.frame" in GRAPH["loragate.mesh.receive"]
 
 
-# Circles known and owned elsewhere, each to be removed here when it is fixed there.
-KNOWN_CIRCLES = [
-    # tools/board (the board-shaped interpreters): interpreters imports mpytree inside a
-    # function, mpytree imports BUILD and ROOT from interpreters.
-    ["tools.board.interpreters", "tools.board.mpytree"],
-]
-
-
 def test_no_import_circle_anywhere() -> None:
-    found = cycles(GRAPH)
-    assert [c for c in found if c not in KNOWN_CIRCLES] == []
-    assert [c for c in KNOWN_CIRCLES if c not in found] == [], "fixed: drop it from the list"
+    assert cycles(GRAPH) == []
 
 
 def test_the_codec_imports_nothing_of_ours_but_itself() -> None:

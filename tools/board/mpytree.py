@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.board.interpreters import BUILD, ROOT
+from tools.board.paths import BUILD, ROOT
 
 TREE = BUILD / "mpy"
 PACKAGES = (
