@@ -9,6 +9,11 @@ _KH = None  # round constants as high and low halves, built on first use
 _KL = None
 
 
+def initial(iv):
+    """The 8 initial words as 16 halves (hi, lo, hi, lo, ...)."""
+    return [(iv[i // 2] >> 32) if i % 2 == 0 else (iv[i // 2] & _M32) for i in range(16)]
+
+
 def _tables(k):
     global _KH, _KL
     _KH = tuple(int.from_bytes(k[i : i + 4], "big") for i in range(0, 640, 8))

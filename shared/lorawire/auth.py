@@ -172,25 +172,6 @@ def seal_frame(frame, body, network_key=None, link_key=None, max_len=_frame.MAX_
     return _frame.encode(frame, body, lambda region: tag(key, region), max_len)
 
 
-def seal_message(
-    msg_type,
-    fields,
-    source,
-    seq,
-    network_key=None,
-    link_key=None,
-    dest=None,
-    link=False,
-    hop_limit=_frame.DEFAULT_HOP_LIMIT,
-    max_len=_frame.MAX_LORA_FRAME,
-):
-    """seal_frame for a message given as its fields (checked by lorawire.messages)."""
-    f = _frame.Frame(
-        msg_type, source, seq, dest, _frame.FLAG_LINK if link else 0, hop_limit=hop_limit
-    )
-    return seal_frame(f, _messages.encode_body(msg_type, fields), network_key, link_key, max_len)
-
-
 def open_frame(
     data,
     network_key=None,

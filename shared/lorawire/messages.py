@@ -10,14 +10,14 @@ misbehaviour).
 `encode_body(msg_type, fields)` runs the same checks before encoding, so a node never
 sends what it would refuse. Maps must hold exactly the listed keys: no missing and no
 extra keys (a schema change is a new frame version).
+
+A builder per message type and whole-frame helpers are in lorawire.compose (hosts and
+tests; a board holds only what a node sends).
 """
 
 from lorawire import fragment
 from lorawire.codec import packb, unpackb
 from lorawire.errors import DecodeError
-from lorawire.frame import MAX_LORA_FRAME, Frame
-from lorawire.frame import decode as _decode_frame
-from lorawire.frame import encode as _encode_frame
 
 try:
     from micropython import const
@@ -99,12 +99,12 @@ def type_name(msg_type):
 
 # A map body is a tuple of fields (key, kind, lo, hi, what); its keys are exactly those.
 # One small interpreter checks every map type (a board holds one function, not one each).
-_UINT = 0  # an int in lo..hi
-_BIN = 1  # bytes of lo..hi
-_RECORDS = 2  # a list of lo..hi peer records (non-empty maps; lorawire.record checks them)
-_PREFIXES = 3  # a list of lo..hi node id prefixes (PREFIX_LEN bytes)
-_INVENTORY = 4  # a list of lo..hi [kind, hash] entries
-_TEXT = 5  # a str of at most hi bytes of UTF-8
+_UINT = const(0)  # an int in lo..hi
+_BIN = const(1)  # bytes of lo..hi
+_RECORDS = const(2)  # a list of lo..hi peer records (non-empty maps; lorawire.record checks them)
+_PREFIXES = const(3)  # a list of lo..hi node id prefixes (PREFIX_LEN bytes)
+_INVENTORY = const(4)  # a list of lo..hi [kind, hash] entries
+_TEXT = const(5)  # a str of at most hi bytes of UTF-8
 
 _NONCE = ((0, _UINT, 0, U32_MAX, "nonce (key 0)"),)
 _INV = ((0, _INVENTORY, 1, INV_MAX, "inventory (key 0)"),)
@@ -217,52 +217,16 @@ def encode_body(msg_type, fields):
     return packb(fields)
 
 
-# ---------------------------------------------------------------- per-type builders
-
-
-def encode_announce(record):
-    return encode_body(ANNOUNCE, record)
-
-
-def encode_pex_request(want, have):
-    return encode_body(PEX_REQUEST, {0: want, 1: list(have)})
-
-
-def encode_pex_response(records):
-    return encode_body(PEX_RESPONSE, {0: list(records)})
+# ---------------------------------------------------------------- the builders a node uses
+# (one per message type, and whole frames, for hosts and tests: lorawire.compose)
 
 
 def encode_ping(nonce):
     return encode_body(PING, {0: nonce})
 
 
-def encode_pong(nonce):
-    return encode_body(PONG, {0: nonce})
-
-
-def encode_ack(seq):
-    return encode_body(ACK, {0: seq})
-
-
-def encode_inv(items):
-    """`items`: (kind, hash32) pairs."""
-    return encode_body(INV, {0: [[kind, h] for kind, h in items]})
-
-
-def encode_getdata(items):
-    return encode_body(GETDATA, {0: [[kind, h] for kind, h in items]})
-
-
-def encode_tx(raw):
-    return encode_body(TX, {0: bytes(raw)})
-
-
-def encode_block(raw):
-    return encode_body(BLOCK, {0: bytes(raw)})
-
-
-def encode_reject(kind, obj_hash, code, text=""):
-    return encode_body(REJECT, {0: kind, 1: obj_hash, 2: code, 3: text})
+def encode_pex_request(want, have):
+    return encode_body(PEX_REQUEST, {0: want, 1: list(have)})
 
 
 # ---------------------------------------------------------------- fragmented messages
@@ -288,31 +252,3 @@ def parse_fragment_payload(data):
     if data[0] == FRAGMENT:
         raise DecodeError("a fragmented message may not be a FRAGMENT")
     return data[0], bytes(data[1:])
-
-
-# ---------------------------------------------------------------- whole frames
-
-
-def build(
-    msg_type,
-    fields,
-    source,
-    seq,
-    tag,
-    dest=None,
-    flags=0,
-    hop_limit=None,
-    max_len=MAX_LORA_FRAME,
-):
-    """Frame bytes for a message: body from `fields` (checked), `tag` bytes or tag_fn."""
-    frame = Frame(msg_type, source, seq, dest, flags)
-    if hop_limit is not None:
-        frame.hop_limit = hop_limit
-    return _encode_frame(frame, encode_body(msg_type, fields), tag, max_len)
-
-
-def parse(data, max_len=MAX_LORA_FRAME):
-    """(Frame, fields) without checking the tag: for tools and tests. A node verifies the
-    tag between frame.decode and decode_body instead."""
-    frame = _decode_frame(data, max_len)
-    return frame, decode_body(frame.type, frame.body)

@@ -95,6 +95,7 @@ def replayed():
     drain()
     return data
 
+TX_BODY = msg.encode_body(msg.TX, {0: b"t" * 100})
 node.bans.ban(stranger.id, node.clock.now(), 6)  # manual: the ban never lapses here
 for name in UPTIMES_ORDER:
     fast_forward(UPTIMES[name])
@@ -108,7 +109,7 @@ for name in UPTIMES_ORDER:
         "rx banned": rx(lambda: frame_from(stranger, msg.PING, msg.encode_ping(7), node.id)),
         "rx held announce": rx(lambda: frame_from(peer, msg.ANNOUNCE, REC)),
         "rx ping": rx(lambda: frame_from(peer, msg.PING, msg.encode_ping(7), node.id)),
-        "rx relay": rx(lambda: frame_from(peer, msg.TX, msg.encode_tx(b"t" * 100), None, 3)),
+        "rx relay": rx(lambda: frame_from(peer, msg.TX, TX_BODY, None, 3)),
     }
     for k in fig:
         print("ALLOC %%s|%%s|%%d" %% (name, k, fig[k]))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from nodekit import CFG, KEY, NoRadio, counts, upy_prelude, with_opts
 
 from loranode.node import Node
-from lorawire import auth, record
+from lorawire import auth, compose, record
 from lorawire import frame as fr
 from lorawire import messages as msg
 from lorawire.identity import Identity
@@ -46,7 +46,7 @@ def _announce(rec: bytes, seq: int, hop_limit: int, hop_count: int) -> bytes:
 
 def _inv(seq: int, hop_limit: int, hop_count: int, dest: bytes | None = None) -> bytes:
     f = fr.Frame(msg.INV, ORIGIN.id, seq, dest, hop_limit=hop_limit, hop_count=hop_count)
-    return auth.seal_frame(f, msg.encode_inv([[msg.KIND_TX, b"\x02" * 32]]), KEY)
+    return auth.seal_frame(f, compose.encode_inv([[msg.KIND_TX, b"\x02" * 32]]), KEY)
 
 
 @settings(max_examples=60)
@@ -153,7 +153,7 @@ def test_link_tagged_frames_are_never_relayed(tmp_path: Path) -> None:
     rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, ORIGIN)
     node.handle_frame(_announce(rec, 10, 0, 0), -80, 5)
     lk = auth.link_key(ORIGIN.x_secret(), ORIGIN.id, node.identity.public)
-    body = msg.encode_inv([[msg.KIND_TX, b"\x03" * 32]])
+    body = compose.encode_inv([[msg.KIND_TX, b"\x03" * 32]])
     # a link-tagged broadcast: only we can check its tag, so nobody further could
     f = fr.Frame(msg.INV, ORIGIN.id, 11, None, fr.FLAG_LINK, hop_limit=3)
     node.handle_frame(auth.seal_frame(f, body, None, lk), -80, 5)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lorawire import compose
 from lorawire import frame as wframe
-from lorawire import messages
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 SHARED = str(Path(__file__).resolve().parents[2] / "shared")  # lorawire, for the subprocess
@@ -82,7 +82,7 @@ class BoardProc:
         for e in self.events:
             if e["ev"] == "tx":
                 data = bytes.fromhex(e["frame"])
-                f, value = messages.parse(data)
+                f, value = compose.parse(data)
                 out.append((f, value, data))
         return out
 

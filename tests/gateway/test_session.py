@@ -21,7 +21,7 @@ from loragate.session import (
     SessionLimits,
 )
 from loragate.transport import FrameStream
-from lorawire import auth, messages
+from lorawire import auth, compose, messages
 from lorawire import frame as wireframe
 from lorawire.codec import packb
 from lorawire.identity import Identity
@@ -192,7 +192,7 @@ async def test_tampered_frame_rejected_and_attributed() -> None:
     client, srv, _, srv_rec, server = await connect_pair()
     try:
         base = (client.next_seq + 1000) & 0xFFFF
-        good = raw_frame(client, messages.TX, messages.encode_tx(b"payload"), base)
+        good = raw_frame(client, messages.TX, compose.encode_tx(b"payload"), base)
         bad = bytearray(good)
         bad[-10] ^= 0x01  # flip one body bit: the tag no longer matches
         await write_raw(client, bytes(bad))

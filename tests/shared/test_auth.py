@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import auth, codec, frame, hmac256, messages, record
+from lorawire import auth, codec, compose, frame, hmac256, messages, record
 from lorawire.frame import Frame
 from lorawire.identity import Identity
 from lorawire.replay import ReplayTable
@@ -156,7 +156,7 @@ def _ab_key() -> bytes:
 
 
 def test_network_frame_round_trip_and_hop_count_not_tagged() -> None:
-    data = auth.seal_message(messages.PING, {0: 99}, ALICE.id, 5, network_key=NET_KEY)
+    data = compose.seal_message(messages.PING, {0: 99}, ALICE.id, 5, network_key=NET_KEY)
     v = auth.open_frame(data, NET_KEY)
     assert v.kind == auth.ACCEPT and not v.attributed and v.value == {0: 99}
     assert v.frame.source == ALICE.id and v.frame.seq == 5
@@ -168,7 +168,7 @@ def test_network_frame_round_trip_and_hop_count_not_tagged() -> None:
 
 
 def test_link_frame_round_trip_is_attributed() -> None:
-    data = auth.seal_message(
+    data = compose.seal_message(
         messages.PING, {0: 1}, ALICE.id, 1, link_key=_ab_key(), dest=BOB.id, link=True
     )
     bob_keys = auth.LinkKeyCache(BOB, lookup={ALICE.id: ALICE.public}.get)
@@ -263,7 +263,7 @@ def test_attack_member_forging_victim_frames_gets_nothing_attributed() -> None:
             flags=frame.FLAG_LINK,
         ),
         # replay of a genuine Alice frame (accepted once already below)
-        auth.seal_message(messages.PING, {0: 5}, victim, 100, network_key=NET_KEY),
+        compose.seal_message(messages.PING, {0: 5}, victim, 100, network_key=NET_KEY),
     ]
     replay = ReplayTable()
     first = auth.open_frame(forgeries[-1], NET_KEY, bob_keys, replay, my_id=BOB.id)
@@ -306,7 +306,7 @@ def test_judge_record_for_pex_entries_and_non_accepted_verdicts() -> None:
     value = codec.unpackb(good)
     value[record.K_KIND] = 7
     body = {0: [codec.unpackb(good), value]}
-    data = auth.seal_message(
+    data = compose.seal_message(
         messages.PEX_RESPONSE, body, ALICE.id, 1, link_key=_ab_key(), link=True
     )
     v = auth.open_frame(data, NET_KEY, _ab_key())
@@ -322,7 +322,7 @@ def test_judge_record_for_pex_entries_and_non_accepted_verdicts() -> None:
 def test_stale_record_is_never_attributed() -> None:
     old = record.verify_record(encode_alice_record(1))
     held = record.verify_record(encode_alice_record(2))
-    data = auth.seal_message(
+    data = compose.seal_message(
         messages.ANNOUNCE, old.value, ALICE.id, 1, link_key=_ab_key(), link=True
     )
     v, rec = auth.judge_record(auth.open_frame(data, NET_KEY, _ab_key()), held=held)
@@ -331,9 +331,11 @@ def test_stale_record_is_never_attributed() -> None:
 
 def test_forged_network_frames_cannot_slide_the_link_replay_window() -> None:
     replay = ReplayTable()
-    forged = auth.seal_message(messages.PING, {0: 1}, ALICE.id, 40000, network_key=NET_KEY)
+    forged = compose.seal_message(messages.PING, {0: 1}, ALICE.id, 40000, network_key=NET_KEY)
     assert auth.open_frame(forged, NET_KEY, replay=replay).accepted
-    genuine = auth.seal_message(messages.PING, {0: 1}, ALICE.id, 5, link_key=_ab_key(), link=True)
+    genuine = compose.seal_message(
+        messages.PING, {0: 1}, ALICE.id, 5, link_key=_ab_key(), link=True
+    )
     assert auth.open_frame(genuine, NET_KEY, _ab_key(), replay).accepted
 
 
@@ -342,13 +344,13 @@ def test_tag_checked_before_replay_window() -> None:
     bad = _raw_frame(messages.PING, codec.packb({0: 1}), ALICE.id, 500, bytes(32))
     assert auth.open_frame(bad, NET_KEY, replay=replay).reason == auth.R_BAD_TAG
     assert len(replay) == 0
-    good = auth.seal_message(messages.PING, {0: 1}, ALICE.id, 400, network_key=NET_KEY)
+    good = compose.seal_message(messages.PING, {0: 1}, ALICE.id, 400, network_key=NET_KEY)
     assert auth.open_frame(good, NET_KEY, replay=replay).accepted
 
 
 SEALED = [
-    auth.seal_message(messages.PING, {0: 7}, ALICE.id, 9, network_key=NET_KEY),
-    auth.seal_message(
+    compose.seal_message(messages.PING, {0: 7}, ALICE.id, 9, network_key=NET_KEY),
+    compose.seal_message(
         messages.INV,
         {0: [[0, bytes(32)]]},
         ALICE.id,

@@ -13,7 +13,7 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, frame, messages
+from lorawire import DecodeError, compose, frame, messages
 from lorawire.frame import Frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_error_reasons_name_the_field() -> None:
 
 def test_tcp_frames_may_be_larger() -> None:
     big = Frame(messages.TX, b"\x01" * 8, 1)
-    body = messages.encode_tx(bytes(1000))
+    body = compose.encode_tx(bytes(1000))
     with pytest.raises(ValueError, match="exceeds 255"):
         frame.encode(big, body, bytes(8))
     data = frame.encode(big, body, bytes(8), max_len=frame.MAX_TCP_FRAME)

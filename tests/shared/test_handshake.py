@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import auth, codec, frame, handshake, messages, record
+from lorawire import auth, codec, compose, frame, handshake, messages, record
 from lorawire.handshake import HandshakeError, Initiator, Responder
 from lorawire.identity import Identity
 
@@ -85,7 +85,7 @@ def test_session_keys_tag_frames_and_reflection_fails() -> None:
     i, r = _pair()
     _run(i, r)
     assert i.session is not None and r.session is not None
-    data = auth.seal_message(
+    data = compose.seal_message(
         messages.PING,
         {0: 1},
         ALICE.id,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_auth import RFC4231
 
-from lorawire import auth, handshake, record
+from lorawire import auth, compose, handshake, record
 from lorawire.identity import Identity
 from upy import run_upy
 
@@ -78,7 +78,9 @@ out["tag"] = h(tag)
 out["tag_ok"] = auth.check(u(IN["net_key"]), region, tag)
 out["tag_bad"] = auth.check(u(IN["net_key"]), region + b"x", tag)
 out["link_key"] = h(auth.link_key(a.x_secret(), a.id, b.public))
-wire = auth.seal_message(messages.ANNOUNCE, rec.value, a.id, 3, network_key=u(IN["net_key"]))
+wire = auth.seal_frame(
+    frame.Frame(messages.ANNOUNCE, a.id, 3), messages.encode_body(messages.ANNOUNCE, rec.value),
+    u(IN["net_key"]))
 out["announce"] = h(wire)
 v = auth.open_frame(u(IN["cpython_frame"]), u(IN["net_key"]), replay=replay.ReplayTable())
 out["open"] = [v.kind, v.attributed, v.value, v.accepted]
@@ -118,7 +120,7 @@ def test_unix_port_agrees_with_cpython(tmp_path: Path) -> None:
     a, b = Identity(SEED_A), Identity(SEED_B)
     region = b"\x10\x04\x30" + a.id + b"\x00\x01\x81\x00\x07"
     cp_record = record.encode_record({"seq": 9, "mesh": (1, 12)}, b)
-    cp_frame = auth.seal_message(0x04, {0: 42}, b.id, 7, network_key=NET_KEY)
+    cp_frame = compose.seal_message(0x04, {0: 42}, b.id, 7, network_key=NET_KEY)
     inputs = {
         "hmac": [[k.hex(), d.hex()] for k, d, _ in RFC4231],
         "seed_a": SEED_A.hex(),
@@ -155,7 +157,7 @@ def test_unix_port_agrees_with_cpython(tmp_path: Path) -> None:
     assert out["tag"] == auth.tag(NET_KEY, region).hex()
     assert out["tag_ok"] is True and out["tag_bad"] is False
     assert out["link_key"] == auth.link_key(b.x_secret(), b.id, a.public).hex()
-    wire = auth.seal_message(
+    wire = compose.seal_message(
         0x01, record.decode_record(rec_bytes).value, a.id, 3, network_key=NET_KEY
     )
     assert out["announce"] == wire.hex()

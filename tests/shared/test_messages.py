@@ -11,7 +11,7 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, frame, messages
+from lorawire import DecodeError, compose, frame, messages
 from lorawire.codec import packb
 from lorawire.messages import UnknownType
 
@@ -187,24 +187,24 @@ def test_schema_violations_say_why(msg_type: int, value: Any, reason: str) -> No
 
 def test_builders_give_the_documented_bytes() -> None:
     assert messages.encode_ping(1) == bytes.fromhex("810001")
-    assert messages.encode_pong(0xDEADBEEF) == bytes.fromhex("8100cedeadbeef")
-    assert messages.encode_ack(513) == bytes.fromhex("8100cd0201")
+    assert compose.encode_pong(0xDEADBEEF) == bytes.fromhex("8100cedeadbeef")
+    assert compose.encode_ack(513) == bytes.fromhex("8100cd0201")
     assert messages.encode_pex_request(4, [b"abcd"]) == bytes.fromhex("82000401 91c40461626364")
-    assert messages.encode_inv([(1, H)]) == bytes.fromhex("8100919201c420") + H
-    assert messages.encode_getdata([(0, H)]) == bytes.fromhex("8100919200c420") + H
-    assert messages.encode_tx(b"\x01\x02") == bytes.fromhex("8100c4020102")
-    assert messages.encode_block(b"\x03") == bytes.fromhex("8100c40103")
-    assert messages.encode_reject(0, H, 0x12, "dup") == (
+    assert compose.encode_inv([(1, H)]) == bytes.fromhex("8100919201c420") + H
+    assert compose.encode_getdata([(0, H)]) == bytes.fromhex("8100919200c420") + H
+    assert compose.encode_tx(b"\x01\x02") == bytes.fromhex("8100c4020102")
+    assert compose.encode_block(b"\x03") == bytes.fromhex("8100c40103")
+    assert compose.encode_reject(0, H, 0x12, "dup") == (
         bytes.fromhex("840000 01c420") + H + bytes.fromhex("021203a3647570")
     )
-    assert messages.encode_announce({0: 1}) == bytes.fromhex("810001")
-    assert messages.encode_pex_response([{0: 1}]) == bytes.fromhex("810091810001")
+    assert compose.encode_announce({0: 1}) == bytes.fromhex("810001")
+    assert compose.encode_pex_response([{0: 1}]) == bytes.fromhex("810091810001")
     text = "é" * 32  # 64 bytes of UTF-8: the limit
-    assert messages.decode_body(messages.REJECT, messages.encode_reject(1, H, 1, text))[3] == text
+    assert messages.decode_body(messages.REJECT, compose.encode_reject(1, H, 1, text))[3] == text
 
 
 def test_fragmented_message_payload() -> None:
-    body = messages.encode_block(bytes(500))
+    body = compose.encode_block(bytes(500))
     payload = messages.fragment_payload(messages.BLOCK, body)
     assert payload[0] == messages.BLOCK
     assert messages.parse_fragment_payload(payload) == (messages.BLOCK, body)
@@ -223,8 +223,8 @@ def test_fragmented_message_payload() -> None:
 
 def test_build_and_parse_a_whole_frame() -> None:
     src, dst = b"\x01" * 8, b"\x02" * 8
-    data = messages.build(messages.PING, {0: 9}, src, 77, b"T" * 8, dest=dst, hop_limit=0)
-    f, fields = messages.parse(data)
+    data = compose.build(messages.PING, {0: 9}, src, 77, b"T" * 8, dest=dst, hop_limit=0)
+    f, fields = compose.parse(data)
     assert fields == {0: 9}
     assert (f.type, f.source, f.dest, f.seq, f.hop_limit, f.tag) == (
         messages.PING,
@@ -236,18 +236,18 @@ def test_build_and_parse_a_whole_frame() -> None:
     )
     assert f.flags == frame.FLAG_DEST
     with pytest.raises(ValueError):
-        messages.build(messages.PING, {0: -1}, src, 77, b"T" * 8)
+        compose.build(messages.PING, {0: -1}, src, 77, b"T" * 8)
     big = {0: bytes(300)}
     with pytest.raises(ValueError, match="exceeds 255"):
-        messages.build(messages.TX, big, src, 1, b"T" * 8)
-    data = messages.build(messages.TX, big, src, 1, b"T" * 8, max_len=frame.MAX_TCP_FRAME)
-    assert messages.parse(data, frame.MAX_TCP_FRAME)[1] == big
+        compose.build(messages.TX, big, src, 1, b"T" * 8)
+    data = compose.build(messages.TX, big, src, 1, b"T" * 8, max_len=frame.MAX_TCP_FRAME)
+    assert compose.parse(data, frame.MAX_TCP_FRAME)[1] == big
 
 
 def test_a_record_fits_one_lora_frame_per_pex_response() -> None:
     # A 170-byte record (the limit the record format must meet) fits one unicast frame.
     record = {0: bytes(32), 1: 1, 2: 0, 3: 1, 9: bytes(64), 5: bytes(58)}
     assert len(packb(record)) == 170
-    body = messages.encode_pex_response([record])
+    body = compose.encode_pex_response([record])
     assert frame.OVERHEAD_UNICAST + len(body) <= frame.MAX_LORA_FRAME
-    assert frame.OVERHEAD_UNICAST + len(messages.encode_pex_response([record] * 2)) > 255
+    assert frame.OVERHEAD_UNICAST + len(compose.encode_pex_response([record] * 2)) > 255

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, auth, codec, ed25519, frame, messages, record
+from lorawire import DecodeError, auth, codec, compose, ed25519, frame, messages, record
 from lorawire.identity import Identity
 from lorawire.record import RecordError, decode_record, encode_record, verify_record
 
@@ -69,7 +69,7 @@ def test_largest_record_fits_170_bytes_and_one_lora_frame() -> None:
     assert len(data) == 166
     assert len(data) <= record.MAX_RECORD_LEN
     rec = verify_record(data)
-    wire = auth.seal_message(messages.ANNOUNCE, rec.value, ALICE.id, 0xFFFF, network_key=NET_KEY)
+    wire = compose.seal_message(messages.ANNOUNCE, rec.value, ALICE.id, 0xFFFF, network_key=NET_KEY)
     assert len(wire) == frame.OVERHEAD_BROADCAST + len(data) <= frame.MAX_LORA_FRAME
     verdict = auth.open_frame(wire, NET_KEY)
     assert verdict.accepted

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import auth, fragment, frame, link, messages, record, uart
+from lorawire import auth, compose, fragment, frame, link, messages, record, uart
 from lorawire.codec import unpackb
 from lorawire.identity import Identity
 from tools.decode.__main__ import main
@@ -212,7 +212,7 @@ def _announce(seed: bytes, **overrides) -> tuple[bytes, Identity]:
 
 def test_signed_record_fields_and_signature_valid():
     rec, ident = _announce(bytes(range(32)))
-    data = auth.seal_message(messages.ANNOUNCE, unpackb(rec), ident.id, 5, network_key=KEY)
+    data = compose.seal_message(messages.ANNOUNCE, unpackb(rec), ident.id, 5, network_key=KEY)
     code, (rep,) = reports("--network-key", KEY_HEX, data.hex())
     assert code == 0, rep["error"]
     r = rep["body"]["record"]
@@ -235,10 +235,10 @@ def test_record_with_bad_signature_is_invalid_and_fails_the_frame():
     sig = bytearray(value[record.K_SIGNATURE])
     sig[10] ^= 1
     value[record.K_SIGNATURE] = bytes(sig)
-    data = auth.seal_message(messages.ANNOUNCE, value, ident.id, 5, network_key=KEY)
+    data = compose.seal_message(messages.ANNOUNCE, value, ident.id, 5, network_key=KEY)
     # Also inside a PEX_RESPONSE, alongside a good record.
     good, _ = _announce(bytes(range(2, 34)))
-    pex = auth.seal_message(
+    pex = compose.seal_message(
         messages.PEX_RESPONSE,
         {0: [unpackb(good), value]},
         ident.id,
@@ -439,7 +439,7 @@ def test_capture_line_parser():
 
 def test_fragments_are_reassembled_and_the_inner_message_decoded():
     raw = bytes(range(256)) + bytes(range(144))
-    payload = messages.fragment_payload(messages.TX, messages.encode_tx(raw))
+    payload = messages.fragment_payload(messages.TX, compose.encode_tx(raw))
     bodies = fragment.split(payload, 513, frame.MAX_LORA_FRAME - frame.OVERHEAD_BROADCAST)
     src = bytes.fromhex("a1a2a3a4a5a6a7a8")
     frames = []

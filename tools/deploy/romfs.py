@@ -35,11 +35,16 @@ PACKAGES = (
 )
 # Paths as on the board (package/module.py). Nothing a board runs imports these: the fast
 # paths are tried under try/except ImportError (lorawire.codec, lorawire.ed25519), the
-# handshake is the gateway's TCP link, and radio_sim (with the protocol it speaks,
+# handshake is the gateway's TCP link, compose the hosts' message builders, and radio_sim (with the protocol it speaks,
 # lorawire.simproto) is imported only for a config with a "sim" section (the unix port),
 # which `tools.deploy flash` refuses.
 CPYTHON_ONLY = frozenset(
-    {"lorawire/_fastcodec.py", "lorawire/_ed25519_fast.py", "lorawire/handshake.py"}
+    {
+        "lorawire/_fastcodec.py",
+        "lorawire/_ed25519_fast.py",
+        "lorawire/handshake.py",
+        "lorawire/compose.py",
+    }
 )
 # The SHA-512 layout for ports whose small ints hold 62 bits (lorawire.sha512 picks it
 # there); an ESP32's hold 31, so a board never imports it.

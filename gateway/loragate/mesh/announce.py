@@ -19,7 +19,7 @@ from loragate.mesh.counters import MeshCounters
 from loragate.mesh.frames import MeshFramer
 from loragate.mesh.link import PRIO_GOSSIP
 from loragate.mesh.tuning import MeshTuning
-from lorawire import messages
+from lorawire import compose, messages
 from lorawire.record import Record
 
 
@@ -59,7 +59,7 @@ class MeshAnnouncer:
         rec = self._record()
         if rec is None:
             return False
-        body = messages.encode_announce(rec.value)
+        body = compose.encode_announce(rec.value)
         frame = self.framer.seal(
             messages.ANNOUNCE, body, hop_limit=self.tuning.hops(), bridged=False
         )

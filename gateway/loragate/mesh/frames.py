@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from loragate.store import AsyncStore
-from lorawire import auth, fragment, messages
+from lorawire import auth, compose, fragment, messages
 from lorawire import frame as wframe
 from lorawire.identity import Identity
 
@@ -129,7 +129,7 @@ class MeshFramer:
         while i < len(hashes):
             n = min(messages.INV_MAX, len(hashes) - i)
             while True:
-                body = messages.encode_inv([(code, h) for h in hashes[i : i + n]])
+                body = compose.encode_inv([(code, h) for h in hashes[i : i + n]])
                 if wframe.OVERHEAD_BROADCAST + len(body) <= MTU or n == 1:
                     break
                 n -= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorawire import auth, messages
+from lorawire import auth, compose, messages
 from lorawire import frame as wframe
 from lorawire import record as wrecord
 from lorawire.codec import unpackb
@@ -39,7 +39,7 @@ class MeshNode:
         source: bytes | None = None,
     ) -> bytes:
         self.seq += 1
-        data = auth.seal_message(
+        data = compose.seal_message(
             msg_type,
             fields,
             source or self.id,

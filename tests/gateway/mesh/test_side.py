@@ -39,7 +39,7 @@ from loragate.relay import Relay, object_hash
 from loragate.runner import start_mesh
 from loragate.scoring import node_key
 from loragate.telemetry import Telemetry
-from lorawire import auth, fragment, messages
+from lorawire import auth, compose, fragment, messages
 from lorawire import frame as wframe
 from lorawire import record as wrecord
 from lorawire.codec import packb
@@ -201,7 +201,7 @@ async def test_tx_from_a_mesh_node_reaches_an_internet_peer_once(rig: Any) -> No
     assert not [f for f, _, _ in r.board.sent() if f.type == messages.INV]
     # A tx too large for one frame arrives in fragments, out of order, and goes on whole.
     big = bytes((i * 13) & 0xFF for i in range(600))
-    body = messages.fragment_payload(messages.TX, messages.encode_tx(big))
+    body = messages.fragment_payload(messages.TX, compose.encode_tx(big))
     chunks = fragment.split(body, 77, wframe.MAX_LORA_FRAME - wframe.OVERHEAD_BROADCAST)
     assert len(chunks) == 3
     frames = [node.raw(messages.FRAGMENT, c, NETKEY, link=False) for c in chunks]
@@ -220,9 +220,9 @@ async def test_internet_tx_is_offered_then_sent_on_request_bridged(rig: Any) -> 
     payload = b"internet-tx-" + bytes(range(60))
     h = p.submit_local("tx", payload)
     inv = await r.board.wait(
-        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x10
+        lambda e: e["ev"] == "tx" and compose.parse(bytes.fromhex(e["frame"]))[0].type == 0x10
     )
-    f, value = messages.parse(bytes.fromhex(inv["frame"]))
+    f, value = compose.parse(bytes.fromhex(inv["frame"]))
     assert f.flags & wframe.FLAG_BRIDGED and f.source == gw_id and f.dest is None
     assert value[0] == [[messages.KIND_TX, h]]
     assert _open(bytes.fromhex(inv["frame"])).accepted
@@ -233,17 +233,17 @@ async def test_internet_tx_is_offered_then_sent_on_request_bridged(rig: Any) -> 
     node = MeshNode()
     await r.board.up([node.frame(messages.GETDATA, {0: [[0, h]]}, dest=gw_id, hop=1)])
     ev = await r.board.wait(
-        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x12
+        lambda e: e["ev"] == "tx" and compose.parse(bytes.fromhex(e["frame"]))[0].type == 0x12
     )
     data = bytes.fromhex(ev["frame"])
-    f, value = messages.parse(data)
+    f, value = compose.parse(data)
     assert value[0] == payload
     assert f.flags & wframe.FLAG_BRIDGED and f.source == gw_id
     assert f.hop_limit == 1  # as far as the asker, no further
     assert _open(data).accepted
     # The unicast GETDATA was acknowledged.
     await r.board.wait(
-        lambda e: e["ev"] == "tx" and messages.parse(bytes.fromhex(e["frame"]))[0].type == 0x06
+        lambda e: e["ev"] == "tx" and compose.parse(bytes.fromhex(e["frame"]))[0].type == 0x06
     )
     assert r.metrics.registry.get_sample_value("loragate_relayed_total", {"kind": "mesh_tx"}) == 1
 
