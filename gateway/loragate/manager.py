@@ -52,6 +52,7 @@ from loragate.runner import run_gateway
 from loragate.scoring import PeerScore
 from loragate.session import PeerSession, cancel_all
 from loragate.store import AsyncStore
+from loragate.validation import DefaultValidator
 from loragate.view import (
     AirtimeInfo,
     BanInfo,
@@ -102,7 +103,7 @@ class PeerManager(ConnectionsMixin, MaintenanceMixin):
     ) -> None:
         super().__init__(cfg, identity, store, metrics, bus, tuning=tuning, rng=rng)
         self.relay = Relay(
-            validator=validator,
+            validator=DefaultValidator(cfg.relay, validator),
             on_invalid=self._on_invalid_object,
             on_response=self._on_response,
             on_useful=self._on_useful,

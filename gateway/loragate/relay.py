@@ -2,7 +2,10 @@
 
 * A new object (hash = SHA-256 of its raw bytes) is announced by INV to every peer
   not known to have it; a peer that wants it asks with GETDATA; we answer from a
-  bounded object store (by count and by bytes, oldest dropped first).
+  bounded object store (by count and by bytes, oldest dropped first). The store keeps
+  one copy of each object, its encoded TX/BLOCK body (the raw bytes are its tail), and
+  counts what that costs: the body plus STORE_ENTRY_OVERHEAD for the key, the entry
+  and the object headers, so `store_max_bytes` bounds the memory the store holds.
 * Dedupe: a bounded LRU of every hash seen (`seen_max`, 100,000 by default). An object
   seen before is neither validated nor relayed again; an announced hash we already
   have or have asked someone for is not requested again (until `getdata_timeout_s`).
@@ -16,7 +19,8 @@
   GETDATA is control traffic. A new block is announced at once; transactions wait
   `inv_delay_s` (20 ms) so that announcements leave in batches of up to INV_MAX.
 * The node judges objects through `validator(kind, payload) -> bool | None` ("tx" or
-  "block"; None = cannot tell, relay anyway). False is reported through
+  "block"; None = cannot tell, relay anyway); the manager passes one that applies the
+  configured size limits first (`validation.DefaultValidator`). False is reported through
   `on_invalid(peer, kind, reason)` (the manager turns it into INVALID_SYNC_DATA points
   for the sender) and the object is neither stored nor relayed.
 * `on_response(peer, ms)`: time from our GETDATA to the object (for the peer's score);
@@ -57,6 +61,12 @@ class RelayPeer(Protocol):
 
 
 Validator = Callable[[str, bytes], "bool | None"]
+
+# What one stored object costs beyond its encoded body on CPython 3.11: the 32-byte key
+# (65 B), the entry tuple (64 B), the body's bytes header (33 B) and the OrderedDict's
+# share of its tables, which a full store churning old objects out leaves between half
+# and fully used (measured with tracemalloc: 272-346 B per entry in all), rounded up.
+STORE_ENTRY_OVERHEAD = 384
 
 
 @dataclass
@@ -120,7 +130,8 @@ class Relay:
         self.limits = limits or RelayLimits()
         self._peers: dict[int, _PeerState] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._objects: OrderedDict[bytes, tuple[int, bytes, bytes]] = OrderedDict()
+        # hash -> (kind code, offset of the raw object in the body, encoded body)
+        self._objects: OrderedDict[bytes, tuple[int, int, bytes]] = OrderedDict()
         self._object_bytes = 0
         self._requested: dict[bytes, float] = {}  # hash -> monotonic time of GETDATA
         self._flush_scheduled = False
@@ -153,7 +164,7 @@ class Relay:
 
     def get(self, h: bytes) -> bytes | None:
         obj = self._objects.get(h)
-        return None if obj is None else obj[1]
+        return None if obj is None else obj[2][obj[1] :]
 
     @property
     def object_count(self) -> int:
@@ -161,6 +172,7 @@ class Relay:
 
     @property
     def object_bytes(self) -> int:
+        """What the store holds: encoded bodies plus STORE_ENTRY_OVERHEAD per object."""
         return self._object_bytes
 
     def submit_local(self, kind: str, payload: bytes) -> bytes:
@@ -180,15 +192,18 @@ class Relay:
             seen.popitem(last=False)
 
     def _store(self, code: int, h: bytes, payload: bytes) -> None:
+        if h in self._objects:  # forgotten by the seen cache, still held: count it once
+            self._objects.move_to_end(h)
+            return
         body = messages.encode_body(_OBJECT_TYPE[code], {0: payload})
-        self._objects[h] = (code, payload, body)
-        self._object_bytes += len(payload)
+        self._objects[h] = (code, len(body) - len(payload), body)
+        self._object_bytes += len(body) + STORE_ENTRY_OVERHEAD
         lim = self.limits
         while self._objects and (
             len(self._objects) > lim.store_max_objects or self._object_bytes > lim.store_max_bytes
         ):
-            _, (_, old, _) = self._objects.popitem(last=False)
-            self._object_bytes -= len(old)
+            _, (_, _, old) = self._objects.popitem(last=False)
+            self._object_bytes -= len(old) + STORE_ENTRY_OVERHEAD
 
     def _accept(self, code: int, h: bytes, payload: bytes, source: _PeerState | None) -> None:
         self._mark_seen(h)
