@@ -49,7 +49,6 @@ from loragate.peercore import (
 )
 from loragate.peermessages import MessagesMixin
 from loragate.pool import PeerSlot
-from loragate.ratelimit import TokenBucket
 from loragate.session import PRIO_CONTROL, HandshakeFailed, PeerSession
 from loragate.transport import FrameStream
 from lorawire import messages
@@ -291,14 +290,7 @@ class ConnectionsMixin(MessagesMixin):
             self._metric("dropped", "banned")
             await stream.close()
             return
-        bucket = self._conn_buckets.get(host)
-        if bucket is None:
-            bucket = TokenBucket(self.tuning.conn_rate, self.tuning.conn_burst)
-            self._conn_buckets[host] = bucket
-            while len(self._conn_buckets) > self.tuning.conn_buckets_max:
-                self._conn_buckets.popitem(last=False)
-        self._conn_buckets.move_to_end(host)
-        if not bucket.take():
+        if not self._conn_buckets.take(host):  # one bucket per peer network (IPv6: its /64)
             self.stats["refused_rate"] += 1
             self._misbehaving(Misbehaviour.FLOODING, None, host, "connection rate above the limit")
             await stream.close()

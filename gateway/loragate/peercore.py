@@ -33,7 +33,7 @@ from loragate.config import GatewayConfig, parse_endpoint
 from loragate.events import Event, EventBus, EventKind
 from loragate.netgroup import NetGroup
 from loragate.pool import Backoff, ConnectionPolicy, PeerSlot
-from loragate.ratelimit import TokenBucket
+from loragate.ratelimit import AddressBuckets
 from loragate.relay import Relay, RelayLimits
 from loragate.scoring import PeerScore, ScoreWeights
 from loragate.session import PeerSession, SessionLimits
@@ -196,7 +196,13 @@ class ManagerCore:
         self._by_id: dict[bytes, ConnectedPeer] = {}
         self._pending_out: dict[Addr, PeerSlot] = {}
         self._pending_in = 0
-        self._conn_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._conn_buckets = AddressBuckets(
+            self.tuning.conn_rate,
+            self.tuning.conn_burst,
+            self.tuning.conn_buckets_max,
+            cfg.peer_prefix.ipv4,
+            cfg.peer_prefix.ipv6,
+        )
         self._records: OrderedDict[bytes, Record] = OrderedDict()
         self._scores: OrderedDict[str, PeerScore] = OrderedDict()
         self._dirty_scores: set[str] = set()

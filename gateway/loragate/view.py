@@ -142,6 +142,8 @@ def ban_policy(cfg: GatewayConfig) -> BanPolicy:
         base_duration_s=float(b.base_duration_s),
         max_duration_s=float(b.max_duration_s),
         permanent_after=b.permanent_after,
+        ipv4_prefix=cfg.peer_prefix.ipv4,
+        ipv6_prefix=cfg.peer_prefix.ipv6,
     )
 
 
