@@ -30,12 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("upy")
-    if marker is None or "upy_interpreter" in metafunc.fixturenames:
+    if marker is None:
         return
     names = tuple(marker.args) or DEFAULT_INTERPRETERS
     for name in names:
         interpreters.get(name)  # an unknown name is a mistake in the test
-    metafunc.fixturenames.append("upy_interpreter")
+    if "upy_interpreter" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("upy_interpreter")
     metafunc.parametrize("upy_interpreter", names, indirect=True)
 
 
@@ -50,6 +51,15 @@ def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         pytest.skip(reason)
     monkeypatch.setenv(interpreters.ENV, name)
     return interpreters.get(name)
+
+
+@pytest.fixture(autouse=True)
+def _upy_interpreter_of_marked_tests(request: pytest.FixtureRequest) -> None:
+    """Set up `upy_interpreter` for every `upy` test, named in its signature or not: a
+    fixture name that pytest_generate_tests only adds is parametrized but never set up,
+    so the test would run the default interpreter under every parameter."""
+    if request.node.get_closest_marker("upy") is not None:
+        request.getfixturevalue("upy_interpreter")
 
 
 @pytest.fixture
