@@ -11,6 +11,7 @@ from typing import Any
 
 from lorawire import frame as wframe
 from lorawire import messages
+from tools import procs
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 
@@ -35,6 +36,7 @@ class BoardProc:
             json.dumps(self.cfg),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            **procs.child_options(new_session=False),
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_event(lambda e: e["ev"] == "ready")

@@ -36,6 +36,8 @@ from loragate.store import Store
 sys.path.insert(0, str(Path(__file__).parent))
 from test_control import LiveView  # noqa: E402
 
+from tools import procs
+
 LORAGATE = str(Path(sys.executable).with_name("loragate"))
 BAD_NODE = bytes.fromhex("0badc0de0badc0de")
 GOOD_NODE = bytes.fromhex("600d600d600d600d")
@@ -65,6 +67,7 @@ async def asub(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **procs.child_options(new_session=False),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -618,6 +621,7 @@ async def test_every_command_against_the_real_gateway_process(tmp_path: Path) ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **procs.child_options(new_session=False),
     )
     try:
         for _ in range(200):
