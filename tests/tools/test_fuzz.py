@@ -39,6 +39,7 @@ def session() -> Iterator[run.Session]:
         yield s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", run.target_names())
 def test_ci_budget(session: run.Session, name: str, tmp_path: Path) -> None:
     rep = session.target(name, inputs=CI_INPUTS, upy_inputs=CI_UPY_INPUTS)
