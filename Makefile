@@ -66,13 +66,13 @@ bench: venv
 fuzz: venv board-if-possible
 	$(BIN)/python -m tools.fuzz $(if $(SECONDS),--seconds $(SECONDS))
 
-# make flash PORT=/dev/ttyUSB0 BOARD=heltec-v3 REGION=EU868 [NETWORK_KEY=network.key] [MPY=1 | ROMFS=1]
-#            [KEY_ON_HOST=1] [DRY_RUN=1]
+# make flash PORT=/dev/ttyUSB0 BOARD=heltec-v3 REGION=EU868 [NETWORK_KEY=network.key] [ROMFS=1]
+#            [KEY_ON_HOST=1] [DRY_RUN=1]        (the code goes as .mpy files, or one ROMFS image)
 NETWORK_KEY ?= network.key
 flash: venv
 	$(BIN)/python -m tools.deploy flash --port "$(PORT)" --board "$(BOARD)" \
 	  $(if $(REGION),--region "$(REGION)") --network-key-file "$(NETWORK_KEY)" \
-	  $(if $(MPY),--mpy) $(if $(ROMFS),--romfs) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
+	  $(if $(ROMFS),--romfs) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info

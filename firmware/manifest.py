@@ -19,8 +19,9 @@ require("lora-sx126x")
 require("lora-async")
 
 # Never on a board (tools/deploy/romfs.py BOARD_EXCLUDE, checked against this list by
-# tests/firmware/test_manifest.py): CPython's fast paths and the gateway's TCP handshake.
-_CPYTHON_ONLY = ("_fastcodec.py", "_ed25519_fast.py", "handshake.py")
+# tests/firmware/test_manifest.py): CPython's fast paths, the gateway's TCP handshake, and
+# the SHA-512 layout of ports with 62-bit small ints (a board's are 31-bit).
+_CPYTHON_ONLY = ("_fastcodec.py", "_ed25519_fast.py", "handshake.py", "_sha512_halves.py")
 _UNIX_PORT_ONLY = ("radio_sim.py",)
 
 
@@ -30,9 +31,13 @@ def _files(folder, leave_out):
     return sorted(f for f in os.listdir(folder) if f.endswith(".py") and f not in leave_out)
 
 
-package("lorawire", files=_files("../shared/lorawire", _CPYTHON_ONLY), base_path="../shared")
+# opt=3 as the deploy tool compiles .mpy files: no line numbers, no asserts
+package(
+    "lorawire", files=_files("../shared/lorawire", _CPYTHON_ONLY), base_path="../shared", opt=3
+)
 package(
     "loranode",
     files=_files("loranode", () if options.sim_radio else _UNIX_PORT_ONLY),
     base_path=".",
+    opt=3,
 )

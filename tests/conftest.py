@@ -40,10 +40,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("upy_interpreter", names, indirect=True)
 
 
-@pytest.fixture
-def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """The interpreter of this test run (LORACHAIN_MICROPYTHON is set to it)."""
-    name = getattr(request, "param", None) or os.environ.get(interpreters.ENV) or "pypi"
+def _select_interpreter(name: str, monkeypatch: pytest.MonkeyPatch) -> interpreters.Interpreter:
     reason = interpreters.missing(name)
     if reason is not None:
         if name in interpreters.BOARD_NAMES and os.environ.get(REQUIRE_ENV):
@@ -54,12 +51,22 @@ def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture(autouse=True)
-def _upy_interpreter_of_marked_tests(request: pytest.FixtureRequest) -> None:
-    """Set up `upy_interpreter` for every `upy` test, named in its signature or not: a
-    fixture name that pytest_generate_tests only adds is parametrized but never set up,
-    so the test would run the default interpreter under every parameter."""
-    if request.node.get_closest_marker("upy") is not None:
-        request.getfixturevalue("upy_interpreter")
+def _upy_run_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point LORACHAIN_MICROPYTHON at the interpreter of this parametrized `upy` run.
+
+    Autouse, because pytest prunes a fixture that the test function does not name from
+    its closure: the indirect `upy_interpreter` parameter alone would never set it."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("upy_interpreter") if callspec is not None else None
+    if name is not None:
+        _select_interpreter(name, monkeypatch)
+
+
+@pytest.fixture
+def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The interpreter of this test run (LORACHAIN_MICROPYTHON is set to it)."""
+    name = getattr(request, "param", None) or os.environ.get(interpreters.ENV) or "pypi"
+    return _select_interpreter(name, monkeypatch)
 
 
 @pytest.fixture

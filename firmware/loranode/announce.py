@@ -16,15 +16,22 @@ stop colliding.
 The first announce after boot comes after a short random delay (FIRST_MIN_MS ..
 FIRST_MAX_MS), not a full interval: a fresh node should be known quickly.
 
-All times are integer milliseconds on the node clock; `rand(n)` returns 0..n-1.
+All times are node ticks (loranode.clock); `rand(n)` returns 0..n-1.
 """
 
 from os import urandom
 
-DENSE_NEIGHBOURS = 4
-JITTER_PCT = 25
-FIRST_MIN_MS = 500
-FIRST_MAX_MS = 10000
+from loranode.clock import add, diff
+
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+DENSE_NEIGHBOURS = const(4)
+JITTER_PCT = const(25)
+FIRST_MIN_MS = const(500)
+FIRST_MAX_MS = const(10000)
 
 
 def rand(n):
@@ -49,7 +56,7 @@ class AnnounceScheduler:
 
     def start(self, now):
         lo = FIRST_MIN_MS if FIRST_MIN_MS < self.first_max_ms else 0
-        self.due = now + lo + rand(self.first_max_ms - lo + 1)
+        self.due = add(now, lo + rand(self.first_max_ms - lo + 1))
 
     def interval_ms(self, neighbours, bg_used_ms, bg_budget_ms):
         """Interval before jitter for this neighbourhood and budget state."""
@@ -83,7 +90,7 @@ class AnnounceScheduler:
             iv = self.max_ms
         self.last_interval = iv
         self.sent += 1
-        self.due = now + iv
+        self.due = add(now, iv)
         if base < self.max_ms:
             self.backoff += 1
         return self.due
@@ -92,8 +99,8 @@ class AnnounceScheduler:
         """The neighbourhood changed: back to the minimum interval (from the next
         announce on; with `now`, the pending one is pulled in to at most min away)."""
         self.backoff = 0
-        if now is not None and self.due is not None and self.due - now > self.min_ms:
-            self.due = now + self.min_ms // 2 + rand(self.min_ms // 2 + 1)
+        if now is not None and self.due is not None and diff(self.due, now) > self.min_ms:
+            self.due = add(now, self.min_ms // 2 + rand(self.min_ms // 2 + 1))
 
     def is_due(self, now):
-        return self.due is not None and now >= self.due
+        return self.due is not None and diff(now, self.due) >= 0

@@ -32,14 +32,17 @@ the leftover temporary, and a missing or corrupt file leaves the table empty
 File format v1 (big-endian): b"LCB\\x01", u8 count, count x (id[8], u8 state,
 u8 repeats, u8 reason, u32 remaining seconds), sha256(everything before)[:4].
 
-Call `expire(now)` (maybe_save does) at least every few days so no expiry stamp ages
-past half the ticks period.
+Times are node ticks (loranode.clock: they wrap every 2**30 ms). Call `expire(now)`
+(maybe_save does) at least every few days so no expiry stamp ages past half the period;
+a ban lasts at most BAN_MAX_MS (3 days) for the same reason. `save` and `load` take the
+tick they happen at (0 when not given).
 """
 
 import hashlib
 import struct
 
-from loranode.clock import ticks_add, ticks_diff, ticks_ms
+from loranode.clock import add as ticks_add
+from loranode.clock import diff as ticks_diff
 from loranode.constants import (
     BAN_BASE_MS,
     BAN_MAX_MS,
@@ -54,19 +57,24 @@ from loranode.constants import (
 )
 from loranode.persist import TMP_SUFFIX, write_atomic
 
-BAD_TAG = 0
-BAD_SIGNATURE = 1
-MALFORMED = 2
-REPLAY = 3
-FLOOD = 4
-INVALID_SYNC = 5
-MANUAL = 6
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+BAD_TAG = const(0)
+BAD_SIGNATURE = const(1)
+MALFORMED = const(2)
+REPLAY = const(3)
+FLOOD = const(4)
+INVALID_SYNC = const(5)
+MANUAL = const(6)
 KIND_NAMES = ("bad_tag", "bad_signature", "malformed", "replay", "flood", "invalid_sync", "manual")
 POINT_VALUES = (20, 50, 25, 10, 25, 50, 100)
 
-HISTORY = 0  # expired, kept for the repeat count
-ACTIVE = 1
-PERMANENT = 2
+HISTORY = const(0)  # expired, kept for the repeat count
+ACTIVE = const(1)
+PERMANENT = const(2)
 
 _MAGIC = b"LCB\x01"
 _ENTRY = ">BBBI"
@@ -290,7 +298,13 @@ class BanTable:
         return True
 
     def expire(self, now):
-        """Turn ended bans into history; returns how many ended."""
+        """Turn ended bans into history and forget fully forgiven points; returns how many
+        bans ended. (A stale points stamp must not age past half the ticks period.)"""
+        if self.decay_ms > 0:
+            forgiven = self.threshold * self.decay_ms
+            for p in range(self.points_capacity):
+                if self.pids[p] is not None and ticks_diff(now, self.pt[p]) >= forgiven:
+                    self._drop_points(self.pids[p])
         n = 0
         for s in range(self.capacity):
             if self.state[s] == ACTIVE and ticks_diff(self.expiry[s], now) <= 0:
@@ -311,15 +325,10 @@ class BanTable:
         return 0
 
     def dump(self, now):
-        """(id, remaining ms (-1 permanent, 0 expired), repeats, reason name) per slot."""
+        """(id, remaining ms (-1 permanent, 0 expired), repeats, reason code) per slot."""
         for s in range(self.capacity):
             if self.ids[s] is not None:
-                yield (
-                    self.ids[s],
-                    self.remaining_ms(s, now),
-                    self.repeats[s],
-                    KIND_NAMES[self.reason[s]],
-                )
+                yield (self.ids[s], self.remaining_ms(s, now), self.repeats[s], self.reason[s])
 
     def active_count(self, now):
         n = 0
@@ -356,7 +365,7 @@ class BanTable:
         if not path:
             raise ValueError("no ban file path")
         if now is None:
-            now = ticks_ms()
+            now = 0
         write_atomic(path, self.to_bytes(now))
         self.dirty = False
         self._last_save = now
@@ -408,7 +417,7 @@ class BanTable:
         if not path:
             raise ValueError("no ban file path")
         if now is None:
-            now = ticks_ms()
+            now = 0
         self._clear()
         entries = None
         found = False

@@ -63,13 +63,14 @@ output not yet written is dropped, and the port is reopened every REOPEN_MS unti
 works; HELLO and RADIO_STATS follow each reopen. Frames handed down keep their handles.
 """
 
-from loranode.clock import ticks_add, ticks_diff, ticks_ms
+from loranode import counters as C
+from loranode.clock import diff, ticks_add, ticks_diff, ticks_ms
 from loranode.node import Node
 from loranode.txqueue import BLOCKS, CONTROL, GOSSIP
 from lorawire import frame as fr
 from lorawire import link, uart
 from lorawire import messages as msg
-from lorawire.airtime import NEVER, time_on_air_ms
+from lorawire.airtime import NEVER, airtime_ms
 from lorawire.errors import DecodeError
 
 FIRMWARE = "loranode-0.1"
@@ -139,17 +140,16 @@ class Bridge(Node):
         identity,
         radio,
         uart_port,
-        opts=None,
         app=None,
         name=None,
         out=None,
-        stats_interval_s=STATS_INTERVAL_S,
         firmware=FIRMWARE,
+        clock=None,
     ):
-        Node.__init__(self, cfg, identity, radio, opts, app, name, out)
+        Node.__init__(self, cfg, identity, radio, app, name, out, clock)
         self.uart = uart_port
         self.firmware = firmware
-        self.stats_ms = stats_interval_s * 1000
+        self.stats_ms = cfg["bridge"]["stats_interval_s"] * 1000
         self.power_max = cfg["tx_power_dbm"]
         self.power = cfg["tx_power_dbm"]
         self.decoder = uart.StreamDecoder()
@@ -211,11 +211,11 @@ class Bridge(Node):
         )
 
     def radio_stats(self):
-        mono = self.clock.now()
-        span = mono - self._busy_from
+        now = self.clock.now()
+        span = diff(now, self._busy_from)
         busy = self._busy_ms * 1000 // span if span > 0 else 0
         self._busy_ms = 0
-        self._busy_from = mono
+        self._busy_from = now
         b = self.b
         dropped = (
             b["bad_header"]
@@ -227,9 +227,9 @@ class Bridge(Node):
         self.send(
             link.RADIO_STATS,
             rx=b["rx"],
-            tx=self.c["tx"],
-            airtime_used_ms=self.duty.used_ms(self.freq, mono),
-            airtime_budget_ms=self.duty.budget_ms(self.freq),
+            tx=self.c[C.TX],
+            airtime_used_ms=self.duty.used_ms(now),
+            airtime_budget_ms=self.duty.budget_ms(),
             channel_busy=busy if busy < 1000 else 1000,
             dropped=dropped,
             banned_drops=b["banned_drops"],
@@ -280,15 +280,15 @@ class Bridge(Node):
     # --- frames down -----------------------------------------------------------------
 
     def _airtime(self, data):
-        return time_on_air_ms(len(data), self.sf, self.bw, self.cr)
+        return airtime_ms(len(data), self.sf, self.bw, self.cr)
 
     def _wait(self, data):
         """Node-clock ms until the accountant has room for `data` (0 now, NEVER never)."""
         bg = data[1] in _BACKGROUND
-        return self.duty.wait_ms(self.freq, self._airtime(data), self.clock.now(), bg, self.bw)
+        return self.duty.wait_ms(self._airtime(data), self.clock.now(), bg)
 
     def _never_reason(self, data):
-        dwell = self.duty.dwell_limit_ms(self.freq, self.bw)
+        dwell = self.duty.dwell_ms
         if dwell and self._airtime(data) > dwell:
             return link.DEFER_DWELL
         return link.DEFER_DUTY_CYCLE
@@ -317,12 +317,8 @@ class Bridge(Node):
             return
         if prio != CONTROL and prio != BLOCKS:
             prio = GOSSIP
-        t = self.ticks(self.clock.now())
-        if (
-            data[0] & fr.FLAG_DEST
-            and n >= fr.HEADER_UNICAST
-            and self.bans.is_banned(data[11:19], t)
-        ):
+        dest = fr.peek_dest(data)
+        if dest is not None and self.bans.is_banned(dest, self.clock.now()):
             self._deferred(handle, link.DEFER_BANNED, NEVER)
             return
         w = self._wait(data)
@@ -408,15 +404,16 @@ class Bridge(Node):
                     break
         return data
 
-    def charge(self, data, airtime_ms, mono):
-        Node.charge(self, data, airtime_ms, mono)
-        self._busy_ms += int(airtime_ms + 0.999)
+    def charge(self, data, now):
+        Node.charge(self, data, now)
+        air = self._airtime(data)
+        self._busy_ms += air
         for i in range(PENDING_DOWN):
             if self._p_state[i] == _SENDING and self._p_frame[i] is data:
                 h = self._p_handle[i]
                 self._release(i)
                 self.b["tx_done"] += 1
-                self.send(link.TX_DONE, handle=h, airtime_ms=int(airtime_ms + 0.999))
+                self.send(link.TX_DONE, handle=h, airtime_ms=air)
                 return
 
     # --- frames up -------------------------------------------------------------------
@@ -425,7 +422,7 @@ class Bridge(Node):
         b = self.b
         b["rx"] += 1
         try:
-            self._busy_ms += int(self._airtime(data) + 0.999)
+            self._busy_ms += self._airtime(data)
         except ValueError:
             pass
         try:
@@ -434,7 +431,7 @@ class Bridge(Node):
             b["bad_header"] += 1
             src = None
         if src is not None:
-            if self.bans.is_banned(src, self.ticks(self.clock.now())):
+            if self.bans.is_banned(src, self.clock.now()):
                 b["banned_drops"] += 1
             else:
                 r = -200 if rssi is None else int(rssi)
@@ -455,7 +452,7 @@ class Bridge(Node):
         if node_id == self.id:
             self.error(link.ERR_BAD_VALUE, "cannot ban this bridge's own id")
             return
-        t = self.ticks(self.clock.now())
+        t = self.clock.now()
         rem = self._remaining(node_id, t)
         if seconds >= link.BAN_PERMANENT_SECONDS:
             if rem == -1:
@@ -470,15 +467,7 @@ class Bridge(Node):
             if rem == -1 or rem >= want - want // 10 - 1000:
                 return  # never shorten a ban; a re-push changes nothing
             self.bans.ban(node_id, t, duration_ms=want)
-        self._forget_peer(node_id)
-
-    def _forget_peer(self, node_id):
-        s = self.peers.find(node_id)
-        if s >= 0:
-            self.rec_id[s] = None
-            self.rec_enc[s] = None
-            self.peers.remove(node_id)
-        self.link_keys.forget(node_id)
+        self.forget(node_id)
 
     def unban_pushed(self, node_id):
         self.bans.unban(node_id)  # saved by Node.tick (BanTable.maybe_save)
@@ -524,8 +513,8 @@ class Bridge(Node):
             if not SF_MIN <= v <= SF_MAX:
                 self.error(link.ERR_BAD_VALUE, "sf must be %d..%d" % (SF_MIN, SF_MAX))
                 return
-            air = time_on_air_ms(LARGEST_OWN_FRAME, v, self.bw, self.cr)
-            if self.duty.wait_ms(self.freq, air, self.clock.now(), True, self.bw) == NEVER:
+            air = airtime_ms(LARGEST_OWN_FRAME, v, self.bw, self.cr)
+            if self.duty.wait_ms(air, self.clock.now(), True) == NEVER:
                 self.error(
                     link.ERR_BAD_VALUE,
                     "sf %d: a %d-byte frame (%d ms) is over the dwell or duty limit"
@@ -563,8 +552,8 @@ class Bridge(Node):
 
     # --- main loop -------------------------------------------------------------------
 
-    def tick(self, mono):
-        Node.tick(self, mono)
+    def tick(self, now):
+        Node.tick(self, now)
         self.sweep()
         if self.stats_ms and ticks_diff(ticks_ms(), self._stats_due) >= 0:
             self._stats_due = ticks_add(ticks_ms(), self.stats_ms)
@@ -614,25 +603,8 @@ class Bridge(Node):
             else:
                 await port.wait_readable(20)
 
-    async def run(self):
-        import asyncio
-
-        sleep_ms = getattr(asyncio, "sleep_ms", None)
-        if sleep_ms is None:
-
-            async def sleep_ms(ms):
-                await asyncio.sleep(ms / 1000)
-
-        task = asyncio.create_task(self._uart_after_start(sleep_ms))
-        try:
-            await Node.run(self)
-        finally:
-            task.cancel()
-
-    async def _uart_after_start(self, sleep_ms):
-        while not self.running:  # Node.run sets it in start()
-            await sleep_ms(1)
-        await self.uart_task(sleep_ms)
+    async def run(self, extra=None):
+        await Node.run(self, self.uart_task)
 
     def shutdown(self):
         Node.shutdown(self)
@@ -660,7 +632,7 @@ def console_uart(cfg):
     return not u.get("path") and u.get("id", 0) == 0
 
 
-def run(cfg, opts, identity, radio, name=None, port=None, stats_interval_s=STATS_INTERVAL_S):
+def run(cfg, identity, radio, name=None, port=None):
     """Run bridge mode until stopped (stdin `quit`, SIGINT); saves bans on the way out.
 
     On the console UART (uart id 0) nothing else may write to it: stdin commands and
@@ -668,15 +640,15 @@ def run(cfg, opts, identity, radio, name=None, port=None, stats_interval_s=STATS
     """
     import asyncio
 
-    from loranode.node import options
-
-    opts = options(opts)
     if console_uart(cfg):
+        cfg = dict(cfg)
+        opts = dict(cfg["node"])
         opts["stdin"] = False
         opts["status_interval_s"] = 0
+        cfg["node"] = opts
     if port is None:
         port = open_port(cfg)
-    b = Bridge(cfg, identity, radio, port, opts, name=name, stats_interval_s=stats_interval_s)
+    b = Bridge(cfg, identity, radio, port, name=name)
     if not console_uart(cfg):
         print("BRIDGE %s %s" % (identity.hex_id(), b.name))
     try:
@@ -687,73 +659,3 @@ def run(cfg, opts, identity, radio, name=None, port=None, stats_interval_s=STATS
         b.shutdown()
         port.close()
     return b
-
-
-def _radio(cfg, node_id):
-    if cfg["sim"]:
-        from loranode.radio_sim import SimRadio
-
-        sim = cfg["sim"]
-        r = SimRadio(node_id, sim["name"], sim["medium_host"], sim["medium_port"])
-    else:
-        from loranode import config
-        from loranode.radio_lora import open_radio
-
-        return open_radio(
-            config.radio(cfg),
-            cfg["frequency_hz"],
-            cfg["sf"],
-            cfg["bandwidth_hz"],
-            cfg["coding_rate"],
-            cfg["tx_power_dbm"],
-        )
-    r.configure(
-        cfg["frequency_hz"], cfg["sf"], cfg["bandwidth_hz"], cfg["coding_rate"], cfg["tx_power_dbm"]
-    )
-    return r
-
-
-def main(path):
-    """Stand-alone entry (until main.py dispatches on role): `import loranode.bridge as b;
-    b.main("config.json")`. Accepts `uart.path` and a top-level "bridge" section
-    ({"stats_interval_s": n}) that loranode.config does not know yet."""
-    import json
-    import sys
-
-    from loranode import config
-    from loranode.identity import load_or_create
-
-    try:
-        with open(path) as f:
-            raw = json.loads(f.read())
-        if not isinstance(raw, dict):
-            raise config.ConfigError("config: the config is not a JSON object")
-        extra = raw.pop("bridge", None) or {}
-        upath = None
-        if isinstance(raw.get("uart"), dict):
-            upath = raw["uart"].pop("path", None)
-        cfg = config.validate(raw)
-    except (OSError, ValueError) as e:
-        print(str(e).split("\n")[0])
-        sys.exit(2)
-    if upath is not None:
-        cfg["uart"]["path"] = upath
-    opts = cfg["node"]
-    d = opts["state_dir"]
-    ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
-    try:
-        radio = _radio(cfg, ident.id)
-    except (OSError, ValueError) as e:
-        print("radio: %s" % (e,))
-        sys.exit(1)
-    name = cfg["sim"]["name"] if cfg["sim"] else None
-    try:
-        run(cfg, opts, ident, radio, name, None, extra.get("stats_interval_s", STATS_INTERVAL_S))
-    finally:
-        radio.close()
-
-
-if __name__ == "__main__":  # micropython -m loranode.bridge CONFIG
-    import sys
-
-    main(sys.argv[1] if len(sys.argv) > 1 else "config.json")

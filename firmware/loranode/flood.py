@@ -2,16 +2,23 @@
 
 Every received frame that passed the header-only checks takes one token from its
 source's bucket: `rate` tokens (frames) per node-clock minute, at most `burst` held
-(the node options flood_rate_per_min / flood_burst, defaults in loranode.config; a rate
-of 0 disables the limit). The table holds one bucket per peer-table slot, preallocated
+(the node options flood_rate_per_min / flood_burst; a rate of 0 disables the limit).
+Times are node ticks (loranode.clock). The table holds one bucket per peer-table slot, preallocated
 in parallel lists; an unknown source takes the least recently used bucket (`evicted`)
-and starts full. Who is charged for a frame over the limit is the receive path's
-business (loranode.receive).
+and starts full. Which frames spend tokens and who is charged for a frame over the
+limit is the receive path's business (loranode.receive: only authenticated, fresh
+frames spend them).
 """
 
+from loranode.clock import diff
 from loranode.constants import new_index
 
-FLOOD_COST = 60000  # one frame in bucket units (1 unit = 1 ms at 1 frame/minute)
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+FLOOD_COST = const(60000)  # one frame in bucket units (1 unit = 1 ms at 1 frame/minute)
 
 
 class FloodTable:
@@ -40,7 +47,7 @@ class FloodTable:
         for i in range(self.capacity):
             if self.ids[i] is None:
                 return i
-            if self.t[i] < self.t[best]:
+            if diff(self.t[i], self.t[best]) < 0:
                 best = i
         return best
 
@@ -61,7 +68,7 @@ class FloodTable:
             self.index[src] = i
             self.credit[i] = self.full
         else:
-            d = now - self.t[i]
+            d = diff(now, self.t[i])
             if d > 0:
                 room = self.full - self.credit[i]
                 if d >= room // self.rate + 1:

@@ -1,12 +1,15 @@
 """The mesh peer manager: tables, timers and tasks of one node, and its app hooks.
 
-`Node` is the orchestrator; the work is done by three mixins that share its tables:
-  * loranode.receive  -- the receive path (ban, own-id and flood checks, tags and
-    attribution, records, fragments, relaying, delivery to the application);
-  * loranode.pex      -- peer exchange (held records, PEX rounds and answers);
+`Node` owns the tables and the main loop; the work is done by three mixins that share
+them, each setting up its own state (`_init_<mixin>`, called once from `Node.__init__`):
+  * loranode.receive  -- the receive path (bans, own id, tags and attribution, the
+    per-source flood limit, records, fragments, relaying, delivery to the application);
+  * loranode.pex      -- peer exchange (PEX rounds and answers over the records the
+    peer table holds);
   * loranode.transmit -- routing of our own unicasts, the queue, duty-cycle charging,
-    pending answers (pings, acks), the transmit task;
-and loranode.flood holds the per-source flood limit (FloodTable).
+    pending answers (pings, acks), the transmit task.
+Mixins rather than helper objects: no extra indirection per call, and on a board every
+extra object and bound method costs heap.
 
 Discovery:
   * ANNOUNCE: our signed record, broadcast with `hop_limit`, at the adaptive interval of
@@ -20,239 +23,134 @@ Discovery:
     then score, and marks the chosen one NEXT_HOP (protected from eviction); the
     application sends toward it with `port.send_upstream` (loranode.transmit).
 
-Options: the "node" section of the validated config (loranode.config holds its schema
-and defaults); `options()` checks and completes a section given separately.
+Config: the dict the deploy tool validated and wrote (tools/deploy/fwconfig.py holds the
+schema; a board only reads it): radio settings, the channel's duty-cycle numbers
+("duty"), capacities, score weights, announce bounds and the "node" section of runtime
+options.
 
 Frame sequence numbers survive reboots: `state.bin` reserves SEQ_BLOCK sequences at a
 time and the node jumps to the next block at boot, so neighbours' replay windows
 accept its first frames (docs/AUTH.md, replay windows).
 
-Time: `Clock` gives integer monotonic ms scaled by the medium's speed factor (1 on a
-board); tables get `ticks(mono)`, the DutyCycle gets mono itself.
+Time: every time here is a node tick from `clock.now()` (loranode.clock: it wraps every
+2**30 ms by design, and ticks are compared with `diff` only), so a node that runs for
+months keeps every stamp a small int. Timers are due ticks in `due`.
 """
 
-# FLOOD_COST and HOPS_UNKNOWN (noqa F401 below) stay importable from here for tests.
 import gc
 import struct
 
-from loranode import bans as bn
+from loranode import counters as C
 from loranode.announce import AnnounceScheduler, rand
 from loranode.app import App, Port
-from loranode.clock import TICKS_PERIOD, ticks_diff, ticks_ms
-from loranode.constants import REASSEMBLY
-from loranode.flood import FLOOD_COST, FloodTable  # noqa: F401
+from loranode.bans import BanTable
+from loranode.clock import NodeClock, add, diff
+from loranode.flood import FloodTable
+from loranode.keycache import KeyCache
 from loranode.peers import KIND_GATEWAY, NEXT_HOP, PeerTable
 from loranode.persist import read_file, write_atomic
-from loranode.pex import HOPS_UNKNOWN, PEX_FIRST_MS, PEX_RESEND_MS, PeerExchange  # noqa: F401
-from loranode.receive import ATTR_RING, REASM_TIMEOUT_MS, Receive
+from loranode.pex import PeerExchange
+from loranode.receive import Receive
 from loranode.score import Scorer
 from loranode.seen import SeenRing
-from loranode.transmit import PENDING, Transmit
+from loranode.transmit import Transmit
 from loranode.txqueue import CONTROL, GOSSIP, TxQueue
-from lorawire import auth, regions
-from lorawire import fragment as fg
 from lorawire import messages as msg
 from lorawire import record as rc
-from lorawire.airtime import DutyCycle
-from lorawire.replay import ReplayTable
+from lorawire.airtime import Budget
 
-SEQ_BLOCK = 256
-AGE_OUT_MS = 3600000
-GOSSIP_MAX_AGE_MS = 600000
-BLOCKS_MAX_AGE_MS = 1200000
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+
+SEQ_BLOCK = const(256)
+AGE_OUT_MS = const(3600000)
+GOSSIP_MAX_AGE_MS = const(600000)
+BLOCKS_MAX_AGE_MS = const(1200000)
+TIMER_MS = const(50)  # the timer task's period (real ms)
+
+# the node's timers: indices into Node.due
+_PEX = const(0)
+_PING = const(1)
+_AGE = const(2)
+_STATUS = const(3)
 
 _STATE_MAGIC = b"LCS\x01"
 _STATE_FMT = ">HI"
-_COUNTERS = (
-    "rx",
-    "bad_frame",
-    "dropped_banned",
-    "own",
-    "not_for_me",
-    "accepted",
-    "attributed",
-    "drop_attributed",
-    "sig_checks",
-    "dup_record",
-    "stale_record",
-    "bad_record",
-    "new_peers",
-    "announce_rx",
-    "announce_tx",
-    "relayed",
-    "pex_req_tx",
-    "pex_req_rx",
-    "pex_resp_tx",
-    "pex_resp_rx",
-    "pex_limited",
-    "pex_unknown",
-    "ping_tx",
-    "pong_rx",
-    "ack_rx",
-    "timeouts",
-    "app_rx",
-    "app_tx",
-    "upstream_tx",
-    "upstream_no_gateway",
-    "tx",
-    "tx_never",
-    "tx_errors",
-    "points",
-    "bans",
-    "invalid_reported",
-    "dropped_flood",
-    "flood_points",
-    "flood_evicted",
-    "frag_rx",
-    "frag_done",
-    "frag_rejected",
-    "frag_points",
-)
-
-
-
-def options(d):
-    """Complete runtime options from a "node" section (None: the defaults).
-
-    Boot and test time only: loranode.config holds the schema, so this imports it. A
-    running node never calls it: Node takes the section from the validated config.
-    """
-    from loranode import config
-
-    return config.node_options(d)
-
-
-class Clock:
-    """Monotonic integer ms since start, scaled by a speed factor (meshsim) -- never wraps."""
-
-    def __init__(self, speed=1.0):
-        self.set_speed(speed)
-        self._last = ticks_ms()
-        self._acc = 0  # in 1/1000 ms
-
-    def set_speed(self, speed):
-        self.milli = int(speed * 1000 + 0.5)
-        if self.milli < 1:
-            self.milli = 1
-
-    def now(self):
-        t = ticks_ms()
-        d = ticks_diff(t, self._last)
-        if d > 0:
-            self._last = t
-            self._acc += d * self.milli
-        return self._acc // 1000
-
-    def wall_ms(self, sim_ms):
-        """Real ms that `sim_ms` of node time takes."""
-        return sim_ms * 1000 // self.milli
 
 
 class Node(Receive, PeerExchange, Transmit):
     """The orchestrator: tables, timers, tasks; receive, PEX and transmit are mixins."""
 
-    def __init__(self, cfg, identity, radio, opts=None, app=None, name=None, out=None):
-        if opts is None and "node" in cfg:
-            opts = cfg["node"]  # checked by loranode.config.validate
-        else:
-            opts = options(opts)
+    def __init__(self, cfg, identity, radio, app=None, name=None, out=None, clock=None):
+        from binascii import unhexlify
+
+        opts = cfg["node"]
         self.cfg = cfg
         self.opts = opts
         self.identity = identity
         self.id = identity.id
         self.radio = radio
         self.name = name or getattr(radio, "name", None)
-        self.role = cfg.get("role", "node")
+        self.role = cfg["role"]
         self.kind = opts["kind"]
         self.out = out
         self.freq = cfg["frequency_hz"]
         self.sf = cfg["sf"]
         self.bw = cfg["bandwidth_hz"]
         self.cr = cfg["coding_rate"]
-        from binascii import unhexlify
-
         self.net_key = unhexlify(cfg["network_key"])
         self.hop_limit = opts["hop_limit"]
         self.relay = opts["relay"]
+        self.clock = clock or NodeClock(getattr(radio, "speed", 1) or 1)
         cap = cfg["capacities"]
-        self.clock = Clock(getattr(radio, "speed", 1.0) or 1.0)
-        self._mask = TICKS_PERIOD - 1
-        self.state_dir = opts["state_dir"]
-        w = cfg.get("score_weights") or {}
-        scorer = Scorer(
-            {
-                "w_reliability": int(w.get("reliability", 40)),
-                "w_link": int(w.get("performance", 30)),
-                "w_behaviour": int(w.get("behaviour", 30)),
-            }
-        )
+        w = cfg["score_weights"]
         n = cap["peers"]
-        self.peers = PeerTable(n, scorer)
-        self.rec_id = [None] * n  # owner id of the record held in the slot
-        self.rec_seq = [0] * n
-        self.rec_enc = [None] * n  # signed record bytes (answers PEX)
-        self.rec_t = [0] * n  # node-clock ms when the record was learned
-        self.rec_tx = [-PEX_RESEND_MS] * n  # node-clock ms we last broadcast it (PEX)
-        self._row = (n + 7) // 8
-        self.holds = bytearray(n * self._row)
-        self.pex_answered = [0] * n  # node-clock ms of the last answer to that slot's peer
-        self.bans = bn.BanTable(cap["bans"], path=self._path("bans.bin"))
-        self.bans.load(now=self.ticks(0))
+        self.peers = PeerTable(
+            n,
+            Scorer(
+                {
+                    "w_reliability": w["reliability"],
+                    "w_link": w["performance"],
+                    "w_behaviour": w["behaviour"],
+                }
+            ),
+        )
+        now = self.clock.now()
+        self.bans = BanTable(cap["bans"], path=self._path("bans.bin"))
+        self.bans.load(now=now)
         self.seen = SeenRing(cap["seen"])
-        self.replay = ReplayTable(n)
-        self.link_keys = auth.LinkKeyCache(identity, cap["key_cache"], self._public_of)
+        self.link_keys = KeyCache(cap["key_cache"])
         self.flood = FloodTable(n, opts["flood_rate_per_min"], opts["flood_burst"])
-        nr = cap.get("reassembly", REASSEMBLY)
-        self.reasm = fg.Reassembler(nr, REASM_TIMEOUT_MS, fg.max_message())
-        self.frag_ok = bytearray(nr)  # every fragment so far in that slot was link-tagged
-        self.gc_heap = None  # (free, alloc) right after the last `gc` command
         self.txq = TxQueue(cap["txqueue"], max_age_ms=(None, BLOCKS_MAX_AGE_MS, GOSSIP_MAX_AGE_MS))
-        self.duty = DutyCycle(cfg["region"])
+        d = cfg["duty"]
+        self.duty = Budget(d["budget_ms"], d["window_ms"], d["dwell_ms"])
         amin = cfg["announce_interval_min_s"]
         self.announcer = AnnounceScheduler(amin, cfg["announce_interval_max_s"])
         self.pex_ms = (opts["pex_interval_s"] or amin) * 1000
         self.ping_ms = (opts["ping_interval_s"] or 4 * amin) * 1000
-        self._pex_idle = self.pex_ms
         self.status_ms = opts["status_interval_s"] * 1000
-        self.c = {}
-        for k in _COUNTERS:
-            self.c[k] = 0
-        # pending pings / acks: (peer id, kind 0 ping / 1 ack, nonce or seq, sent ms)
-        self.pend_id = [None] * PENDING
-        self.pend_kind = bytearray(PENDING)
-        self.pend_val = [0] * PENDING
-        self.pend_t = [0] * PENDING
-        self.attr_id = [None] * ATTR_RING
-        self.attr_ok = bytearray(ATTR_RING)
-        self._attr_pos = 0
+        self.due = [0, 0, 0, 0]  # _PEX, _PING, _AGE, _STATUS: set by start()
+        self.c = [0] * C.COUNT
         self.app = app if app is not None else App()
         self.port = Port(self)
         self.min_free = None
-        self.last_new_s = None
-        self.t0_sim = 0.0
-        self._pex_rr = 0
-        self._pex_target = None
-        self._pex_burst = 0
-        self._pex_news = 0
-        self._pex_last_id = None
-        self._pex_due = 0  # the timers' due times (node ms) are set by start()
-        self._ping_due = 0
-        self._age_due = 0
-        self._status_due = 0
-        self._pex_last = 0
-        self._ping_rr = 0
-        self._tx_airtime_ms = 0
+        self.gc_heap = None  # (free, alloc) right after the last stdin `gc`
+        self.last_new = None  # tick when the latest new peer was verified
+        self.up_s = 0  # whole seconds of uptime folded in from _up_from (hourly)
+        self._up_from = now
+        self.t0_sim = 0.0  # the medium's clock at start-up (simulation)
         self.running = False
+        self._ping_rr = 0
+        self._init_receive(cap["reassembly"])
+        self._init_pex(n)
+        self._init_transmit()
         self._load_state()
         self.record = self._make_record()
 
-    # --- time and persistence --------------------------------------------------------
-
-    def ticks(self, mono):
-        return mono & self._mask
-
-    def sim_s(self, mono):
-        return round(self.t0_sim + mono / 1000, 3)
+    # --- persistence ---------------------------------------------------------------
 
     def _path(self, name):
         d = self.opts["state_dir"]
@@ -260,14 +158,11 @@ class Node(Receive, PeerExchange, Transmit):
 
     def _load_state(self):
         data = read_file(self._path("state.bin"))
-        fseq = None
+        seq = None
         rseq = 0
         if data is not None and len(data) == 10 and data[:4] == _STATE_MAGIC:
-            fseq, rseq = struct.unpack(_STATE_FMT, data[4:])
-        if fseq is None:
-            b = rand(1 << 16)
-            fseq = b
-        self.seq = fseq & 0xFFFF
+            seq, rseq = struct.unpack(_STATE_FMT, data[4:])
+        self.seq = rand(1 << 16) if seq is None else seq
         self.rec_seq_own = (rseq + 1) & 0xFFFFFFFF
         self._seq_limit = (self.seq + SEQ_BLOCK) & 0xFFFF
         self._save_state()
@@ -294,27 +189,18 @@ class Node(Receive, PeerExchange, Transmit):
             "seq": self.rec_seq_own,
             "kind": rc.KIND_NAMES.index(self.kind),
             "services": services,
-            "mesh": (regions.REGION_NAMES.index(self.cfg["region"]), self.sf),
+            "mesh": (self.cfg["region_index"], self.sf),
         }
         return rc.encode_record(fields, self.identity)
 
-    # --- peer helpers --------------------------------------------------------------------
+    # --- peers ---------------------------------------------------------------------
 
-    def _public_of(self, node_id):
-        s = self.peers.find(node_id)
-        if s < 0:
-            return None
-        return self.peers.keys[s]
-
-    def _held(self, s, node_id):
-        return s >= 0 and self.rec_id[s] == node_id
-
-    def neighbours(self, t):
+    def neighbours(self, now):
         """Verified direct neighbours heard recently (slots)."""
         pt = self.peers
         out = []
         for s in pt.slots():
-            if pt.hops[s] == 0 and self.rec_id[s] == pt.ids[s] and pt.age(s, t) < pt.recent_ms:
+            if pt.hops[s] == 0 and pt.rec[s] is not None and pt.age(s, now) < pt.recent_ms:
                 out.append(s)
         return out
 
@@ -322,7 +208,7 @@ class Node(Receive, PeerExchange, Transmit):
         pt = self.peers
         best = -1
         for s in pt.slots():
-            if pt.kind[s] != KIND_GATEWAY or self.rec_id[s] != pt.ids[s]:
+            if pt.kind[s] != KIND_GATEWAY or pt.rec[s] is None:
                 continue
             if best < 0 or (pt.hops[s], -pt.score[s]) < (pt.hops[best], -pt.score[best]):
                 best = s
@@ -337,47 +223,82 @@ class Node(Receive, PeerExchange, Transmit):
         pt = self.peers
         return [(pt.ids[s], pt.kind[s], pt.hops[s], pt.score[s]) for s in pt.slots()]
 
-    def airtime(self, mono):
+    def forget(self, node_id):
+        """Drop everything held about node_id: peer slot (and its record), link key,
+        flood bucket. A banned node is forgotten; so is one the gateway bans."""
+        self.peers.remove(node_id)
+        self.link_keys.remove(node_id)
+        self.flood.forget(node_id)
+
+    # --- timers and tasks ------------------------------------------------------------
+
+    def announce(self, now):
+        # an ANNOUNCE body is the record map: its encoding is the record itself
+        if self._queue(msg.ANNOUNCE, self.record, None, self.hop_limit, GOSSIP, now) is not None:
+            self.c[C.ANNOUNCE_TX] += 1
         d = self.duty
-        return {
-            "tx_ms": self._tx_airtime_ms,
-            "used_ms": d.used_ms(self.freq, mono),
-            "budget_ms": d.budget_ms(self.freq),
-            "bg_used_ms": d.used_ms(self.freq, mono, True),
-            "bg_budget_ms": d.budget_ms(self.freq, True),
-            "announce_interval_s": self.announcer.last_interval // 1000,
-        }
-
-    # --- discovery rounds -----------------------------------------------------------------
-
-    def announce(self, mono):
-        body = self.record  # an ANNOUNCE body is the record map: its encoding is the record
-        if self._queue(msg.ANNOUNCE, body, None, self.hop_limit, GOSSIP, mono) is not None:
-            self.c["announce_tx"] += 1
-        t = mono & self._mask
-        bg_used = self.duty.used_ms(self.freq, mono, True)
         self.announcer.schedule(
-            mono, len(self.neighbours(t)), bg_used, self.duty.budget_ms(self.freq, True)
+            now, len(self.neighbours(now)), d.used_ms(now, True), d.budget_ms(True)
         )
 
-    def ping_round(self, mono):
-        nb = self.neighbours(mono & self._mask)
+    def ping_round(self, now):
+        nb = self.neighbours(now)
         if not nb:
             return False
         self._ping_rr = (self._ping_rr + 1) % len(nb)
         pid = self.peers.ids[nb[self._ping_rr]]
         nonce = rand(1 << 24)
-        if self._queue(msg.PING, msg.encode_ping(nonce), pid, 0, CONTROL, mono) is not None:
-            self._expect(pid, 0, nonce, mono)
-            self.c["ping_tx"] += 1
+        if self._queue(msg.PING, msg.encode_ping(nonce), pid, 0, CONTROL, now) is not None:
+            self._expect(pid, 0, nonce, now)
+            self.c[C.PING_TX] += 1
         return True
 
-    # --- main loop ---------------------------------------------------------------------
+    def tick(self, now):
+        """Timers: announce, PEX, ping, pending timeouts, queue expiry, ban save, ageing."""
+        due = self.due
+        if self.announcer.is_due(now):
+            self.announce(now)
+        if diff(now, due[_PEX]) >= 0:
+            self.pex_tick(now)
+        if diff(now, due[_PING]) >= 0:
+            self.ping_round(now)
+            due[_PING] = add(now, self.ping_ms * 3 // 4 + rand(self.ping_ms // 2 + 1))
+        self._expire_pending(now)
+        self.txq.expire(now)
+        self.reasm.expire(now)
+        self.bans.maybe_save(now)
+        if diff(now, due[_AGE]) >= 0:
+            self.peers.age_out(now)
+            due[_AGE] = add(now, AGE_OUT_MS)
+            up = diff(now, self._up_from) // 1000  # ticks wrap: keep uptime in seconds
+            self.up_s += up
+            self._up_from = add(self._up_from, up * 1000)
+        if self.status_ms and diff(now, due[_STATUS]) >= 0:
+            self.emit_status()
+            due[_STATUS] = add(now, self.status_ms)
+        try:
+            self.app.tick(now)
+        except Exception as e:
+            self.c[C.APP_ERRORS] += 1
+            print("app tick error:", repr(e))
 
-    def status_line(self):
-        from loranode import status
+    def up_seconds(self, now):
+        return self.up_s + diff(now, self._up_from) / 1000
 
-        return status.line(self)
+    def start(self):
+        now = self.clock.now()
+        self.up_s = 0
+        self._up_from = now
+        self.t0_sim = getattr(self.radio, "sim_time", 0.0) or 0.0
+        self.announcer.start(now)
+        due = self.due
+        due[_PEX] = add(now, self.pex_first_ms())
+        due[_PING] = add(now, self.ping_ms)
+        due[_AGE] = add(now, AGE_OUT_MS)
+        due[_STATUS] = add(now, self.status_ms)
+        self._pex_last = now
+        self.app.attach(self.port)
+        self.running = True
 
     def emit_status(self):
         from loranode import status
@@ -404,55 +325,17 @@ class Node(Receive, PeerExchange, Transmit):
             try:
                 self.handle_frame(pkt[0], pkt[1], pkt[2])
             except Exception as e:  # a bug in one frame's handling must not stop the node
-                self.c["rx_errors"] = self.c.get("rx_errors", 0) + 1
+                self.c[C.RX_ERRORS] += 1
                 print("rx error:", repr(e))
             self.sample_heap()
-
-    def tick(self, mono):
-        """Timers: announce, PEX, ping, pending timeouts, queue expiry, ban save, ageing."""
-        t = mono & self._mask
-        if self.announcer.is_due(mono):
-            self.announce(mono)
-        if mono >= self._pex_due:
-            self.pex_tick(mono)
-        if mono >= self._ping_due:
-            self.ping_round(mono)
-            self._ping_due = mono + self.ping_ms * 3 // 4 + rand(self.ping_ms // 2 + 1)
-        self._expire_pending(mono, t)
-        self.txq.expire(mono)
-        self.reasm.expire(mono)
-        self.bans.maybe_save(t)
-        if mono >= self._age_due:
-            self.peers.age_out(t)
-            self._age_due = mono + AGE_OUT_MS
-        if self.status_ms and mono >= self._status_due:
-            self.emit_status()
-            self._status_due = mono + self.status_ms
-        try:
-            self.app.tick(mono)
-        except Exception as e:
-            print("app tick error:", repr(e))
-
-    def start(self):
-        self.clock.set_speed(getattr(self.radio, "speed", 1.0) or 1.0)
-        self.t0_sim = getattr(self.radio, "sim_time", 0.0) or 0.0
-        mono = self.clock.now()
-        self.announcer.start(mono)
-        self._pex_due = mono + PEX_FIRST_MS + rand(PEX_FIRST_MS)
-        self._pex_last = mono
-        self._ping_due = mono + self.ping_ms
-        self._age_due = mono + AGE_OUT_MS
-        self._status_due = mono + (self.status_ms or 0)
-        self.app.attach(self.port)
-        self.running = True
 
     async def timer_task(self, sleep_ms):
         while self.running:
             self.tick(self.clock.now())
-            await sleep_ms(50)
+            await sleep_ms(TIMER_MS)
 
     async def stdin_task(self, sleep_ms):
-        """Commands on stdin, one per line: `status` prints a status line, `quit` stops."""
+        """Commands on stdin, one per line: `status`, `gc`, `quit` (see `command`)."""
         import sys
 
         try:
@@ -464,7 +347,7 @@ class Node(Receive, PeerExchange, Transmit):
             return
         while self.running:
             if not p.poll(0):
-                await sleep_ms(50)
+                await sleep_ms(TIMER_MS)
                 continue
             cmd = sys.stdin.readline()
             if not cmd:
@@ -472,11 +355,12 @@ class Node(Receive, PeerExchange, Transmit):
             try:
                 self.command(cmd.strip())
             except Exception as e:  # a command that fails (MemoryError) must not end stdin
-                self.c["rx_errors"] = self.c.get("rx_errors", 0) + 1
+                self.c[C.RX_ERRORS] += 1
                 print("command error:", repr(e))
 
     def command(self, cmd):
-        """One stdin command: `status`, `gc` (collect, then sample the heap), `quit`."""
+        """One stdin command: `status` prints a status line, `gc` collects and then
+        samples the heap (reported by the next status line), `quit` stops."""
         if cmd == "status":
             self.emit_status()
         elif cmd == "quit":
@@ -489,8 +373,11 @@ class Node(Receive, PeerExchange, Transmit):
             except AttributeError:
                 pass
 
-    async def run(self):
-        """Run until `running` turns False (stdin `quit`) or the task is cancelled."""
+    async def run(self, extra=None):
+        """Run until `running` turns False (stdin `quit`) or the task is cancelled.
+
+        `extra`: one more coroutine function taking sleep_ms (the bridge's UART task),
+        started with the node's own tasks."""
         import asyncio
 
         sleep_ms = getattr(asyncio, "sleep_ms", None)
@@ -507,6 +394,8 @@ class Node(Receive, PeerExchange, Transmit):
         ]
         if self.opts["stdin"]:
             tasks.append(asyncio.create_task(self.stdin_task(sleep_ms)))
+        if extra is not None:
+            tasks.append(asyncio.create_task(extra(sleep_ms)))
         try:
             while self.running:
                 await sleep_ms(100)
@@ -520,6 +409,6 @@ class Node(Receive, PeerExchange, Transmit):
         """Save what must survive a reboot (bans); idempotent."""
         try:
             if self.bans.dirty:
-                self.bans.save(now=self.clock.now() & self._mask)
+                self.bans.save(now=self.clock.now())
         except OSError:
             pass

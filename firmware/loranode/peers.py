@@ -1,6 +1,6 @@
 """Fixed-capacity peer table in parallel preallocated arrays.
 
-A slot holds one peer: id (8 bytes), verified public key, kind, first/last heard (ticks
+A slot holds one peer: id (8 bytes), kind, first/last heard (ticks
 ms), hop count and next hop id, RSSI/SNR moving averages (Q4), ping RTT average (ms),
 decayed success / failure / valid / invalid counters (Q8, see score.py), score and
 flags. `find(id)` goes through a dict index bounded by the capacity (preallocated, see
@@ -33,14 +33,23 @@ Eviction rule (applied only when the table is full and an unknown id is heard):
 4. Probation ends when the peer is heard again at least `probation_gap_ms` after it was
    first heard, or when `verify(slot)` is called.
 
-Timestamps are ticks (clock.py). Call `age_out(now)` now and then (the main loop does
-it hourly; at most every 5 days is required on the ESP32) so stamps older than
-MAX_AGE_MS are clamped before the 12.4-day ticks period could make them look recent.
+Record store: a slot may hold the peer's signed record (`rec[s]`, its wire bytes, with
+`rec_seq[s]` and `rec_t[s]`, when it was learned), stored by `store_record` once the
+signature checked out; `has_record(s)` says whether it does. A record never outlives its
+slot: whenever a slot is cleared (eviction, removal) its record goes with it and the
+`on_clear(slot)` hook, if set, is called, so per-slot state kept elsewhere (peer
+exchange) is reset in one place.
+
+Timestamps are node ticks (loranode.clock: wrapping every 2**30 ms, compared with
+`diff`). Call `age_out(now)` now and then (the node does it hourly; at most every 5 days
+is required) so stamps older than MAX_AGE_MS are clamped before the period could make
+them look recent.
 """
 
 from array import array
 
-from loranode.clock import ticks_add, ticks_diff
+from loranode.clock import add as ticks_add
+from loranode.clock import diff as ticks_diff
 from loranode.constants import (
     MAX_AGE_MS,
     MIN_EVICTABLE,
@@ -51,23 +60,28 @@ from loranode.constants import (
 )
 from loranode.score import COUNT_CAP, RSSI_NONE, RTT_NONE, SNR_NONE, Q, Scorer, ewma
 
-KIND_FULL = 0
-KIND_LIGHT = 1
-KIND_GATEWAY = 2
-KIND_MESH = 3
-KIND_UNKNOWN = 255  # not announced yet
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
-PROTECTED = 0x01
-GATEWAY = 0x02
-NEXT_HOP = 0x04
-PROBATION = 0x08
-VERIFIED = 0x10
+KIND_FULL = const(0)
+KIND_LIGHT = const(1)
+KIND_GATEWAY = const(2)
+KIND_MESH = const(3)
+KIND_UNKNOWN = const(255)  # not announced yet
 
-CLASS_NONE = 0
-CLASS_RECENT = 1
-CLASS_NEXT_HOP = 2
-CLASS_GATEWAY = 3
-CLASS_PINNED = 4
+PROTECTED = const(0x01)
+GATEWAY = const(0x02)
+NEXT_HOP = const(0x04)
+PROBATION = const(0x08)
+VERIFIED = const(0x10)
+
+CLASS_NONE = const(0)
+CLASS_RECENT = const(1)
+CLASS_NEXT_HOP = const(2)
+CLASS_GATEWAY = const(3)
+CLASS_PINNED = const(4)
 
 _MAX_HOPS = 255
 _RTT_MAX = 600000
@@ -104,7 +118,6 @@ class PeerTable:
         self.min_evictable = min_evictable
         self._index = new_index(n)
         self.ids = [None] * n
-        self.keys = [None] * n
         self.kind = bytearray(n)
         self.flags = bytearray(n)
         self.hops = bytearray(n)
@@ -121,6 +134,10 @@ class PeerTable:
         self.valid = _filled("H", n, 0)
         self.invalid = _filled("H", n, 0)
         self.score = _filled("H", n, 0)
+        self.rec = [None] * n  # signed record bytes (answers PEX), or None
+        self.rec_seq = [0] * n
+        self.rec_t = [0] * n  # tick when the record was learned
+        self.on_clear = None
         self.count = 0
         self.evictions = 0
         self.rejected = 0
@@ -211,7 +228,6 @@ class PeerTable:
         self.ids[s] = node_id
         self._index[node_id] = s
         self.count += 1
-        self.keys[s] = None
         self.kind[s] = KIND_UNKNOWN
         self.flags[s] = PROBATION
         self.first_heard[s] = now
@@ -228,10 +244,23 @@ class PeerTable:
     def _clear(self, s):
         del self._index[self.ids[s]]
         self.ids[s] = None
-        self.keys[s] = None
         self.next_hop[s] = None
+        self.rec[s] = None
         self.flags[s] = 0
         self.count -= 1
+        if self.on_clear is not None:
+            self.on_clear(s)
+
+    # --- records -------------------------------------------------------------------
+
+    def has_record(self, s):
+        return s >= 0 and self.rec[s] is not None
+
+    def store_record(self, s, encoded, seq, now):
+        """Keep the verified record of slot s (replacing an older one)."""
+        self.rec[s] = encoded
+        self.rec_seq[s] = seq
+        self.rec_t[s] = now
 
     def remove(self, node_id):
         s = self._index.get(node_id, -1)
@@ -385,13 +414,12 @@ class PeerTable:
     def clear_flag(self, s, flag):
         self.flags[s] &= ~flag
 
-    def verify(self, s, public_key=None, kind=None):
-        """The peer's signed record checked out: store its key, end probation."""
+    def verify(self, s, kind=None):
+        """The peer's signed record checked out: end probation (its key is in the record,
+        which `store_record` keeps)."""
         if self.ids[s] is None:
             return
         self.flags[s] = (self.flags[s] | VERIFIED) & ~PROBATION
-        if public_key is not None:
-            self.keys[s] = public_key
         if kind is not None:
             self.kind[s] = kind
             if kind == KIND_GATEWAY:

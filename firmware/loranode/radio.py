@@ -4,8 +4,8 @@ A radio is any object with these methods (duck typing; `Radio` below is the
 documented base class, its methods raise NotImplementedError):
 
     configure(freq_hz, sf, bw_hz, coding_rate=5, tx_power_dbm=14)
-        Set the channel and modulation. Validated by `check_config` (ValueError,
-        one line naming the field). May be called again at any time.
+        Set the channel and modulation (already checked by the deploy tool against
+        the board and the region). May be called again at any time.
     send(payload) -> airtime_ms
         Transmit one frame (1..255 bytes) and block until it has left the
         antenna. Returns the time on air in milliseconds (simulated ms on
@@ -28,15 +28,12 @@ payload is `bytes`, rssi_dbm an int (dBm), snr_db a number (dB, quarter-dB steps
 
 from loranode.clock import ticks_diff, ticks_ms
 
-MAX_PAYLOAD = 255
-SF_MIN = 6
-SF_MAX = 12
-CR_MIN = 5  # 4/5
-CR_MAX = 8  # 4/8
-POWER_MIN_DBM = -9
-POWER_MAX_DBM = 22
-FREQ_MIN_HZ = 137000000
-FREQ_MAX_HZ = 1020000000
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+MAX_PAYLOAD = const(255)
 
 # LoRa bandwidths in Hz and the strings micropython-lib's `lora` drivers expect
 # for lora_cfg["bw"] (the driver looks up str(bw) in a fixed table).
@@ -55,7 +52,7 @@ _BW_TABLE = (
 
 # Polling period of the fallback `arecv` (ms): short enough for accelerated
 # simulations, long enough not to spin the CPU.
-POLL_MS = 5
+POLL_MS = const(5)
 
 
 def bw_khz_str(bw_hz):
@@ -64,38 +61,6 @@ def bw_khz_str(bw_hz):
         if hz == bw_hz:
             return s
     raise ValueError("bw_hz {} is not a LoRa bandwidth".format(bw_hz))
-
-
-def bw_hz_from_str(s):
-    """Inverse of bw_khz_str."""
-    s = str(s)
-    for hz, name in _BW_TABLE:
-        if name == s:
-            return hz
-    raise ValueError("bw {} is not a LoRa bandwidth".format(s))
-
-
-def _is_int(v):
-    return not isinstance(v, bool) and isinstance(v, int)
-
-
-def check_config(freq_hz, sf, bw_hz, coding_rate, tx_power_dbm):
-    """Raise ValueError (one line: field, value, allowed range) for a bad radio setting."""
-    if not _is_int(freq_hz) or not FREQ_MIN_HZ <= freq_hz <= FREQ_MAX_HZ:
-        raise ValueError(
-            "freq_hz {} outside {}..{}".format(freq_hz, FREQ_MIN_HZ, FREQ_MAX_HZ)
-        )
-    if not _is_int(sf) or not SF_MIN <= sf <= SF_MAX:
-        raise ValueError("sf {} outside {}..{}".format(sf, SF_MIN, SF_MAX))
-    bw_khz_str(bw_hz)
-    if not _is_int(coding_rate) or not CR_MIN <= coding_rate <= CR_MAX:
-        raise ValueError(
-            "coding_rate {} outside {}..{} (4/5..4/8)".format(coding_rate, CR_MIN, CR_MAX)
-        )
-    if not _is_int(tx_power_dbm) or not POWER_MIN_DBM <= tx_power_dbm <= POWER_MAX_DBM:
-        raise ValueError(
-            "tx_power_dbm {} outside {}..{}".format(tx_power_dbm, POWER_MIN_DBM, POWER_MAX_DBM)
-        )
 
 
 def check_payload(payload):
@@ -137,7 +102,8 @@ class Radio:
         self.crc_errors = 0
 
     def _set_config(self, freq_hz, sf, bw_hz, coding_rate, tx_power_dbm):
-        check_config(freq_hz, sf, bw_hz, coding_rate, tx_power_dbm)
+        # the deploy tool checked the settings against the board and the region
+        # (tools/deploy/fwconfig.py): a board only applies them
         self.freq_hz = freq_hz
         self.sf = sf
         self.bw_hz = bw_hz

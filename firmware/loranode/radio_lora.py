@@ -21,7 +21,14 @@ The 8-symbol preamble matches lorawire.airtime and meshsim (the driver default i
 
 Received packets (RxPacket: bytearray + .rssi dBm, .snr dB*4, .crc_error /
 .valid_crc) become (bytes, rssi, snr/4). The adapter sets modem.rx_crc_error = True
-so bad-CRC packets come back to it, then drops and counts them (crc_errors).
+so bad-CRC packets come back to it, then drops and counts them (crc_errors). Below 0 dB
+SNR the drivers' rssi is the power in the channel, mostly noise; the signal is that
+plus the SNR (SX1276 datasheet rev 7 3.5.5; the SX126x RssiPkt is the same average), which is
+what the adapter returns.
+
+lora-sx126x up to 0.1.5 leaves CRC_ERR out of the SX126x IrqMask, and the chip flags only
+unmasked IRQs, so a packet with a bad CRC would come back as good (micropython-lib issue
+#1112): make_modem sets the mask again with CRC_ERR in it.
 
 Board preset (a dict; `make_modem` reads these keys):
     chip          "sx1276" | "sx1277" | "sx1278" | "sx1279" | "sx1261" | "sx1262"
@@ -67,6 +74,11 @@ SX126X = ("sx1261", "sx1262")
 RX_POLL_WITH_IRQ_MS = 1000
 RX_POLL_NO_IRQ_MS = 50
 TX_GRACE_MS = 100  # beyond the computed time on air before a send counts as stuck
+# SX126x SetDioIrqParams (datasheet 13.3.1): RxDone | TxDone | Timeout, as the driver
+# wires DIO1, plus CrcErr in the IrqMask only.
+_SX126X_SET_DIO_IRQ = 0x08
+_SX126X_IRQ_DIO1 = 0x0203
+_SX126X_IRQ_CRC_ERR = 0x0040
 
 
 def lora_cfg(
@@ -129,6 +141,8 @@ class LoraRadio(Radio):
         self._set_config(freq_hz, sf, bw_hz, coding_rate, tx_power_dbm)
         if sf == 6:
             raise ValueError("sf 6 needs implicit headers; use 7..12")
+        if not 7 <= sf <= 12:  # the drivers check it only after talking to the chip
+            raise ValueError("sf {} outside 7..12".format(sf))
         if self.max_power_dbm is not None and tx_power_dbm > self.max_power_dbm:
             raise ValueError(
                 "tx_power_dbm {} above this board's {}".format(tx_power_dbm, self.max_power_dbm)
@@ -206,7 +220,12 @@ class LoraRadio(Radio):
                 continue  # continuous mode: look for the next one
             self.rx_frames += 1
             snr = r.snr
-            return (bytes(r), r.rssi, snr / 4 if snr is not None else 0.0)
+            if snr is None:
+                return (bytes(r), r.rssi, 0.0)
+            rssi = r.rssi
+            if snr < 0:
+                rssi -= (2 - snr) >> 2  # + snr/4 dB, rounded
+            return (bytes(r), rssi, snr / 4)
 
     async def arecv(self, timeout_ms=None):
         start = ticks_ms()
@@ -321,16 +340,29 @@ def make_modem(preset, lora_mod=None, machine_mod=None):
         )
     if preset.get("busy") is None:
         raise ValueError("preset needs busy for {}".format(chip))
-    return cls(
+    dio1 = _pin(machine, preset.get("dio1"))
+    modem = cls(
         spi,
         cs,
         machine.Pin(preset["busy"]),
-        dio1=_pin(machine, preset.get("dio1")),
+        dio1=dio1,
         dio2_rf_sw=preset.get("dio2_rf_sw", True),
         dio3_tcxo_millivolts=preset.get("tcxo_mv"),
         reset=reset,
         ant_sw=ant_sw,
     )
+    cmd = getattr(modem, "_cmd", None)
+    if cmd is not None:  # micropython-lib #1112, see the module docstring
+        dio1_irqs = _SX126X_IRQ_DIO1 if dio1 is not None else 0
+        cmd(
+            ">BHHHH",
+            _SX126X_SET_DIO_IRQ,
+            _SX126X_IRQ_DIO1 | _SX126X_IRQ_CRC_ERR,
+            dio1_irqs,
+            0,
+            0,
+        )
+    return modem
 
 
 def open_radio(

@@ -1,21 +1,18 @@
 """SimRadio: a radio that talks UDP on loopback to the meshsim medium.
 
-Runs on the MicroPython unix port and on CPython (tests, tools). The datagram
-protocol is specified in tools/meshsim/medium.py; the constants below must stay
-equal to the ones there (a test checks it). All integers big-endian.
-
-    node -> medium   REGISTER  >B8sIBIbB  type, node_id, freq_hz, sf, bw_hz, power_dbm, cr, + name
-                     TX        >BHIBIbB   type, seq, freq_hz, sf, bw_hz, power_dbm, cr, + payload
-                     BYE       >B
-    medium -> node   REGISTERED >Bdf      type, sim_now_s, speed
-                     TX_DONE   >BHBdd     type, seq, status, airtime_ms, sim_end_s
-                     RX        >Bhhdd     type, rssi_dbm, snr_q (dB*4), sim_start_s,
-                                          sim_end_s, + payload
+Runs on the MicroPython unix port and on CPython (tests, tools). The datagram protocol
+is lorawire.simproto, the one definition the medium uses too (a unix-port-only module,
+like this one: a board never gets either).
 """
 
 import socket
 import struct
 import sys
+
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
 try:
     import select
@@ -29,6 +26,28 @@ from loranode.radio import (
     sleep_ms,
     ticks_diff,
     ticks_ms,
+)
+from lorawire.simproto import (  # noqa: F401 - re-exported: the radio's protocol, for tests
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_NAME,
+    REGISTER_FMT,
+    REGISTERED_FMT,
+    RX_FMT,
+    ST_BAD_PARAMS,
+    ST_BUSY,
+    ST_OK,
+    ST_UNREGISTERED,
+    T_BYE,
+    T_REGISTER,
+    T_REGISTERED,
+    T_RX,
+    T_STATS,
+    T_STATS_JSON,
+    T_TX,
+    T_TX_DONE,
+    TX_DONE_FMT,
+    TX_FMT,
 )
 
 _CPYTHON = sys.implementation.name == "cpython"
@@ -45,38 +64,13 @@ try:  # MicroPython: wait on the socket through the scheduler's own poller
 except (ImportError, AttributeError):
     _IOQ = None
 
-T_REGISTER = 0x01
-T_TX = 0x02
-T_STATS = 0x03
-T_BYE = 0x04
-T_STATS_JSON = 0x05
-T_REGISTERED = 0x81
-T_TX_DONE = 0x82
-T_STATS_REPLY = 0x83
-T_RX = 0x84
-T_STATS_JSON_REPLY = 0x85
-
-REGISTER_FMT = ">B8sIBIbB"
-TX_FMT = ">BHIBIbB"
-REGISTERED_FMT = ">Bdf"
-TX_DONE_FMT = ">BHBdd"
-RX_FMT = ">Bhhdd"
 RX_HDR = struct.calcsize(RX_FMT)
-
-ST_OK = 0
-ST_BUSY = 1
-ST_UNREGISTERED = 2
-ST_BAD_PARAMS = 3
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 47000
-MAX_NAME = 32
-RX_QUEUE_LEN = 8  # frames waiting for recv(); oldest dropped (counted) beyond this
-RECV_MAX = 512
-REGISTER_TIMEOUT_MS = 1000
-REGISTER_TRIES = 3
+RX_QUEUE_LEN = const(8)  # frames waiting for recv(); oldest dropped (counted) beyond this
+RECV_MAX = const(512)
+REGISTER_TIMEOUT_MS = const(1000)
+REGISTER_TRIES = const(3)
 # Real-time bound on one transmission: SF12/125 kHz 255 bytes is ~9.2 s at speed 1.
-SEND_TIMEOUT_MS = 20000
+SEND_TIMEOUT_MS = const(20000)
 
 _EAGAIN = (11, 35)  # Linux, BSD/macOS
 

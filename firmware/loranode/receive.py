@@ -5,35 +5,29 @@ Cheapest checks first (docs/AUTH.md "Receiving a frame"):
      no signature, no body decode.
   2. our own id -> dropped (`own`); a LINK frame addressed to someone else cannot be
      verified by us -> dropped (`not_for_me`).
-  3. the per-source flood limit (loranode.flood), see below.
-  4. `auth.open_frame` with the network key, or the pairwise link key (LINK flag; a
-     LinkKeyCache over the verified public keys of the peer table), and the replay
-     table. DROP_UNATTRIBUTED is only counted (`drop_<reason>`); DROP_ATTRIBUTED adds
+  3. `auth.open_frame` with the network key, or the pairwise link key (LINK flag; derived
+     from the verified public key the peer table holds), and the replay window. An
+     unattributed drop is only counted (`drop_<reason>`); an attributed one adds
      misbehaviour points to the source (BanTable) and an invalid mark to its score.
+  4. the per-source flood limit (loranode.flood), see below.
   5. ANNOUNCE / PEX records: decoded, then duplicate and stale copies dropped by
      comparing with the held record BEFORE any signature check; only a new record
      costs one Ed25519 verification (`sig_checks`), through `auth.judge_record`, whose
      verdict decides attribution (bad signature under a link tag = the sender's fault).
   6. Known source heard -> liveness, RSSI/SNR (direct frames only) and valid count.
 
-Flood limit: after the ban, own-id and not-for-me checks (all header-only, so a frame
-we discard for free costs its source nothing) and before any tag work, every frame
-takes one token from its source's FloodTable bucket. A frame over the limit is dropped
-(`dropped_flood`). Attribution: the header's source is only a claim and anyone can
-spend a victim's tokens with forged frames, so points are charged only when the
-over-limit frame itself proves its origin: it carries the LINK flag, is addressed to
-us, its pairwise tag verifies (one HMAC; the key comes from the LinkKeyCache, derived
-only for a peer whose signed record we hold) and its sequence is fresh in the source's
-link replay window (a recorded frame replayed by a third party is no evidence). Such a
-frame adds FLOOD points (`flood_points`). Network-tagged or relayed floods are dropped
-and counted, never charged. Forged frames under a victim's id can drain its bucket
-here (a per-source limit before authentication cannot avoid that), but never get it
-banned.
+Flood limit: only frames that passed their tag and the replay window spend a token from
+their source's bucket, so neither forged frames under a victim's id (they fail the tag)
+nor a replayed genuine frame of the victim (the window refuses it) can drain its
+allowance. A frame over the limit is dropped (`dropped_flood`); it adds FLOOD points to
+its source only when it is link-tagged, i.e. proven to come from there (`flood_points`).
+A network-tagged flood proves only that some member sent it: dropped, never charged.
+(The tag check before the bucket costs one HMAC per frame; a LoRa channel carries few
+enough frames for that, and a check before it could be spent by anyone.)
 
-FRAGMENT frames (lorawire.fragment.Reassembler, `capacities.reassembly` slots, each
-message at most fragment.max_message() bytes and REASM_TIMEOUT_MS old): a complete
-message is decoded and dispatched as if it had arrived whole (its header fields are
-those of the completing fragment; an ANNOUNCE rebuilt from fragments is not relayed
+FRAGMENT frames (lorawire.fragment.Reassembler, `capacities.reassembly` slots): a
+complete message is decoded and dispatched as if it had arrived whole (its header fields
+are those of the completing fragment; an ANNOUNCE rebuilt from fragments is not relayed
 again: the fragments themselves were). It is attributed only if every fragment carried
 a valid link tag (tracked per reassembly slot). Refusals (ReassemblyError) add
 MALFORMED points to `.source` only when attributed that way and only for the sender's
@@ -58,8 +52,9 @@ remember whether they were attributed, for `report_invalid`.
 """
 
 from loranode import bans as bn
+from loranode import counters as C
 from loranode.app import APP_TYPES
-from loranode.pex import HOPS_UNKNOWN, PEX_ANSWER_GAP_MS, PEX_BURST_MAX
+from loranode.pex import HOPS_UNKNOWN, PEX_BURST_MAX
 from loranode.txqueue import BLOCKS, CONTROL, GOSSIP
 from lorawire import auth
 from lorawire import fragment as fg
@@ -67,9 +62,25 @@ from lorawire import frame as fr
 from lorawire import messages as msg
 from lorawire import record as rc
 from lorawire.errors import DecodeError
+from lorawire.replay import ReplayTable
 
-ATTR_RING = 8  # recent (source, attributed) deliveries, for report_invalid
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+ATTR_RING = const(8)  # recent (source, attributed) deliveries, for report_invalid
 REASM_TIMEOUT_MS = fg.DEFAULT_TIMEOUT_MS
+# unattributed drops by reason (lorawire.auth R_*), each its own counter
+_DROP_COUNTERS = {
+    auth.R_BAD_TAG: C.DROP_BAD_TAG,
+    auth.R_NO_KEY: C.DROP_NO_KEY,
+    auth.R_REPLAY: C.DROP_REPLAY,
+    auth.R_UNKNOWN_TYPE: C.DROP_UNKNOWN_TYPE,
+    auth.R_MALFORMED: C.DROP_MALFORMED,
+    auth.R_OWN_FRAME: C.DROP_OWN_FRAME,
+    auth.R_BAD_FRAME: C.DROP_BAD_FRAME,
+}
 
 
 class _Inner:
@@ -89,96 +100,104 @@ class _Inner:
 class Receive:
     """Frame handling for Node: every method works on the node's own tables."""
 
+    def _init_receive(self, reassembly_slots):
+        self.replay = ReplayTable(self.peers.capacity)
+        self.reasm = fg.Reassembler(reassembly_slots, REASM_TIMEOUT_MS, fg.max_message())
+        self.frag_ok = bytearray(reassembly_slots)  # every fragment so far was link-tagged
+        self.attr_id = [None] * ATTR_RING
+        self.attr_ok = bytearray(ATTR_RING)
+        self._attr_pos = 0
+        self._key_of = self.link_key  # one bound method for open_frame, made once
+
+    def link_key(self, peer_id):
+        """The pairwise key with peer_id: cached, or derived from the public key of its
+        verified record (None without one, or for an unusable key)."""
+        key = self.link_keys.get(peer_id)
+        if key is not None:
+            return key
+        pt = self.peers
+        s = pt.find(peer_id)
+        if s < 0 or pt.rec[s] is None:
+            return None
+        try:
+            key = auth.link_key(self.identity.x_secret(), self.id, rc.public_of(pt.rec[s]))
+        except ValueError:
+            return None
+        self.link_keys.put(pt.ids[s], key)
+        return key
+
     def handle_frame(self, data, rssi=None, snr=None):
         """Process one received frame (bytes); never raises on bad input."""
         c = self.c
-        c["rx"] += 1
-        mono = self.clock.now()
-        t = mono & self._mask
+        c[C.RX] += 1
+        now = self.clock.now()
         try:
             src = fr.peek_source(data)
         except DecodeError:
-            c["bad_frame"] += 1
+            c[C.BAD_FRAME] += 1
             return
-        if self.bans.is_banned(src, t):
-            c["dropped_banned"] += 1
+        if self.bans.is_banned(src, now):
+            c[C.DROPPED_BANNED] += 1
             return
         if src == self.id:
-            c["own"] += 1
+            c[C.OWN] += 1
             return
-        flags = data[0] & 0x0F
-        if (
-            flags & fr.FLAG_DEST
-            and flags & fr.FLAG_LINK
-            and len(data) >= fr.HEADER_UNICAST
-            and data[11:19] != self.id
-        ):
-            c["not_for_me"] += 1
+        pt = self.peers
+        s = pt.find(src)
+        if s >= 0:
+            src = pt.ids[s]  # the table's own object: flood and replay entries share it
+        link = data[0] & fr.FLAG_LINK
+        if link and data[0] & fr.FLAG_DEST and fr.peek_dest(data) != self.id:
+            c[C.NOT_FOR_ME] += 1
             return
-        ok = self.flood.allow(src, mono)
-        c["flood_evicted"] = self.flood.evicted
-        if not ok:
-            c["dropped_flood"] += 1
-            if flags & fr.FLAG_LINK and self._proves_origin(data, src):
-                c["flood_points"] += 1
-                self.misbehaved(src, bn.FLOOD, t)
-            return
-        v = auth.open_frame(data, self.net_key, self.link_keys, self.replay, self.id)
+        v = auth.open_frame(data, self.net_key, self._key_of, self.replay, self.id, source=src)
         if not v.accepted:
-            self._dropped(v, t)
+            self._dropped(v, now)
             return
-        c["accepted"] += 1
+        ok = self.flood.allow(src, now)
+        c[C.FLOOD_EVICTED] = self.flood.evicted
+        if not ok:
+            c[C.DROPPED_FLOOD] += 1
+            if v.attributed:
+                c[C.FLOOD_POINTS] += 1
+                self.misbehaved(src, bn.FLOOD, now)
+            return
+        c[C.ACCEPTED] += 1
         if v.attributed:
-            c["attributed"] += 1
+            c[C.ATTRIBUTED] += 1
         f = v.frame
         direct = f.hop_count == 0
-        s = self.peers.find(src)
         if s >= 0:
-            self.peers.heard(src, t, rssi, snr, f.hop_count, src if direct else None)
-        self._dispatch(v, data, rssi, snr, t, mono)
+            pt.heard(src, now, rssi, snr, f.hop_count, src if direct else None)
+        self._dispatch(v, data, rssi, snr, now)
 
-    def _proves_origin(self, data, src):
-        """A LINK frame to us whose pairwise tag verifies and whose sequence is fresh:
-        only `src` can have sent it (flood attribution; no body decode)."""
-        try:
-            f = fr.decode(data)
-        except DecodeError:
-            return False
-        if f.dest != self.id:
-            return False
-        key = self.link_keys.get(src)
-        if key is None or not auth.check(key, fr.tagged_region(data), f.tag):
-            return False
-        return self.replay.check_and_update(src + b"L", f.seq)
-
-    def _dispatch(self, v, data, rssi, snr, t, mono, whole=True):
+    def _dispatch(self, v, data, rssi, snr, now, whole=True):
         """Act on an accepted message; `whole` False for one rebuilt from fragments
         (`data` is then None: nothing to relay)."""
         f = v.frame
         src = f.source
         mt = f.type
-        to_me = f.dest is None or f.dest == self.id
         if mt == msg.ANNOUNCE:
-            self._on_announce(v, data, rssi, snr, t, mono)
+            self._on_announce(v, data, rssi, snr, now)
             return
-        if to_me:
+        if f.dest is None or f.dest == self.id:
             if mt == msg.FRAGMENT:
                 if whole:
-                    self._on_fragment(v, rssi, snr, t, mono)
+                    self._on_fragment(v, rssi, snr, now)
             elif mt == msg.PEX_REQUEST and f.dest is not None:
-                self._on_pex_request(v, t, mono)
+                self._on_pex_request(v, now)
             elif mt == msg.PEX_RESPONSE:
-                self._on_pex_response(v, rssi, snr, t, mono)
+                self._on_pex_response(v, now)
             elif mt == msg.PING and f.dest is not None:
                 self._reply(f, msg.PONG, {0: v.value[0]})
             elif mt == msg.PONG:
-                self._answered(src, 0, v.value[0], t, mono)
+                self._answered(src, 0, v.value[0], now)
             elif mt == msg.ACK:
-                self._answered(src, 1, v.value[0], t, mono)
+                self._answered(src, 1, v.value[0], now)
             elif mt in APP_TYPES:
-                self._deliver(v, mono)
+                self._deliver(v)
         if whole and f.dest != self.id:
-            self._maybe_relay(f, data, mt)
+            self._maybe_relay(f, data, mt, now)
 
     def _frag_slot(self, src, msg_id):
         i = 0
@@ -188,144 +207,140 @@ class Receive:
             i += 1
         return -1
 
-    def _on_fragment(self, v, rssi, snr, t, mono):
+    def _on_fragment(self, v, rssi, snr, now):
         c = self.c
-        c["frag_rx"] += 1
+        c[C.FRAG_RX] += 1
         f = v.frame
         src = f.source
         msg_id = v.value[0]  # the body passed fragment.check_fields in open_frame
         i = self._frag_slot(src, msg_id)
         ok = bool(v.attributed) and (i < 0 or self.frag_ok[i] == 1)
         try:
-            whole = self.reasm.add(src, v.value, mono)
+            whole = self.reasm.add(src, v.value, now)
         except fg.ReassemblyError as e:
-            c["frag_rejected"] += 1
+            c[C.FRAG_REJECTED] += 1
             if ok and e.reason not in (fg.BUSY, fg.QUOTA):
-                c["frag_points"] += 1
-                self.misbehaved(bytes(e.source), bn.MALFORMED, t)
+                c[C.FRAG_POINTS] += 1
+                self.misbehaved(bytes(e.source), bn.MALFORMED, now)
             return
         if whole is None:
             j = self._frag_slot(src, msg_id)
             if j >= 0:
                 self.frag_ok[j] = 1 if ok else 0
             return
-        c["frag_done"] += 1
+        c[C.FRAG_DONE] += 1
         try:
             mt, body = msg.parse_fragment_payload(whole)
             value = msg.decode_body(mt, body)
         except DecodeError:  # UnknownType included
-            c["frag_rejected"] += 1
+            c[C.FRAG_REJECTED] += 1
             if ok:
-                c["frag_points"] += 1
-                self.misbehaved(src, bn.MALFORMED, t)
+                c[C.FRAG_POINTS] += 1
+                self.misbehaved(src, bn.MALFORMED, now)
             return
         inner = fr.Frame(
             mt, src, f.seq, f.dest, f.flags, hop_limit=f.hop_limit, hop_count=f.hop_count
         )
-        self._dispatch(_Inner(inner, value, ok), None, rssi, snr, t, mono, False)
+        self._dispatch(_Inner(inner, value, ok), None, rssi, snr, now, False)
 
-    def _dropped(self, v, t):
-        reason = v.reason or "unknown"
-        key = "drop_" + reason
-        self.c[key] = self.c.get(key, 0) + 1
+    def _dropped(self, v, now):
+        c = self.c
         if v.kind == auth.DROP_ATTRIBUTED:
-            self.c["drop_attributed"] += 1
-            kind = bn.BAD_SIGNATURE if reason == "record_bad_signature" else bn.MALFORMED
-            self.misbehaved(v.frame.source, kind, t)
+            c[C.DROP_ATTRIBUTED] += 1
+            kind = bn.BAD_SIGNATURE if v.reason == "record_bad_signature" else bn.MALFORMED
+            self.misbehaved(v.frame.source, kind, now)
+        else:
+            c[_DROP_COUNTERS.get(v.reason, C.DROP_RECORD)] += 1
 
-    def misbehaved(self, node_id, kind, t):
+    def misbehaved(self, node_id, kind, now):
         """Charge node_id (an attributed fault); True if it is now banned."""
-        self.c["points"] += 1
+        self.c[C.POINTS] += 1
         s = self.peers.find(node_id)
         if s >= 0:
-            self.peers.record_invalid(s, t)
-        banned = self.bans.add_points(node_id, kind, t)
+            self.peers.record_invalid(s, now)
+        banned = self.bans.add_points(node_id, kind, now)
         if banned:
-            self.c["bans"] += 1
-            if s >= 0:
-                self.rec_id[s] = None
-                self.rec_enc[s] = None
-                self.peers.remove(node_id)
-            self.link_keys.forget(node_id)
-            self.flood.forget(node_id)
+            self.c[C.BANS] += 1
+            self.forget(node_id)
         return banned
 
-    def _check_record(self, v, value, expected, t):
+    def _check_record(self, v, value, expected, now):
         """A Record that is new and correctly signed, else None (counted, maybe blamed)."""
         c = self.c
         try:
             rec = rc.decode_record(value)
         except DecodeError:
-            c["bad_record"] += 1
+            c[C.BAD_RECORD] += 1
             if v.attributed:
-                self.misbehaved(v.frame.source, bn.MALFORMED, t)
+                self.misbehaved(v.frame.source, bn.MALFORMED, now)
             return None
         if expected is not None and rec.id != expected:
-            c["bad_record"] += 1
+            c[C.BAD_RECORD] += 1
             return None
         if rec.id == self.id:
             return None
-        if self.bans.is_banned(rec.id, t):
-            c["dropped_banned"] += 1
+        if self.bans.is_banned(rec.id, now):
+            c[C.DROPPED_BANNED] += 1
             return None
-        s = self.peers.find(rec.id)
-        if self._held(s, rec.id):
-            if self.rec_enc[s] == rec.encoded:
-                c["dup_record"] += 1
+        pt = self.peers
+        s = pt.find(rec.id)
+        if pt.has_record(s):
+            if pt.rec[s] == rec.encoded:
+                c[C.DUP_RECORD] += 1
                 return None
-            if rec.seq <= self.rec_seq[s]:
-                c["stale_record"] += 1
+            if rec.seq <= pt.rec_seq[s]:
+                c[C.STALE_RECORD] += 1
                 return None
-        c["sig_checks"] += 1
+        c[C.SIG_CHECKS] += 1
         v2, rec = auth.judge_record(v, None, None, rec)
         if rec is None:
-            c["bad_record"] += 1
+            c[C.BAD_RECORD] += 1
             if v2.kind == auth.DROP_ATTRIBUTED:
-                self.misbehaved(v.frame.source, bn.BAD_SIGNATURE, t)
+                self.misbehaved(v.frame.source, bn.BAD_SIGNATURE, now)
             return None
         return rec
 
-    def _admit(self, rec, t, mono, rssi, snr, hops, next_hop):
+    def _admit(self, rec, now, rssi, snr, hops, next_hop):
         pt = self.peers
         s = pt.find(rec.id)
         if s < 0:
-            s = pt.heard(rec.id, t, rssi, snr, hops, next_hop, rec.kind, True)
+            s = pt.heard(rec.id, now, rssi, snr, hops, next_hop, rec.kind, True)
             if s < 0:
                 return -1
-        pt.verify(s, rec.public, rec.kind)
-        if self.rec_id[s] != rec.id:
-            self.c["new_peers"] += 1
+        pt.verify(s, rec.kind)
+        if pt.rec[s] is None:
+            self.c[C.NEW_PEERS] += 1
             if hops == 0:
-                self.announcer.reset(mono)
-            self.last_new_s = self.sim_s(mono)
-            self.pex_answered[s] = mono - PEX_ANSWER_GAP_MS
+                self.announcer.reset(now)
+            self.last_new = now
+            self.pex_new_record(s, now)
             # news travels on: one quick round per neighbour, so each of them sees
             # the news in our `have` list and pulls it (see _on_pex_request)
-            nb = len(self.neighbours(t))
+            nb = len(self.neighbours(now))
             self._pex_burst = nb if nb < PEX_BURST_MAX else PEX_BURST_MAX
-            self._pex_soon(mono)
-        self._store_record(s, rec)
+            self._pex_soon(now)
+        self.pex_store(s, rec, now)
         return s
 
-    def _on_announce(self, v, data, rssi, snr, t, mono):
+    def _on_announce(self, v, data, rssi, snr, now):
         f = v.frame
-        self.c["announce_rx"] += 1
-        rec = self._check_record(v, v.value, f.source, t)
+        self.c[C.ANNOUNCE_RX] += 1
+        rec = self._check_record(v, v.value, f.source, now)
         if rec is None:
             return
         direct = f.hop_count == 0
-        self._admit(rec, t, mono, rssi, snr, f.hop_count, rec.id if direct else None)
+        self._admit(rec, now, rssi, snr, f.hop_count, rec.id if direct else None)
         if (
             self.relay
             and data is not None
             and f.hop_count < f.hop_limit
-            and self.seen.check_and_add(rec.id, rec.seq & 0x7FFFFFFF)
+            and self.seen.check_and_add(rec.id, rec.seq & 0x3FFFFFFF)
         ):
             nxt = fr.next_hop(data)
-            if nxt is not None and self.txq.push(nxt, GOSSIP, mono):
-                self.c["relayed"] += 1
+            if nxt is not None and self.txq.push(nxt, GOSSIP, now):
+                self.c[C.RELAYED] += 1
 
-    def _maybe_relay(self, f, data, mt):
+    def _maybe_relay(self, f, data, mt, now):
         if not self.relay or f.hop_count >= f.hop_limit or f.flags & fr.FLAG_LINK:
             return
         if mt in (msg.PEX_REQUEST, msg.PEX_RESPONSE, msg.ANNOUNCE):
@@ -343,12 +358,12 @@ class Receive:
         prio = CONTROL if mt in (msg.PING, msg.PONG, msg.ACK) else GOSSIP
         if mt == msg.BLOCK:
             prio = BLOCKS
-        if self.txq.push(nxt, prio, self.clock.now()):
-            self.c["relayed"] += 1
+        if self.txq.push(nxt, prio, now):
+            self.c[C.RELAYED] += 1
 
-    def _deliver(self, v, mono):
+    def _deliver(self, v):
         f = v.frame
-        self.c["app_rx"] += 1
+        self.c[C.APP_RX] += 1
         i = self._attr_pos
         self.attr_id[i] = f.source
         self.attr_ok[i] = 1 if v.attributed else 0
@@ -358,12 +373,12 @@ class Receive:
         try:
             self.app.on_message(f.source, f.type, v.value)
         except Exception as e:  # an application bug must not stop the radio
-            self.c["app_errors"] = self.c.get("app_errors", 0) + 1
+            self.c[C.APP_ERRORS] += 1
             print("app error:", repr(e))
 
     def report_invalid(self, peer_id, reason=""):
         """App hook: the last message from peer_id was invalid. True if points were charged."""
-        self.c["invalid_reported"] += 1
+        self.c[C.INVALID_REPORTED] += 1
         i = self._attr_pos
         for _ in range(ATTR_RING):
             i = (i - 1) % ATTR_RING
@@ -371,7 +386,6 @@ class Receive:
                 if not self.attr_ok[i]:
                     return False
                 self.attr_ok[i] = 0  # one report per delivered message
-                t = self.clock.now() & self._mask
-                self.misbehaved(bytes(peer_id), bn.INVALID_SYNC, t)
+                self.misbehaved(bytes(peer_id), bn.INVALID_SYNC, self.clock.now())
                 return True
         return False

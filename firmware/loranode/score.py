@@ -20,14 +20,20 @@ RSSI and SNR are moving averages (EWMA, alpha 1/8) in Q4 (x16) dBm / dB; RTT is 
 in ms.
 """
 
-Q = 256  # counter scale: one event adds Q
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+
+Q = const(256)  # counter scale: one event adds Q
 COUNT_CAP = 255 * Q  # counters saturate, so decay products stay small ints
-SCORE_MAX = 1000
-NEUTRAL = 500
-RSSI_NONE = -32768  # no direct reception yet (Q4 value)
-SNR_NONE = -32768
-RTT_NONE = -1
-EWMA_SHIFT = 3  # alpha = 1/8
+SCORE_MAX = const(1000)
+NEUTRAL = const(500)
+RSSI_NONE = const(-32768)  # no direct reception yet (Q4 value)
+SNR_NONE = const(-32768)
+RTT_NONE = const(-1)
+EWMA_SHIFT = const(3)  # alpha = 1/8
 
 # round(4096 * 2**(-k/16)) for k in 0..15
 _FRAC = (

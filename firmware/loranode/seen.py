@@ -13,7 +13,12 @@ from array import array
 
 from loranode.constants import SEEN
 
-HASH_SEQ = -1  # sequence slot of content-hash keys (frame sequences are u16)
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+HASH_SEQ = const(-1)  # sequence slot of content-hash keys (frame sequences are u16)
 
 
 class SeenRing:

@@ -18,13 +18,18 @@ budget is short. With `strict=True` a refused frame also holds back every lower
 priority.
 """
 
-from loranode.clock import ticks_diff
+from loranode.clock import diff as ticks_diff
 from loranode.constants import TXQUEUE
 
-CONTROL = 0
-BLOCKS = 1
-GOSSIP = 2
-PRIORITIES = 3
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+CONTROL = const(0)
+BLOCKS = const(1)
+GOSSIP = const(2)
+PRIORITIES = const(3)
 PRIORITY_NAMES = ("control", "blocks", "gossip")
 
 _RENUMBER_AT = 1 << 29

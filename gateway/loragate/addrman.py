@@ -250,6 +250,16 @@ class AddrMan:
         self._dirty_full = True
         self._groups: dict[NetGroup, NetGroup] = {}
 
+    def rekey(self, secret: bytes) -> None:
+        """Take another secret; only while the book is empty (every bucket position
+        depends on it)."""
+        if self._info:
+            raise ValueError("only an empty address book can change its secret")
+        if len(secret) != SECRET_BYTES:
+            raise ValueError("addrman secret must be 16 bytes")
+        self.secret = bytes(secret)
+        self._hasher = hashlib.blake2b(key=self.secret, digest_size=8)
+
     # ---- sizes -------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -273,6 +283,41 @@ class AddrMan:
     def get(self, addr: Addr) -> AddrRecord | None:
         info = self._find(addr)
         return None if info is None else info.record()
+
+    def addresses(self) -> list[Addr]:
+        """Every address held, in the order they were first added."""
+        return list(self._ids)
+
+    # ---- where the keyed hash puts things (Core's tests use FindAddressEntry) -----
+
+    def tried_slot(self, addr: Addr) -> tuple[int, int]:
+        """(bucket, position) an address held here takes in the tried table."""
+        info = self._known(addr)
+        bucket = self._tried_bucket(info)
+        return bucket, self._position(False, bucket, info)
+
+    def new_slot(self, addr: Addr, source: str | bytes | None) -> tuple[int, int]:
+        """(bucket, position) an address held here takes in the new table when
+        `source` told us of it."""
+        info = self._known(addr)
+        bucket = self._new_bucket(info, source_group(source))
+        return bucket, self._position(True, bucket, info)
+
+    def occupied(self, table: str) -> list[tuple[int, Addr]]:
+        """(bucket, address) of every occupied slot of the "new" or "tried" table."""
+        slots = {"new": self._new, "tried": self._tried}[table]
+        info = self._info
+        return [
+            (i // BUCKET_SIZE, (info[n].host, info[n].port))
+            for i, n in enumerate(slots)
+            if n != _EMPTY
+        ]
+
+    def _known(self, addr: Addr) -> AddrInfo:
+        info = self._find(addr)
+        if info is None:
+            raise KeyError(f"{addr} is not in the book")
+        return info
 
     def _find(self, addr: Addr) -> AddrInfo | None:
         nid = self._ids.get(addr)
@@ -891,13 +936,20 @@ def _canon(addr: Addr) -> Addr:
     return str(ip), port
 
 
-def load_addrman(store: Store, *, rng: random.Random | None = None) -> AddrMan:
-    """Build the book from the store (creating and saving its secret on first use)."""
+def load_addrman(
+    store: Store, *, rng: random.Random | None = None, into: AddrMan | None = None
+) -> AddrMan:
+    """Build the book from the store (creating and saving its secret on first use);
+    `into`: fill this empty book instead (it takes the store's secret)."""
     secret = store.get_kv(SECRET_KV_KEY)
     if secret is None or len(secret) != SECRET_BYTES:
         secret = os.urandom(SECRET_BYTES)
         store.set_kv(SECRET_KV_KEY, secret)
-    book = AddrMan(secret, rng=rng)
+    if into is None:
+        book = AddrMan(secret, rng=rng)
+    else:
+        book = into
+        book.rekey(secret)
     rows = list(store.load_addresses())
     if book.load_rows(rows) == len(rows):
         book.take_changes()  # what was just loaded is already stored

@@ -1,19 +1,9 @@
 """Misbehaviour points and the ban list (by node id, by address, by subnet).
 
-Points per misbehaviour type (``DEFAULT_POINTS``; override in ``BanPolicy.points``):
-
-=====================  ======  ==============================================================
-type                   points  why
-=====================  ======  ==============================================================
-bad_signature          100     a forged record or frame: no honest peer produces one
-invalid_sync_data      100     the node's validator rejected a tx/block (Core: 100)
-malformed_frame         20     undecodable bytes; rare bugs happen, repeated ones do not
-bad_tag                 20     wrong HMAC: wrong key or tampering (radio CRC catches noise)
-protocol_violation      50     absurd length prefix, wrong message in a state, oversize
-flooding                25     above the per-peer rate limit (token bucket empty)
-replay                  10     a frame/sequence already seen from that source
-handshake_failure       10     failed or timed-out signed-challenge handshake
-=====================  ======  ==============================================================
+Points per misbehaviour type: the gateway's price list, ``config.MISBEHAVIOUR_POINTS``
+(documented there; ``[bans.points]`` overrides it), as ``BanPolicy.points``.
+Every setting of ``BanPolicy`` that a user may change has its default in
+``config.BanSettings``; ``policy_from(cfg.bans)`` is the policy a gateway runs with.
 
 At ``BanPolicy.threshold`` (default 100) points (rounded to a whole point) the peer is
 banned; its points reset.
@@ -24,16 +14,16 @@ from the time of the last update (O(1)). A peer that earns 20 points once a day 
 far below 100 forever; a burst of errors still crosses the threshold.
 
 **Duration:** the n-th ban of a target lasts ``base_duration_s * 2**(n-1)`` (default
-1 h, 2 h, 4 h, ...) capped at ``max_duration_s`` (default 30 days); the
+1 h, 2 h, 4 h, ...) capped at ``max_duration_s`` (default 7 days); the
 ``permanent_after``-th ban (default 5) is permanent. Manual bans take an explicit
 duration, or the same rule.
 
 **Targets:** ``node:<16 hex>`` or an IP network. An address stands for its peer
 network (``netgroup.peer_network``): points earned by an address, its bans and a
 manual ban or unban of a single address apply to the IPv4 address itself and to the
-IPv6 /64 by default (``BanPolicy.ipv4_prefix`` / ``ipv6_prefix``), so a peer rotating
-through its own /64 stays one target. A CIDR subnet is taken as given.
-``is_banned`` checks a node id in O(1) and an IP against every prefix length that has
+IPv6 /64 by default (``BanPolicy.ipv4_prefix`` / ``ipv6_prefix``, from ``[peer_prefix]``),
+so a peer rotating through its own /64 stays one target. A CIDR subnet is taken as
+given. ``is_banned`` checks a node id in O(1) and an IP against every prefix length that has
 at least one ban (at most 33 for IPv4, 129 for IPv6), never against every ban.
 
 Everything is bounded: points, history and evidence are kept for at most
@@ -48,15 +38,15 @@ import hashlib
 import heapq
 import ipaddress
 import time
-from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol
 
+from loragate.bounded import BoundedDict
+from loragate.config import BanSettings, PeerPrefix
 from loragate.netgroup import PEER_PREFIX_IPV4, PEER_PREFIX_IPV6, IPNetwork, peer_network
-
-_V = TypeVar("_V")
 
 
 class Misbehaviour(StrEnum):
@@ -70,16 +60,15 @@ class Misbehaviour(StrEnum):
     PROTOCOL_VIOLATION = "protocol_violation"
 
 
-DEFAULT_POINTS: dict[Misbehaviour, int] = {
-    Misbehaviour.BAD_SIGNATURE: 100,
-    Misbehaviour.INVALID_SYNC_DATA: 100,
-    Misbehaviour.PROTOCOL_VIOLATION: 50,
-    Misbehaviour.FLOODING: 25,
-    Misbehaviour.MALFORMED_FRAME: 20,
-    Misbehaviour.BAD_TAG: 20,
-    Misbehaviour.REPLAY: 10,
-    Misbehaviour.HANDSHAKE_FAILURE: 10,
-}
+_SETTINGS = BanSettings()  # the defaults of the settings, from the one place
+
+
+def price_list(points: dict[str, int]) -> dict[Misbehaviour, int]:
+    """A `[bans.points]` table (names) as points per Misbehaviour."""
+    return {Misbehaviour(name): int(n) for name, n in points.items()}
+
+
+DEFAULT_POINTS: dict[Misbehaviour, int] = price_list(_SETTINGS.points)
 
 
 class BanTarget(NamedTuple):
@@ -172,11 +161,11 @@ class BanSink(Protocol):
 
 @dataclass
 class BanPolicy:
-    threshold: int = 100
-    base_duration_s: float = 3600.0
-    max_duration_s: float = 30 * 86400.0
-    permanent_after: int = 5
-    points_half_life_s: float = 12 * 3600.0
+    threshold: int = _SETTINGS.threshold
+    base_duration_s: float = float(_SETTINGS.base_duration_s)
+    max_duration_s: float = float(_SETTINGS.max_duration_s)
+    permanent_after: int = _SETTINGS.permanent_after
+    points_half_life_s: float = _SETTINGS.points_half_life_s
     points: dict[Misbehaviour, int] = field(default_factory=lambda: dict(DEFAULT_POINTS))
     ban_address_with_node: bool = True
     max_tracked: int = 100_000
@@ -192,6 +181,21 @@ class BanPolicy:
         return min(self.base_duration_s * 2.0 ** (count - 1), self.max_duration_s)
 
 
+def policy_from(settings: BanSettings, prefix: PeerPrefix | None = None) -> BanPolicy:
+    """The policy the `[bans]` (and `[peer_prefix]`) settings describe."""
+    prefix = prefix or PeerPrefix()
+    return BanPolicy(
+        ipv4_prefix=prefix.ipv4,
+        ipv6_prefix=prefix.ipv6,
+        threshold=settings.threshold,
+        base_duration_s=float(settings.base_duration_s),
+        max_duration_s=float(settings.max_duration_s),
+        permanent_after=settings.permanent_after,
+        points_half_life_s=settings.points_half_life_s,
+        points={**DEFAULT_POINTS, **price_list(settings.points)},
+    )
+
+
 class BanManager:
     def __init__(self, policy: BanPolicy | None = None, sink: BanSink | None = None) -> None:
         self.policy = policy or BanPolicy()
@@ -202,10 +206,11 @@ class BanManager:
         self._prefixes: dict[int, list[int]] = {4: [], 6: []}
         self._expiry: list[tuple[float, int, BanTarget]] = []
         self._seq = 0
-        self._points: OrderedDict[BanTarget, tuple[float, float]] = OrderedDict()
-        self._counts: OrderedDict[BanTarget, int] = OrderedDict()
-        self._history: OrderedDict[BanTarget, deque[BanHistoryEntry]] = OrderedDict()
-        self._evidence: OrderedDict[BanTarget, deque[Evidence]] = OrderedDict()
+        cap = self.policy.max_tracked
+        self._points: BoundedDict[BanTarget, tuple[float, float]] = BoundedDict(cap)
+        self._counts: BoundedDict[BanTarget, int] = BoundedDict(cap)
+        self._history: BoundedDict[BanTarget, deque[BanHistoryEntry]] = BoundedDict(cap)
+        self._evidence: BoundedDict[BanTarget, deque[Evidence]] = BoundedDict(cap)
 
     # ---- targets -----------------------------------------------------------------
 
@@ -223,7 +228,7 @@ class BanManager:
             return target
         return self.address_target(str(net.network_address))
 
-    def _known(self, target: BanTarget, table: Mapping[BanTarget, object]) -> BanTarget:
+    def _known(self, target: BanTarget, table: Container[BanTarget]) -> BanTarget:
         """`target` if `table` holds it (a single-address ban from before peer networks),
         else the peer network it stands for."""
         return target if target in table else self.peer_target(target)
@@ -232,6 +237,18 @@ class BanManager:
 
     def __len__(self) -> int:
         return len(self._bans)
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each internal table holds (all bounded; for status and tests):
+        bans, targets with points, ban counts, histories, evidence, expiry heap entries."""
+        return {
+            "bans": len(self._bans),
+            "points": len(self._points),
+            "counts": len(self._counts),
+            "history": len(self._history),
+            "evidence": len(self._evidence),
+            "expiry": len(self._expiry),
+        }
 
     def bans(self) -> list[Ban]:
         return list(self._bans.values())
@@ -293,12 +310,6 @@ class BanManager:
         dt = max(0.0, now - t)
         return pts * 0.5 ** (dt / self.policy.points_half_life_s)
 
-    def _remember(self, od: OrderedDict[BanTarget, _V], key: BanTarget, value: _V) -> None:
-        od[key] = value
-        od.move_to_end(key)
-        while len(od) > self.policy.max_tracked:
-            od.popitem(last=False)
-
     def misbehaving(
         self,
         kind: Misbehaviour | str,
@@ -335,12 +346,12 @@ class BanManager:
         if dq is None:
             dq = deque(maxlen=self.policy.evidence_per_target)
         dq.append(ev)
-        self._remember(self._evidence, target, dq)
+        self._evidence.put(target, dq)
         if self.sink is not None:
             self.sink.evidence_added(ev)
         total = self.points(target, now) + pts
         if round(total) < self.policy.threshold:  # decay leaves fractions; compare whole points
-            self._remember(self._points, target, (total, now))
+            self._points.put(target, (total, now))
             return []
         self._points.pop(target, None)
         why = f"{kind.value}: {reason}" if reason else kind.value
@@ -390,7 +401,7 @@ class BanManager:
         by_policy: bool = True,
     ) -> Ban:
         count = self._counts.get(target, 0) + 1
-        self._remember(self._counts, target, count)
+        self._counts.put(target, count)
         if by_policy:
             duration_s = self.policy.duration(count)
         until = None if duration_s is None else now + duration_s
@@ -404,7 +415,7 @@ class BanManager:
         if hist is None:
             hist = deque(maxlen=self.policy.history_per_target)
         hist.append(BanHistoryEntry(ban))
-        self._remember(self._history, target, hist)
+        self._history.put(target, hist)
         if self.sink is not None:
             self.sink.ban_saved(ban)
         return ban
@@ -439,19 +450,19 @@ class BanManager:
     def restore(self, bans: list[Ban], counts: dict[BanTarget, int] | None = None) -> None:
         """Reload persisted state (without writing it back to the sink)."""
         for target, count in (counts or {}).items():
-            self._remember(self._counts, target, count)
+            self._counts.put(target, count)
         for ban in bans:
             old = self._bans.get(ban.target)
             if old is not None:
                 self._unindex(old)
             self._index(ban)
             if self._counts.get(ban.target, 0) < ban.count:
-                self._remember(self._counts, ban.target, ban.count)
+                self._counts.put(ban.target, ban.count)
             hist = self._history.get(ban.target)
             if hist is None:
                 hist = deque(maxlen=self.policy.history_per_target)
             hist.append(BanHistoryEntry(ban))
-            self._remember(self._history, ban.target, hist)
+            self._history.put(ban.target, hist)
 
     # ---- indexes -----------------------------------------------------------------
 

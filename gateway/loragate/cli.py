@@ -186,6 +186,7 @@ _SECTION_FLAG = {
 }
 _LIST_FLAG = {"dns_seeds": "dns-seed", "preferred_kinds": "preferred-kind"}
 _NOT_FLAGS = {"data_dir"}  # --data-dir is shared by every command (and has an env var)
+_TOML_ONLY = {("bans", "points")}  # a table (the price list): only in the settings file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +214,8 @@ def setting_flags() -> list[SettingFlag]:
             section = getattr(GatewayConfig(), f.name)
             for sf in dataclasses.fields(section):
                 sub = (f.name, sf.name)
+                if sub in _TOML_ONLY:
+                    continue
                 out.append(
                     SettingFlag(sub, _flag_name(sub), SETTING_PREFIX + "__".join(sub), str(sf.type))
                 )
@@ -336,7 +339,7 @@ def run(ctx: click.Context, config_file: Path | None, data_dir: Path | None, **p
             f"(control socket {cfg.control_path})"
         )
     from loragate.logsetup import setup_logging
-    from loragate.manager import run_gateway  # heavy: only the run command needs it
+    from loragate.runner import run_gateway  # heavy: only the run command needs it
 
     setup_logging(cfg.log_level)
     try:

@@ -3,6 +3,32 @@
 Every setting has one name used in all three places (`outbound_target` in TOML is
 `--outbound-target` on the command line). A bad value raises ConfigError whose message
 is one line naming the setting, the value and what is allowed.
+
+This module is the gateway's one source of defaults for what a user may set: the score
+weights and half-life (`ScoreSettings`, read by `scoring.ScoreWeights`), the ban policy
+and the misbehaviour price list (`BanSettings`, read by `bans.BanPolicy`). A stopped
+gateway's view (`loragate peers` with no gateway running) reads the same settings, so it
+scores exactly as the running gateway did.
+
+The price list (`[bans.points]` in TOML, points per misbehaviour type) is the
+gateway's own. The board firmware keeps a separate one (firmware/loranode/bans.py), on
+its own scale (its points fade one a minute, the gateway's halve every
+`points_half_life_s`), because each side prices a fault by what it costs that side and
+by what it can prove; docs/ARCHITECTURE.md compares the two. The names are the same on
+every list that has the type; `[bans.points]` may override any subset of them:
+
+=====================  ======  ==============================================================
+type                   points  why
+=====================  ======  ==============================================================
+bad_signature          100     a forged record or frame: no honest peer produces one
+invalid_sync_data      100     the node's validator rejected a tx/block (Core: 100)
+protocol_violation      50     absurd length prefix, wrong message in a state, oversize
+flooding                25     above the per-peer rate limit (token bucket empty)
+malformed_frame         20     undecodable bytes; rare bugs happen, repeated ones do not
+bad_tag                 20     wrong HMAC: wrong key or tampering (radio CRC catches noise)
+replay                  10     a frame/sequence already seen from that source
+handshake_failure       10     failed or timed-out signed-challenge handshake
+=====================  ======  ==============================================================
 """
 
 from __future__ import annotations
@@ -40,12 +66,28 @@ class ScoreSettings:
     half_life_s: float = 3600.0
 
 
+# Points per misbehaviour type (see the module docstring); bans.Misbehaviour has the
+# same names.
+MISBEHAVIOUR_POINTS: dict[str, int] = {
+    "bad_signature": 100,
+    "invalid_sync_data": 100,
+    "protocol_violation": 50,
+    "flooding": 25,
+    "malformed_frame": 20,
+    "bad_tag": 20,
+    "replay": 10,
+    "handshake_failure": 10,
+}
+
+
 @dataclass
 class BanSettings:
     threshold: int = 100
     base_duration_s: int = 3600
     max_duration_s: int = 7 * 24 * 3600
     permanent_after: int = 5
+    points_half_life_s: float = 12 * 3600.0
+    points: dict[str, int] = field(default_factory=lambda: dict(MISBEHAVIOUR_POINTS))
 
 
 @dataclass
@@ -192,6 +234,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "bans.base_duration_s": (1, 10**8),
     "bans.max_duration_s": (1, 10**9),
     "bans.permanent_after": (1, 1000),
+    "bans.points_half_life_s": (1, 10**8),
+    "bans.points.*": (0, 10**6),
     "relay.max_tx_bytes": (1, 65000),
     "relay.max_block_bytes": (1, 65000),
     "peer_prefix.ipv4": (8, 32),
@@ -199,7 +243,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _coerce(name: str, value: Any, target: Any) -> Any:
+def _coerce(name: str, value: Any, target: Any, *, range_name: str | None = None) -> Any:
     """Check `value` against the declared type of the setting `name`."""
     kind = str(target)
     if kind in ("int", "<class 'int'>"):
@@ -222,16 +266,30 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         expected = "a list of strings"
+    elif kind == "dict[str, int]":
+        return _price_list(name, value)
     else:  # pragma: no cover - a new field type needs a rule here
         raise AssertionError(f"no rule for {name}: {kind}")
     if not ok:
         raise ConfigError(f"config: {name}={value!r} must be {expected}")
-    low_high = _RANGES.get(name)
+    low_high = _RANGES.get(range_name or name)
     if low_high and not low_high[0] <= value <= low_high[1]:
         raise ConfigError(
             f"config: {name}={value!r} is outside the allowed range {low_high[0]}..{low_high[1]}"
         )
     return value
+
+
+def _price_list(name: str, value: Any) -> dict[str, int]:
+    """A `[bans.points]` table: known misbehaviour names, integer points each."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: [{name}] must be a table of misbehaviour = points")
+    for key, points in value.items():
+        if key not in MISBEHAVIOUR_POINTS:
+            known = ", ".join(sorted(MISBEHAVIOUR_POINTS))
+            raise ConfigError(f"config: unknown misbehaviour {name}.{key} (known: {known})")
+        _coerce(f"{name}.{key}", points, int, range_name=f"{name}.*")
+    return {str(k): int(v) for k, v in value.items()}
 
 
 def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
@@ -246,7 +304,11 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
                 raise ConfigError(f"config: [{key}] must be a table")
             _apply(getattr(obj, key), value, prefix=f"{key}.")
             continue
-        setattr(obj, key, _coerce(name, value, fields[key].type))
+        coerced = _coerce(name, value, fields[key].type)
+        held = getattr(obj, key)
+        if isinstance(held, dict):  # a table merges over the defaults, key by key
+            coerced = {**held, **coerced}
+        setattr(obj, key, coerced)
 
 
 def _check_whole(cfg: GatewayConfig) -> None:

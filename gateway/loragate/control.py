@@ -222,6 +222,11 @@ class ControlServer:
             raise ControlError(f"cannot listen on {path}: {exc.strerror or exc}") from None
         log.info("control socket listening at %s", path)
 
+    @property
+    def clients(self) -> int:
+        """Connections being served now (at most max_clients get an answer)."""
+        return len(self._handlers)
+
     async def __aenter__(self) -> ControlServer:
         await self.start()
         return self

@@ -227,6 +227,16 @@ class Discovery:
     def mdns_running(self) -> bool:
         return self._browser is not None
 
+    @property
+    def advertising(self) -> bool:
+        """Whether our own mDNS service is registered (a name conflict leaves it off)."""
+        return self._advertiser is not None
+
+    @property
+    def zeroconf(self) -> AsyncZeroconf | None:
+        """The zeroconf instance mDNS runs on while it runs (closed at stop)."""
+        return self._aiozc
+
     async def start(self) -> None:
         if self._started:
             return

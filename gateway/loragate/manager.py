@@ -1,116 +1,164 @@
-"""The peer manager: connections in and out, peer exchange, scoring, bans, relay.
+"""The peer manager: builds its parts over shared tables and wires them, in one place.
 
-`PeerManager(cfg, identity, store)` ties the parts together. It is composed of one
-mixin per module over the shared state in `peercore.ManagerCore`; each module's
-docstring describes its part:
+`PeerManager(cfg, identity, store)` owns no logic of its own beyond the life cycle;
+the parts stand alone, each with its own test module:
 
-* `connections`: the listener (rate limit, pending cap, inbound eviction), the
-  outbound loop, manual peers, feelers, backoff, the step to an established peer.
-* `peermessages`: PEX, records, discovery and mesh entry points, relay callbacks,
-  misbehaviour and bans.
-* `maintenance`: the periodic pass and the batched persistence.
-* `peercore`: tuning, the peer table, scoring, metrics and events.
+```
+PeerManager: builds, wires, start / stop
+  |-- Connector       listener, dials, feelers, eviction --> MessageHandler (session hooks)
+  |-- MessageHandler  messages, PEX, records, misbehaviour --> BanManager, Relay, AddrMan
+  |-- Maintainer      periodic pass, batched writes --> AsyncStore
+  +-- shared by the three: PeerTable, ScoreTable, RecordTable, MeshPeerTable
+```
 
-This module keeps the life cycle and:
+The connector installs the handler's `on_message` on every session; the handler tells
+the connector about new book entries and the table tells it about departures through
+listeners; the maintainer wakes the connector after each pass. The tables, the
+`BanManager`, the `Relay` and the `AddrMan` are shared by reference.
 
-* **Own record**: kind gateway, endpoint = the bound listen address, sequence number
-  kept in the store's kv table (`record_seq`), one higher at every start.
+Life cycle (`start`): bans restored from the store, the address book and peer scores
+loaded, the listener bound, our own record signed (kind gateway, endpoint = the bound
+listen address, sequence one higher than at the last start, kept in the store's kv
+table as `record_seq`), then the listener opened and the loops started. `stop` closes
+every connection and writes the book and the scores.
 
-It implements `view.GatewayView` for the control socket. `run_gateway(cfg)` (in
-`runner`, re-exported here) is the whole process: key, store, manager, control socket,
-metrics, until SIGINT/SIGTERM.
+What a running gateway shows the control socket is `liveview.RunningGatewayView`'s
+business, not the manager's; the mesh wing (`loragate.mesh`) uses the manager through
+the narrow `mesh.host.MeshHost` interface and is wired by `runner`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
 
-from loragate.addrman import load_addrman
-from loragate.bans import parse_target
+from loragate.addrman import AddrMan, load_addrman
+from loragate.bans import Ban, BanManager, BanTarget, policy_from
 from loragate.config import GatewayConfig
-from loragate.connections import ConnectionsMixin
-from loragate.events import EventBus, EventKind
-from loragate.maintenance import MaintenanceMixin
-from loragate.peercore import (
-    Addr,
-    ManagerTuning,
-    MeshPeer,
-    group_text,
-    is_unspecified,
+from loragate.connector import Connector
+from loragate.events import EventBus
+from loragate.handler import MessageHandler
+from loragate.maintainer import Maintainer
+from loragate.ownnode import Addr, OwnNode
+from loragate.peertable import (
+    ConnectedPeer,
+    MeshPeerTable,
+    PeerTable,
+    RecordTable,
+    ScoreTable,
     join_addr,
 )
-from loragate.pool import PeerSlot
+from loragate.pool import Backoff, ConnectionPolicy, PeerSlot
 from loragate.relay import Relay, Validator
-from loragate.runner import run_gateway
-from loragate.scoring import PeerScore
-from loragate.session import PeerSession, cancel_all
+from loragate.scoring import weights_from
+from loragate.session import PeerSession
 from loragate.store import AsyncStore
+from loragate.telemetry import Telemetry
+from loragate.tuning import ManagerTuning
 from loragate.validation import DefaultValidator
-from loragate.view import (
-    AirtimeInfo,
-    BanInfo,
-    PeerInfo,
-    StatusInfo,
-    UnbanInfo,
-    ViewError,
-    ban_info,
-    check_target,
-    evidence_info,
-    version,
-)
-from lorawire import record as wrecord
-from lorawire.identity import Identity, id_hex
-from lorawire.record import KIND_NAMES
+from lorawire.identity import Identity
+from lorawire.record import Record
 
-__all__ = [
-    "OWN_SERVICES",
-    "RECORD_SEQ_KEY",
-    "Addr",
-    "ManagerTuning",
-    "MeshPeer",
-    "PeerManager",
-    "evidence_info",  # re-exported for callers that format ban evidence
-    "run_gateway",
-]
+if TYPE_CHECKING:
+    from loragate.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
 RECORD_SEQ_KEY = "record_seq"
-OWN_SERVICES = wrecord.SVC_RELAY | wrecord.SVC_PEX | wrecord.SVC_BRIDGE
 
 
-class PeerManager(ConnectionsMixin, MaintenanceMixin):
-    """Internet peers of one gateway; implements `view.GatewayView`."""
+class PeerManager:
+    """Internet peers of one gateway (see the module docstring)."""
 
     def __init__(
         self,
         cfg: GatewayConfig,
         identity: Identity,
         store: AsyncStore,
-        metrics: Any = None,
+        metrics: GatewayMetrics | None = None,
         bus: EventBus | None = None,
         *,
         validator: Validator | None = None,
         tuning: ManagerTuning | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(cfg, identity, store, metrics, bus, tuning=tuning, rng=rng)
-        self.relay = Relay(
-            validator=DefaultValidator(cfg.relay, validator),
-            on_invalid=self._on_invalid_object,
-            on_response=self._on_response,
-            on_useful=self._on_useful,
-            on_flooding=self._on_relay_flooding,
-            on_object=self._on_object,
-            limits=self.tuning.relay,
+        self.cfg = cfg
+        self.store = store
+        self.tuning = t = tuning or ManagerTuning()
+        rng = rng or random.Random()
+        self.telemetry = Telemetry(metrics, bus)
+        self.stats: Counter[str] = Counter()
+        self.own = OwnNode(identity, (cfg.listen_host, cfg.listen_port))
+        # The shared tables.
+        self.book = AddrMan(rng=rng)
+        self.banman = BanManager(policy_from(cfg.bans, cfg.peer_prefix), sink=store)
+        self.scores = ScoreTable(weights_from(cfg.score), t.scores_max)
+        self.records = RecordTable(t.records_max)
+        self.mesh_peers = MeshPeerTable(t.mesh_max)
+        self.table = PeerTable(self.scores, self.telemetry)
+        self.relay = Relay(validator=DefaultValidator(cfg.relay, validator), limits=t.relay)
+        self.policy = ConnectionPolicy(
+            cfg.outbound_target, cfg.inbound_cap, cfg.max_outbound_per_group, cfg.preferred_kinds
         )
+        self.backoff = Backoff(t.backoff_base_s, t.backoff_max_s, t.backoff_jitter, rng=rng)
+        # The parts, each given exactly what it works on.
+        self.handler = MessageHandler(
+            self.own,
+            t,
+            table=self.table,
+            scores=self.scores,
+            records=self.records,
+            mesh_peers=self.mesh_peers,
+            book=self.book,
+            banman=self.banman,
+            relay=self.relay,
+            telemetry=self.telemetry,
+            stats=self.stats,
+            rng=rng,
+        )
+        self.connector = Connector(
+            cfg,
+            self.own,
+            t,
+            table=self.table,
+            scores=self.scores,
+            records=self.records,
+            book=self.book,
+            banman=self.banman,
+            policy=self.policy,
+            backoff=self.backoff,
+            relay=self.relay,
+            handler=self.handler,
+            telemetry=self.telemetry,
+            stats=self.stats,
+        )
+        self.maintainer = Maintainer(
+            cfg,
+            t,
+            table=self.table,
+            scores=self.scores,
+            book=self.book,
+            banman=self.banman,
+            policy=self.policy,
+            store=store,
+            telemetry=self.telemetry,
+            wake=self.connector.wake,
+        )
+        # What discovery, our node and the mesh wing hand in (the parts' own methods):
+        # addresses from discovery; verified mesh announcements and proven faults
+        # (MessageHandler); objects our node made (Relay); scores to change (ScoreTable).
+        self.add_addresses = self.handler.add_addresses
+        self.add_mesh_announcement = self.handler.add_mesh_announcement
+        self.misbehaving = self.handler.misbehaving
+        self.submit_local = self.relay.submit_local
+        self.score_for = self.scores.for_update
+        self.started_at: float | None = None
+        self._running = False
+        self._stopping = False
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -118,194 +166,85 @@ class PeerManager(ConnectionsMixin, MaintenanceMixin):
         bans, counts = await self.store.load_bans()
         self.banman.restore(bans, counts)
         self.banman.expire()
-        self.book = await self.store.run(lambda s: load_addrman(s, rng=self._rng))
+        await self.store.run(lambda s: load_addrman(s, into=self.book))
         stats = await self.store.run(lambda s: s.load_peer_stats())
         for key, data in stats.items():
-            try:
-                self._remember_score(key, PeerScore.from_dict(data, self.weights))
-            except (TypeError, ValueError):
-                continue
+            self.scores.load(key, data)
         raw = await self.store.get_kv(RECORD_SEQ_KEY)
         seq = (int.from_bytes(raw, "big") if raw else 0) + 1
         await self.store.set_kv(RECORD_SEQ_KEY, seq.to_bytes(8, "big"))
-        cfg = self.cfg
-        self._server = await asyncio.start_server(
-            self._on_inbound, cfg.listen_host, cfg.listen_port, start_serving=False
-        )
-        sock = self._server.sockets[0].getsockname()
-        self.listen_addr = (str(sock[0]), int(sock[1]))
-        fields: dict[str, Any] = {
-            "kind": wrecord.KIND_GATEWAY,
-            "services": OWN_SERVICES,
-            "seq": seq,
-        }
-        if not is_unspecified(self.listen_addr[0]):
-            host = ipaddress.ip_address(self.listen_addr[0]).packed
-            fields["endpoints"] = [(host, self.listen_addr[1])]
-        self.record = wrecord.decode_record(wrecord.encode_record(fields, self.identity))
-        for addr in self.manual:
-            with contextlib.suppress(ValueError):
-                self.book.add(addr, None, now=time.time())
+        await self.connector.start()
+        self.own.make_record(seq)
         self.started_at = time.time()
-        self._last_persist = time.monotonic()
-        self._last_feeler = self._last_persist
-        self._next_feeler = self._last_persist + self.tuning.feeler_interval_s
-        await self._server.start_serving()
-        self._loops = [
-            asyncio.create_task(self._outbound_loop(), name="loragate-outbound"),
-            asyncio.create_task(self._maintenance_loop(), name="loragate-maintenance"),
-        ]
-        self._metric("set_bans", len(self.banman))
+        await self.connector.serve()
+        self.maintainer.start()
+        self._running = True
+        self.telemetry.metric("set_bans", len(self.banman))
         log.info("gateway %s listening on %s", self.identity.hex_id(), join_addr(self.listen_addr))
 
     async def stop(self) -> None:
-        """Close the listener and every connection, then persist the book and stats."""
+        """Close the listener and every connection, then persist the book and scores."""
         if self._stopping:
             return
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
-        await cancel_all(self._loops)
-        await cancel_all(list(self._tasks))
+        await self.maintainer.stop()
+        await self.connector.stop()
         self.relay.close()
-        await asyncio.gather(
-            *(p.session.close("shutdown") for p in list(self._peers.values())),
-            return_exceptions=True,
-        )
-        if self._server is not None:
+        if self._running:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-        with contextlib.suppress(Exception):
-            await self.persist()
+                await self.maintainer.persist()
 
-    # ---- GatewayView -------------------------------------------------------------------
+    # ---- who we are --------------------------------------------------------------------
 
-    async def peers(self) -> list[PeerInfo]:
-        now = time.time()
-        out: list[PeerInfo] = []
-        for p in self._peers.values():
-            s = p.session
-            score = self._scores.get(p.score_key)
-            out.append(
-                PeerInfo(
-                    node_id=id_hex(s.node_id) if s.node_id else None,
-                    address=join_addr(p.slot.addr),
-                    kind=p.slot.kind,
-                    state="connected",
-                    direction="out" if s.outbound else "in",
-                    score=None if score is None else round(score.score(now), 1),
-                    latency_ms=s.latency_ms,
-                    rssi=None,
-                    snr=None,
-                    hops=None,
-                    connected_since=p.slot.connected_at,
-                    last_seen=now,
-                    bytes_in=s.stream.bytes_in,
-                    bytes_out=s.stream.bytes_out,
-                    group=group_text(p.slot.group),
-                )
-            )
-        for m in self._mesh.values():
-            score = self._scores.get(f"node:{m.record.id.hex()}")
-            out.append(
-                PeerInfo(
-                    node_id=id_hex(m.record.id),
-                    address=None,
-                    kind=KIND_NAMES[m.record.kind],
-                    state="connected",
-                    direction="mesh",
-                    score=None if score is None else round(score.score(now), 1),
-                    latency_ms=None,
-                    rssi=m.rssi,
-                    snr=m.snr,
-                    hops=m.hops,
-                    connected_since=None,
-                    last_seen=m.last_seen,
-                    bytes_in=0,
-                    bytes_out=0,
-                    group=f"mesh {m.bridge_id.hex()}",
-                )
-            )
-        return out
+    @property
+    def identity(self) -> Identity:
+        return self.own.identity
 
-    async def bans(self) -> list[BanInfo]:
-        now = time.time()
-        active = [b for b in self.banman.bans() if b.active(now)]
-        active.sort(key=lambda b: b.created, reverse=True)
-        return [ban_info(b, list(reversed(self.banman.evidence(b.target)))) for b in active]
+    @property
+    def record(self) -> Record | None:
+        """Our own signed record (None before `start`)."""
+        return self.own.record
 
-    async def status(self) -> StatusInfo:
-        kinds: Counter[str] = Counter(p.slot.kind for p in self._peers.values())
-        dirs: Counter[str] = Counter(
-            "out" if p.slot.outbound else "in" for p in self._peers.values()
-        )
-        if self._mesh:
-            dirs["mesh"] = len(self._mesh)
-            for m in self._mesh.values():
-                kinds[KIND_NAMES[m.record.kind]] += 1
-        now = time.time()
-        return StatusInfo(
-            state="running",
-            node_id=self.identity.hex_id(),
-            version=version(),
-            uptime_s=None if self.started_at is None else now - self.started_at,
-            listen=join_addr(self.listen_addr),
-            peers_total=len(self._peers) + len(self._mesh),
-            peers_by_kind=dict(kinds),
-            peers_by_direction=dict(dirs),
-            addrman_new=self.book.new_count,
-            addrman_tried=self.book.tried_count,
-            bans_active=sum(1 for b in self.banman.bans() if b.active(now)),
-            relayed=dict(self.relay.relayed),
-            airtime=self._airtime(),
-            database=str(self.cfg.db_path),
-        )
+    @property
+    def listen_addr(self) -> Addr:
+        return self.own.listen_addr
 
-    def _airtime(self) -> AirtimeInfo | None:
-        """The bridge's duty-cycle figures (None without a bridge or before its stats)."""
-        side = self.mesh_side
-        if side is None:
-            return None
-        b = side.link.budget()
-        used, budget = b.get("airtime_used_ms"), b.get("airtime_budget_ms")
-        if used is None or budget is None:
-            return None
-        return AirtimeInfo(used_ms=float(used), budget_ms=float(budget), window_s=3600.0)
+    @property
+    def bus(self) -> EventBus:
+        return self.telemetry.bus
 
-    async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo:
-        parsed = parse_target(check_target(target))
-        if duration_s is not None and not duration_s > 0:
-            raise ViewError("ban duration must be positive")
+    # ---- manual bans -------------------------------------------------------------------
+
+    async def ban(self, target: BanTarget, duration_s: float | None, reason: str) -> Ban:
+        """Ban `target` now (None: permanently), drop whoever it covers, persist it."""
         ban = self.banman.ban(
-            parsed,
-            duration_s=duration_s,
-            permanent=duration_s is None,
-            reason=reason or "manual",
+            target, duration_s=duration_s, permanent=duration_s is None, reason=reason
         )
-        self._apply_ban(ban)
+        self.handler.apply_ban(ban)
         await self.store.drain()
-        return ban_info(ban, list(reversed(self.banman.evidence(parsed))))
+        return ban
 
-    async def unban(self, target: str) -> UnbanInfo:
-        parsed = parse_target(check_target(target))
-        removed = self.banman.unban(parsed)
+    async def unban(self, target: BanTarget) -> bool:
+        """Lift the ban on `target`; False if there was none."""
+        removed = self.handler.lift_ban(target, "manual")
         if removed:
-            self._emit(EventKind.UNBANNED, target=str(parsed), reason="manual")
-            self._metric("set_bans", len(self.banman))
             await self.store.drain()
-        return UnbanInfo(target=str(parsed), removed=removed)
+        return removed
 
-    # ---- small queries (tests, status) -------------------------------------------------
+    # ---- small queries -----------------------------------------------------------------
 
     @property
     def peer_count(self) -> int:
-        return len(self._peers)
+        return len(self.table)
+
+    def peer(self, node_id: bytes) -> ConnectedPeer | None:
+        return self.table.by_id(node_id)
 
     def sessions(self) -> list[PeerSession]:
-        return [p.session for p in self._peers.values()]
+        return [p.session for p in self.table]
 
     def slots(self) -> list[PeerSlot]:
-        return self._slots()
+        return self.table.slots()
 
     def connected_ids(self) -> set[bytes]:
-        return set(self._by_id)
+        return self.table.node_ids()

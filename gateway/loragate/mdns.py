@@ -175,6 +175,11 @@ class MdnsAdvertiser:
         self._broadcast: asyncio.Future[object] | None = None
 
     @property
+    def zeroconf(self) -> AsyncZeroconf | None:
+        """The zeroconf instance the service is registered on (None when stopped)."""
+        return self._aiozc
+
+    @property
     def service_name(self) -> str:
         return f"{self.node_id_hex}.{SERVICE_TYPE}"
 

@@ -35,11 +35,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from loragate.addrman import AddrMan, AddrRecord
+from loragate.bounded import BoundedDict
 from loragate.netgroup import NetGroup, group_of
 
 Addr = tuple[str, int]
@@ -72,7 +73,11 @@ class Backoff:
         self.capacity = capacity
         self._rng = rng or random.Random()
         # addr -> (consecutive failures, time before which we do not redial)
-        self._state: OrderedDict[Addr, tuple[int, float]] = OrderedDict()
+        self._state: BoundedDict[Addr, tuple[int, float]] = BoundedDict(capacity)
+
+    def __len__(self) -> int:
+        """Addresses with a failure on record."""
+        return len(self._state)
 
     def ready(self, addr: Addr, now: float) -> bool:
         state = self._state.get(addr)
@@ -82,10 +87,7 @@ class Backoff:
         failures = self._state.get(addr, (0, 0.0))[0] + 1
         nominal = min(self.max_s, self.base_s * 2 ** (failures - 1))
         delay = nominal * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
-        self._state[addr] = (failures, now + delay)
-        self._state.move_to_end(addr)
-        while len(self._state) > self.capacity:
-            self._state.popitem(last=False)
+        self._state.put(addr, (failures, now + delay))
         return delay
 
     def succeeded(self, addr: Addr) -> None:
@@ -241,7 +243,9 @@ class ConnectionPolicy:
                 return record
         return None
 
-    def _group_rank(self, group: NetGroup) -> bytes:
+    def group_rank(self, group: NetGroup) -> bytes:
+        """The keyed rank of an address group: the highest ranks are protected from
+        eviction (an attacker cannot tell which groups those are)."""
         return hashlib.blake2b(group.key(), key=self._secret, digest_size=8).digest()
 
     def inbound_to_evict(self, slots: list[PeerSlot], now: float) -> PeerSlot | None:
@@ -258,7 +262,7 @@ class ConnectionPolicy:
             for slot in ranked[:count]:
                 candidates.remove(slot)
 
-        protect(lambda s: self._group_rank(s.group), PROTECT_BY_GROUP, True)
+        protect(lambda s: self.group_rank(s.group), PROTECT_BY_GROUP, True)
         protect(
             lambda s: s.min_ping_ms if s.min_ping_ms is not None else float("inf"),
             PROTECT_BY_PING,

@@ -5,16 +5,23 @@ spends n tokens when that many are there (True) and spends nothing otherwise (Fa
 so a peer over its limit is refused without being charged for the refusal.
 Time is passed in (monotonic seconds) so that tests can drive it.
 
-`AddressBuckets` keeps one bucket per peer network (`netgroup.peer_network`: the IPv4
-address, the IPv6 /64), at most `max_buckets` of them, least recently used dropped.
+`BucketTable` keeps one bucket per key (address, node id, origin) in a bounded table:
+a key seen for the first time starts with a full bucket, the least recently used key
+is forgotten first when the table is full. `AddressBuckets` is one keyed by peer
+network (`netgroup.peer_network`: the IPv4 address, the IPv6 /64), so a host rotating
+through its own /64 spends one bucket.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
+from loragate.bounded import BoundedDict
 from loragate.netgroup import PEER_PREFIX_IPV4, PEER_PREFIX_IPV6, IPNetwork, peer_network
+
+K = TypeVar("K", bound=Hashable)
 
 
 class TokenBucket:
@@ -47,27 +54,48 @@ class TokenBucket:
         return self.tokens
 
 
+class BucketTable(Generic[K]):
+    """One token bucket per key, at most `maxlen` keys (least recently used forgotten)."""
+
+    __slots__ = ("rate", "burst", "_buckets")
+
+    def __init__(self, rate: float, burst: float, maxlen: int) -> None:
+        TokenBucket(rate, burst)  # the same checks as every bucket it will hold
+        self.rate = rate
+        self.burst = burst
+        self._buckets: BoundedDict[K, TokenBucket] = BoundedDict(maxlen)
+
+    def take(self, key: K, n: float = 1, now: float | None = None) -> bool:
+        """Spend n tokens of `key`'s bucket (see TokenBucket.take)."""
+        if now is None:
+            now = time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+            self._buckets.put(key, bucket)
+        else:
+            self._buckets.touch(key)
+        return bucket.take(n, now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
 class AddressBuckets:
-    """A token bucket per peer network, bounded in number."""
+    """A BucketTable keyed by the peer network of an address."""
+
+    __slots__ = ("prefixes", "_table")
 
     def __init__(
         self,
         rate: float,
         burst: float,
-        max_buckets: int,
+        maxlen: int,
         ipv4_prefix: int = PEER_PREFIX_IPV4,
         ipv6_prefix: int = PEER_PREFIX_IPV6,
     ) -> None:
-        if max_buckets < 1:
-            raise ValueError("max_buckets must be positive")
-        self.rate = rate
-        self.burst = burst
-        self.max_buckets = max_buckets
         self.prefixes = (ipv4_prefix, ipv6_prefix)
-        self._buckets: OrderedDict[IPNetwork | str, TokenBucket] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+        self._table: BucketTable[IPNetwork | str] = BucketTable(rate, burst, maxlen)
 
     def take(self, host: str, n: float = 1, now: float | None = None) -> bool:
         """Spend n tokens of the bucket of `host`'s peer network (a host that is no IP
@@ -77,11 +105,7 @@ class AddressBuckets:
             key = peer_network(host, *self.prefixes)
         except ValueError:
             key = host
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst, now)
-            self._buckets[key] = bucket
-            while len(self._buckets) > self.max_buckets:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(key)
-        return bucket.take(n, now)
+        return self._table.take(key, n, now)
+
+    def __len__(self) -> int:
+        return len(self._table)

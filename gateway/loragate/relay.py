@@ -19,14 +19,17 @@
   GETDATA is control traffic. A new block is announced at once; transactions wait
   `inv_delay_s` (20 ms) so that announcements leave in batches of up to INV_MAX.
 * The node judges objects through `validator(kind, payload) -> bool | None` ("tx" or
-  "block"; None = cannot tell, relay anyway); the manager passes one that applies the
-  configured size limits first (`validation.DefaultValidator`). False is reported through
-  `on_invalid(peer, kind, reason)` (the manager turns it into INVALID_SYNC_DATA points
-  for the sender) and the object is neither stored nor relayed.
+  "block"; None = cannot tell, relay anyway); the peer manager passes one that applies
+  the configured size limits first (`validation.DefaultValidator`). False is reported to the
+  `on_invalid(peer, kind, reason)` listeners (the peer manager charges its TCP peers
+  INVALID_SYNC_DATA points, the mesh wing the mesh node it came from) and the object is
+  neither stored nor relayed.
+* `on_object(kind, payload, peer)` listeners: every new valid object, local ones with
+  peer None (the mesh wing offers them to the mesh). Both are `Listeners`: each
+  consumer registers with `.add(fn)`.
 * `on_response(peer, ms)`: time from our GETDATA to the object (for the peer's score);
   `on_useful(peer, kind)`: the peer delivered a new valid object (eviction protection);
-  `on_object(kind, payload, peer)`: every new valid object, local ones with peer None
-  (the serial bridge forwards them to the mesh).
+  `on_flooding(peer, what)`: see above.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from loragate.bounded import BoundedDict
+from loragate.listeners import Listeners
 from loragate.ratelimit import TokenBucket
 from loragate.session import PRIO_BLOCK, PRIO_CONTROL, PRIO_TX
 from lorawire import messages
@@ -53,9 +58,18 @@ _PRIO = {messages.KIND_TX: PRIO_TX, messages.KIND_BLOCK: PRIO_BLOCK}
 
 
 class RelayPeer(Protocol):
-    """What the relay needs of a connection (PeerSession has it)."""
+    """What the relay needs of a connection (PeerSession has it; the mesh wing's one
+    stand-in for the whole mesh too). `node_id` and `host` say whom a fault is charged
+    to (None: not proven / no address)."""
 
-    serial: int
+    @property
+    def serial(self) -> int: ...
+
+    @property
+    def node_id(self) -> bytes | None: ...
+
+    @property
+    def host(self) -> str | None: ...
 
     def send_body(self, msg_type: int, body: bytes, prio: int = PRIO_CONTROL) -> bool: ...
 
@@ -63,9 +77,10 @@ class RelayPeer(Protocol):
 Validator = Callable[[str, bytes], "bool | None"]
 
 # What one stored object costs beyond its encoded body on CPython 3.11: the 32-byte key
-# (65 B), the entry tuple (64 B), the body's bytes header (33 B) and the OrderedDict's
-# share of its tables, which a full store churning old objects out leaves between half
-# and fully used (measured with tracemalloc: 272-346 B per entry in all), rounded up.
+# (65 B), the entry tuple (64 B), the body's bytes header (33 B) and the ordered
+# table's share of its tables, which a full store churning old objects out leaves
+# between half and fully used (measured with tracemalloc: 272-346 B per entry in all),
+# rounded up.
 STORE_ENTRY_OVERHEAD = 384
 
 
@@ -90,19 +105,15 @@ class _PeerState:
 
     def __init__(self, peer: RelayPeer, limits: RelayLimits) -> None:
         self.peer = peer
-        self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.known: BoundedDict[bytes, None] = BoundedDict(limits.known_per_peer)
         self.pending: list[tuple[int, bytes]] = []
         self.inflight: dict[bytes, float] = {}
         self.inv_bucket = TokenBucket(limits.inv_item_rate, limits.inv_item_burst)
         self.obj_bucket = TokenBucket(limits.object_rate, limits.object_burst)
         self.flood_at = -float("inf")  # monotonic time of the last flooding report
 
-    def know(self, h: bytes, cap: int) -> None:
-        known = self.known
-        known[h] = None
-        known.move_to_end(h)
-        if len(known) > cap:
-            known.popitem(last=False)
+    def know(self, h: bytes) -> None:
+        self.known.put(h, None)
 
 
 def object_hash(payload: bytes) -> bytes:
@@ -114,24 +125,37 @@ class Relay:
         self,
         *,
         validator: Validator | None = None,
-        on_object: Callable[[str, bytes, Any], None] | None = None,
-        on_invalid: Callable[[Any, str, str], None] | None = None,
-        on_response: Callable[[Any, float], None] | None = None,
-        on_useful: Callable[[Any, str], None] | None = None,
-        on_flooding: Callable[[Any, str], None] | None = None,
+        on_object: Callable[[str, bytes, RelayPeer | None], None] | None = None,
+        on_invalid: Callable[[RelayPeer, str, str], None] | None = None,
+        on_response: Callable[[RelayPeer, float], None] | None = None,
+        on_useful: Callable[[RelayPeer, str], None] | None = None,
+        on_flooding: Callable[[RelayPeer, str], None] | None = None,
         limits: RelayLimits | None = None,
     ) -> None:
         self.validator = validator
-        self.on_object = on_object
-        self.on_invalid = on_invalid
-        self.on_response = on_response
-        self.on_useful = on_useful
-        self.on_flooding = on_flooding
-        self.limits = limits or RelayLimits()
+        self.on_object: Listeners[[str, bytes, RelayPeer | None]] = Listeners("on_object", log)
+        self.on_invalid: Listeners[[RelayPeer, str, str]] = Listeners("on_invalid", log)
+        self.on_response: Listeners[[RelayPeer, float]] = Listeners("on_response", log)
+        self.on_useful: Listeners[[RelayPeer, str]] = Listeners("on_useful", log)
+        self.on_flooding: Listeners[[RelayPeer, str]] = Listeners("on_flooding", log)
+        # The keyword arguments are first listeners, for a relay used on its own.
+        if on_object is not None:
+            self.on_object.add(on_object)
+        if on_invalid is not None:
+            self.on_invalid.add(on_invalid)
+        if on_response is not None:
+            self.on_response.add(on_response)
+        if on_useful is not None:
+            self.on_useful.add(on_useful)
+        if on_flooding is not None:
+            self.on_flooding.add(on_flooding)
+        self.limits = lim = limits or RelayLimits()
         self._peers: dict[int, _PeerState] = {}
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._seen: BoundedDict[bytes, None] = BoundedDict(lim.seen_max)
         # hash -> (kind code, offset of the raw object in the body, encoded body)
-        self._objects: OrderedDict[bytes, tuple[int, int, bytes]] = OrderedDict()
+        self._objects: BoundedDict[bytes, tuple[int, int, bytes]] = BoundedDict(
+            lim.store_max_objects, on_evict=self._forget_object
+        )
         self._object_bytes = 0
         self._requested: dict[bytes, float] = {}  # hash -> monotonic time of GETDATA
         self._flush_scheduled = False
@@ -156,6 +180,11 @@ class Relay:
     @property
     def peer_count(self) -> int:
         return len(self._peers)
+
+    def known_count(self, peer: RelayPeer) -> int:
+        """Hashes `peer` is known to have (at most `limits.known_per_peer`)."""
+        st = self._peers.get(peer.serial)
+        return 0 if st is None else len(st.known)
 
     # ---- local objects ---------------------------------------------------------------
 
@@ -185,46 +214,42 @@ class Relay:
         self._accept(code, h, payload, None)
         return h
 
+    @property
+    def seen_count(self) -> int:
+        """Hashes held for deduplication (at most `limits.seen_max`)."""
+        return len(self._seen)
+
     def _mark_seen(self, h: bytes) -> None:
-        seen = self._seen
-        seen[h] = None
-        if len(seen) > self.limits.seen_max:
-            seen.popitem(last=False)
+        self._seen.put(h, None)
+
+    def _forget_object(self, h: bytes, obj: tuple[int, int, bytes]) -> None:
+        self._object_bytes -= len(obj[2]) + STORE_ENTRY_OVERHEAD
 
     def _store(self, code: int, h: bytes, payload: bytes) -> None:
-        if h in self._objects:  # forgotten by the seen cache, still held: count it once
-            self._objects.move_to_end(h)
-            return
         body = messages.encode_body(_OBJECT_TYPE[code], {0: payload})
-        self._objects[h] = (code, len(body) - len(payload), body)
+        held = self._objects.pop(h)
+        if held is not None:
+            self._forget_object(h, held)
         self._object_bytes += len(body) + STORE_ENTRY_OVERHEAD
-        lim = self.limits
-        while self._objects and (
-            len(self._objects) > lim.store_max_objects or self._object_bytes > lim.store_max_bytes
-        ):
-            _, (_, _, old) = self._objects.popitem(last=False)
-            self._object_bytes -= len(old) + STORE_ENTRY_OVERHEAD
+        # beyond the count: oldest forgotten
+        self._objects.put(h, (code, len(body) - len(payload), body))
+        while self._objects and self._object_bytes > self.limits.store_max_bytes:
+            self._forget_object(*self._objects.pop_oldest())
 
     def _accept(self, code: int, h: bytes, payload: bytes, source: _PeerState | None) -> None:
         self._mark_seen(h)
         self._store(code, h, payload)
         kind = KINDS[code]
-        cap = self.limits.known_per_peer
         for st in self._peers.values():
             if st is source or h in st.known:
                 continue
-            st.know(h, cap)
+            st.know(h)
             st.pending.append((code, h))
         self._schedule_flush(urgent=code == messages.KIND_BLOCK)
         if source is not None:
             self.received[kind] += 1
-            if self.on_useful is not None:
-                self.on_useful(source.peer, kind)
-        if self.on_object is not None:
-            try:
-                self.on_object(kind, payload, None if source is None else source.peer)
-            except Exception:
-                log.exception("on_object hook failed")
+            self.on_useful(source.peer, kind)
+        self.on_object(kind, payload, None if source is None else source.peer)
 
     def _schedule_flush(self, urgent: bool = False) -> None:
         if self._flush_scheduled and not urgent:
@@ -292,10 +317,9 @@ class Relay:
             self._flooding(st, now, "INV items above the limit")
             return
         want: list[list[Any]] = []
-        cap = self.limits.known_per_peer
         timeout = self.limits.getdata_timeout_s
         for code, h in items:
-            st.know(h, cap)
+            st.know(h)
             if h in self._seen or h in st.inflight:
                 continue
             asked = self._requested.get(h)
@@ -316,11 +340,7 @@ class Relay:
         if now - st.flood_at < self.limits.flood_report_interval_s:
             return
         st.flood_at = now
-        if self.on_flooding is not None:
-            try:
-                self.on_flooding(st.peer, what)
-            except Exception:
-                log.exception("on_flooding hook failed")
+        self.on_flooding(st.peer, what)
 
     def _expire_inflight(self, st: _PeerState, now: float) -> None:
         timeout = self.limits.getdata_timeout_s
@@ -331,14 +351,13 @@ class Relay:
                     del self._requested[h]
 
     def _on_getdata(self, st: _PeerState, items: list[list[Any]]) -> None:
-        cap = self.limits.known_per_peer
         served: set[bytes] = set()
         for code, h in items:
             obj = self._objects.get(h)
             if obj is None or obj[0] != code or h in served:
                 continue  # unknown, wrong kind, or asked twice in one request
             served.add(h)
-            st.know(h, cap)
+            st.know(h)
             if st.peer.send_body(_OBJECT_TYPE[code], obj[2], _PRIO[code]):
                 self.relayed[KINDS[code]] += 1
 
@@ -349,13 +368,12 @@ class Relay:
         if asked is not None:
             if self._requested.get(h) == asked:
                 del self._requested[h]
-            if self.on_response is not None:
-                self.on_response(st.peer, (now - asked) * 1000.0)
+            self.on_response(st.peer, (now - asked) * 1000.0)
         elif not st.obj_bucket.take(1, now):
             self.dropped["object"] += 1  # unsolicited and over the limit
             self._flooding(st, now, "unsolicited objects above the limit")
             return
-        st.know(h, self.limits.known_per_peer)
+        st.know(h)
         if h in self._seen:
             self.duplicates += 1
             return
@@ -370,7 +388,6 @@ class Relay:
         if verdict is False:
             self.invalid += 1
             self._mark_seen(h)
-            if self.on_invalid is not None:
-                self.on_invalid(st.peer, kind, f"invalid {kind} {h.hex()[:16]}")
+            self.on_invalid(st.peer, kind, f"invalid {kind} {h.hex()[:16]}")
             return
         self._accept(code, h, payload, st)

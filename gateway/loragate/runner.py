@@ -1,5 +1,10 @@
-"""The gateway process: `run_gateway(cfg)` wires key, store, manager, discovery, mesh,
-control socket and metrics together and runs them until SIGINT/SIGTERM.
+"""The gateway process: the one place where the parts are built and wired together.
+
+`run_gateway(cfg)`: the node key, the store, the metrics and the event bus, the peer
+manager, discovery, with a serial port the mesh wing (`start_mesh`: serial link, link
+session, `mesh.side.MeshSide` on the manager as its `MeshHost`), the control socket
+over `liveview.RunningGatewayView`, and the metrics endpoint; until SIGINT/SIGTERM,
+then everything is stopped in reverse order and the store flushed.
 """
 
 from __future__ import annotations
@@ -8,25 +13,45 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
 
 from loragate import keys
 from loragate.config import GatewayConfig
+from loragate.control import ControlServer
+from loragate.discovery import Discovery
 from loragate.events import EventBus
+from loragate.liveview import RunningGatewayView, airtime_info
+from loragate.manager import PeerManager
+from loragate.mesh.link import MeshLink
+from loragate.mesh.serial import SerialLink
+from loragate.mesh.side import MeshSide
+from loragate.mesh.tuning import MeshTuning
+from loragate.metrics import GatewayMetrics
 from loragate.store import AsyncStore
-from loragate.view import version
+from loragate.view import AirtimeInfo, version
 
-# One logger for the whole peer manager: log lines keep naming "loragate.manager".
-log = logging.getLogger("loragate.manager")
+log = logging.getLogger(__name__)
+
+
+async def start_mesh(
+    cfg: GatewayConfig, manager: PeerManager, *, tuning: MeshTuning | None = None
+) -> MeshSide | None:
+    """The mesh wing for `cfg.serial_port` (None when no port is configured): serial
+    link, link session and MeshSide, started after `manager.start()`. `close()` on the
+    result stops all three. The port may be absent at start: SerialLink keeps trying."""
+    if not cfg.serial_port:
+        return None
+    serial = SerialLink(cfg.serial_port, cfg.serial_baud)
+    link = MeshLink(serial, node_id=manager.identity.id)
+    side = MeshSide(cfg, manager, link, tuning=tuning, own_link=True)
+    await side.start()  # listeners in place before the first frame arrives
+    await link.start()
+    return side
 
 
 async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
     """The gateway process: load or create the key, open the store, run the manager,
     the control socket and (if `metrics_port`) the metrics endpoint until SIGINT/SIGTERM
     (or `stop` is set), then shut down cleanly and flush the store."""
-    from loragate.control import ControlServer
-    from loragate.manager import PeerManager  # the manager re-exports run_gateway
-
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if cfg.key_path.exists():
         identity = keys.load_identity(cfg.key_path)
@@ -34,18 +59,21 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         identity = keys.create_identity(cfg.key_path)
     cfg.network_key_bytes()  # a bad key file is a config error now, not later
     store = await AsyncStore.open(cfg.db_path)
-    metrics: Any = None
     bus = EventBus()
+    metrics: GatewayMetrics | None = None
     try:
-        from loragate.metrics import GatewayMetrics
-
         metrics = GatewayMetrics(version=version())
         metrics.attach(bus)
     except Exception:  # metrics are optional
         log.warning("metrics unavailable", exc_info=True)
         metrics = None
     manager = PeerManager(cfg, identity, store, metrics, bus)
-    control = ControlServer(manager, cfg.control_path)
+    mesh: MeshSide | None = None
+
+    def airtime() -> AirtimeInfo | None:
+        return None if mesh is None else airtime_info(mesh.link.budget())
+
+    control = ControlServer(RunningGatewayView(manager, airtime=airtime), cfg.control_path)
     done = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -53,8 +81,6 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, done.set)
             handled.append(sig)
-    mesh: Any = None
-    from loragate.discovery import Discovery
 
     def discovered(addrs: list[tuple[str, int]], source: str | None, kind: str) -> None:
         manager.add_addresses(addrs, source, kind)
@@ -69,10 +95,7 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
     try:
         await manager.start()
         await discovery.start()
-        if cfg.serial_port:
-            from loragate.mesh import start_mesh  # mesh imports loragate.manager
-
-            mesh = manager.mesh_side = await start_mesh(cfg, manager)
+        mesh = await start_mesh(cfg, manager)
         await control.start()
         if metrics is not None and cfg.metrics_port:
             port = metrics.start_http(cfg.metrics_host, cfg.metrics_port)
@@ -85,9 +108,9 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         await control.close()
         await discovery.stop()
         if mesh is not None:
-            manager.mesh_side = None
+            side, mesh = mesh, None
             with contextlib.suppress(Exception):
-                await mesh.close()
+                await side.close()
         await manager.stop()
         if metrics is not None:
             with contextlib.suppress(Exception):

@@ -12,7 +12,10 @@ Components, each in 0..1:
 * **behaviour** = ``(valid + prior/2) / (valid + invalid_weight*invalid + prior)``.
 
 Score = 100 x weighted mean of the three components (``ScoreWeights``; weights are
-normalised, so only their ratios matter).
+normalised, so only their ratios matter). The weights and the half-life are settings:
+their defaults are ``config.ScoreSettings``'s, and ``weights_from(cfg.score)`` gives the
+weights a gateway scores with (running or stopped); the other fields are constants of
+the method.
 
 **Decay:** every evidence counter (handshake successes/failures, up/down seconds,
 valid/invalid messages) is multiplied by ``0.5 ** (dt / half_life_s)`` lazily, when the
@@ -30,16 +33,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from loragate.config import ScoreSettings
+
 SCORE_MAX = 100.0
+_SETTINGS = ScoreSettings()  # the defaults of the settings, from the one place
 NEUTRAL = 0.5
 
 
 @dataclass(frozen=True)
 class ScoreWeights:
-    reliability: float = 0.4
-    performance: float = 0.3
-    behaviour: float = 0.3
-    half_life_s: float = 6 * 3600.0
+    reliability: float = _SETTINGS.reliability_weight
+    performance: float = _SETTINGS.performance_weight
+    behaviour: float = _SETTINGS.behaviour_weight
+    half_life_s: float = _SETTINGS.half_life_s
     prior: float = 2.0
     invalid_weight: float = 10.0
     ewma_alpha: float = 0.2
@@ -59,6 +65,22 @@ class ScoreWeights:
 
 
 DEFAULT_WEIGHTS = ScoreWeights()
+
+
+def node_key(node_id: bytes) -> str:
+    """The score key of a node, on TCP and on the mesh alike (``node:<16 hex>``)."""
+    return f"node:{bytes(node_id).hex()}"
+
+
+def weights_from(settings: ScoreSettings) -> ScoreWeights:
+    """The weights the `[score]` settings describe."""
+    return ScoreWeights(
+        reliability=settings.reliability_weight,
+        performance=settings.performance_weight,
+        behaviour=settings.behaviour_weight,
+        half_life_s=settings.half_life_s,
+    )
+
 
 _COUNTERS = ("hs_ok", "hs_fail", "up_s", "down_s", "valid", "invalid")
 _EWMAS = ("latency_ms", "response_ms", "throughput_bps", "rssi", "snr")

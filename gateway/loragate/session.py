@@ -24,11 +24,11 @@ replay window for this session. Blame (see `on_misbehaviour`):
   reported at most once per `flood_report_interval_s` (the excess is dropped);
 * unknown message types are counted, not blamed (a newer peer may send them).
 
-Outgoing messages wait in a bounded queue with three priorities (control > blocks >
-transactions/gossip). When it is full the oldest message of the lowest priority at or
-below the newcomer's is dropped (or the newcomer, if everything queued is more urgent);
-drops are counted in `dropped_out`. Frames are sealed with the send key when written,
-so sequence numbers go out in order.
+Outgoing messages wait in a bounded `SendQueue` with three priorities (control >
+blocks > transactions/gossip). When it is full the oldest message of the lowest
+priority at or below the newcomer's is dropped (or the newcomer, if everything queued
+is more urgent); drops are counted in `dropped_out`. Frames are sealed with the send
+key when written, so sequence numbers go out in order.
 """
 
 from __future__ import annotations
@@ -127,6 +127,50 @@ def _noop_closed(session: PeerSession) -> None:
     pass
 
 
+class SendQueue:
+    """The outgoing messages of one session: three priorities, at most `capacity` queued.
+
+    When full, the oldest message of the lowest priority at or below the newcomer's is
+    dropped to make room, or the newcomer itself when everything queued is more urgent;
+    `dropped` counts both.
+    """
+
+    __slots__ = ("capacity", "dropped", "_queues", "_count")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.dropped = 0
+        self._queues: tuple[deque[tuple[int, bytes]], ...] = tuple(deque() for _ in PRIORITIES)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, prio: int, msg_type: int, body: bytes) -> bool:
+        """Queue one message; False when it was the one dropped."""
+        if self._count >= self.capacity:
+            for p in reversed(PRIORITIES):
+                if p < prio:
+                    self.dropped += 1
+                    return False  # everything queued is more urgent than the newcomer
+                if self._queues[p]:
+                    self._queues[p].popleft()
+                    self._count -= 1
+                    self.dropped += 1
+                    break
+        self._queues[prio].append((msg_type, body))
+        self._count += 1
+        return True
+
+    def pop(self) -> tuple[int, bytes]:
+        """The most urgent message, oldest first (IndexError when empty)."""
+        for q in self._queues:
+            if q:
+                self._count -= 1
+                return q.popleft()
+        raise IndexError("empty queue")
+
+
 class PeerSession:
     _serial = 0
 
@@ -167,7 +211,6 @@ class PeerSession:
         self.frames_in = 0
         self.frames_out = 0
         self.dropped_in = 0  # over the inbound rate limit
-        self.dropped_out = 0  # pushed out of the full outgoing queue
         self.rejected_in = 0  # failed open_frame
         self.unknown_in = 0
         self.close_reason: str | None = None
@@ -178,8 +221,7 @@ class PeerSession:
         self._pex_bucket = TokenBucket(lim.pex_rate, lim.pex_burst, now)
         self._last_flood = -1e9
         self._replay = ReplayTable(2)
-        self._queues: tuple[deque[tuple[int, bytes]], ...] = tuple(deque() for _ in PRIORITIES)
-        self._queued = 0
+        self._out = SendQueue(self.limits.queue_max)
         self._seq = int.from_bytes(os.urandom(2), "big")
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -208,7 +250,17 @@ class PeerSession:
 
     @property
     def queued(self) -> int:
-        return self._queued
+        return len(self._out)
+
+    @property
+    def dropped_out(self) -> int:
+        """Messages pushed out of the full outgoing queue (or refused by it)."""
+        return self._out.dropped
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number our next frame goes out with."""
+        return self._seq
 
     def __repr__(self) -> str:
         who = id_hex(self.node_id) if self.node_id else "?"
@@ -304,7 +356,7 @@ class PeerSession:
             while True:
                 data = await self.stream.read_frame()
                 _check_cancelled()
-                self._on_frame(data)
+                self.receive_frame(data)
         except TransportError as exc:
             if exc.reason == "bad_length":
                 self._report(Misbehaviour.PROTOCOL_VIOLATION, str(exc), False)
@@ -323,10 +375,10 @@ class PeerSession:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._queued:
+                while self._out:
                     chunks: list[bytes] = []
-                    while self._queued and len(chunks) < WRITE_BATCH:
-                        msg_type, body = self._pop()
+                    while self._out and len(chunks) < WRITE_BATCH:
+                        msg_type, body = self._out.pop()
                         f = wireframe.Frame(msg_type, me, self._seq, flags=wireframe.FLAG_LINK)
                         f.hop_limit = 0
                         self._seq = (self._seq + 1) & wireframe.SEQ_MAX
@@ -356,13 +408,6 @@ class PeerSession:
 
     # ---- outgoing ------------------------------------------------------------------
 
-    def _pop(self) -> tuple[int, bytes]:
-        for q in self._queues:
-            if q:
-                self._queued -= 1
-                return q.popleft()
-        raise IndexError("empty queue")  # pragma: no cover - guarded by _queued
-
     def send(self, msg_type: int, fields: Any, prio: int = PRIO_CONTROL) -> bool:
         """Queue a message (fields are checked now); False if dropped or closing."""
         return self.send_body(msg_type, messages.encode_body(msg_type, fields), prio)
@@ -371,18 +416,8 @@ class PeerSession:
         """Queue an already-encoded (and checked) body."""
         if self._stop.is_set() or self.closed:
             return False
-        if self._queued >= self.limits.queue_max:
-            for p in reversed(PRIORITIES):
-                if p < prio:
-                    self.dropped_out += 1
-                    return False  # everything queued is more urgent than the newcomer
-                if self._queues[p]:
-                    self._queues[p].popleft()
-                    self._queued -= 1
-                    self.dropped_out += 1
-                    break
-        self._queues[prio].append((msg_type, body))
-        self._queued += 1
+        if not self._out.push(prio, msg_type, body):
+            return False
         self._wake.set()
         return True
 
@@ -406,7 +441,8 @@ class PeerSession:
             self._last_flood = now
             self._report(Misbehaviour.FLOODING, what, True)
 
-    def _on_frame(self, data: bytes) -> None:
+    def receive_frame(self, data: bytes) -> None:
+        """Judge one frame read from the stream (the reader task calls it)."""
         now = time.monotonic()
         self.frames_in += 1
         if not self._in_bucket.take(1, now):

@@ -1,9 +1,11 @@
 """What the CLI can ask a gateway, and the answer for a gateway that is not running.
 
-``GatewayView`` is the interface the control socket serves (``control.py``). The peer
-manager implements it for a running gateway; ``StoppedGatewayView`` implements it by
-reading the gateway's SQLite database directly, so every CLI command also works when
-the gateway is down.
+``GatewayView`` is the interface the control socket serves (``control.py``).
+``liveview.RunningGatewayView`` implements it for a running gateway (over its peer
+manager); ``StoppedGatewayView`` here implements it by reading the gateway's SQLite
+database directly, so every CLI command also works when the gateway is down. Both
+score with the configured weights (``[score]``), so a peer shows the same score with
+the gateway stopped as it did while it ran.
 
 Results are plain JSON-able dicts (the ``TypedDict`` s below document their keys):
 times are Unix seconds (float), ``None`` means "unknown / not applicable".
@@ -28,9 +30,9 @@ from pathlib import Path
 from typing import Protocol, TypedDict, TypeVar
 
 from loragate import keys
-from loragate.bans import Ban, BanManager, BanPolicy, Evidence, parse_target
+from loragate.bans import Ban, BanManager, BanTarget, Evidence, parse_target, policy_from
 from loragate.config import GatewayConfig
-from loragate.scoring import PeerScore
+from loragate.scoring import PeerScore, node_key, weights_from
 from loragate.store import AddrRow, Store, StoreError
 
 EVIDENCE_PER_BAN = 8  # newest evidence rows returned with each ban
@@ -134,19 +136,6 @@ def version() -> str:
         return "unknown"
 
 
-def ban_policy(cfg: GatewayConfig) -> BanPolicy:
-    """The ``BanPolicy`` described by the ``[bans]`` settings."""
-    b = cfg.bans
-    return BanPolicy(
-        threshold=b.threshold,
-        base_duration_s=float(b.base_duration_s),
-        max_duration_s=float(b.max_duration_s),
-        permanent_after=b.permanent_after,
-        ipv4_prefix=cfg.peer_prefix.ipv4,
-        ipv6_prefix=cfg.peer_prefix.ipv6,
-    )
-
-
 def evidence_info(ev: Evidence) -> EvidenceInfo:
     return EvidenceInfo(
         time=ev.time,
@@ -230,6 +219,7 @@ class StoppedGatewayView:
 
     def _peers(self, store: Store) -> list[PeerInfo]:
         stats = store.load_peer_stats()
+        weights = weights_from(self.cfg.score)
 
         def rank(r: AddrRow) -> tuple[bool, float, float]:
             return (r.in_tried, r.last_success, r.last_seen)
@@ -239,13 +229,13 @@ class StoppedGatewayView:
         out: list[PeerInfo] = []
         for r in rows:
             node = r.node_id.hex() if r.node_id else None
-            data = stats.get(f"node:{node}") if node else None
+            data = stats.get(node_key(r.node_id)) if r.node_id else None
             if data is None:
                 data = stats.get(f"{r.host}:{r.port}")
             score = latency = rssi = snr = None
             if data is not None:
                 try:
-                    ps = PeerScore.from_dict(data)
+                    ps = PeerScore.from_dict(data, weights)
                     score = round(ps.score(now), 1)
                     latency, rssi, snr = ps.latency_ms, ps.rssi, ps.snr
                 except (TypeError, ValueError):
@@ -320,14 +310,13 @@ class StoppedGatewayView:
     # ---- writes ------------------------------------------------------------------
 
     def _manager(self, store: Store) -> BanManager:
-        bm = BanManager(ban_policy(self.cfg), sink=store)
+        bm = BanManager(policy_from(self.cfg.bans, self.cfg.peer_prefix), sink=store)
         bm.restore(store.load_bans(), store.load_ban_counts())
         return bm
 
     async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo:
-        parsed = parse_target(check_target(target))
-        if duration_s is not None and not duration_s > 0:
-            raise ViewError("ban duration must be positive")
+        parsed = parse_ban_target(target)
+        check_duration(duration_s)
 
         def run(store: Store) -> BanInfo:
             ban = self._manager(store).ban(
@@ -341,7 +330,7 @@ class StoppedGatewayView:
         return await asyncio.to_thread(self._with_store, True, run)
 
     async def unban(self, target: str) -> UnbanInfo:
-        parsed = parse_target(check_target(target))
+        parsed = parse_ban_target(target)
 
         def run(store: Store) -> UnbanInfo:
             return UnbanInfo(target=str(parsed), removed=self._manager(store).unban(parsed))
@@ -351,6 +340,16 @@ class StoppedGatewayView:
 
 def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_ban_target(text: str) -> BanTarget:
+    """A ban target from user input; ViewError (one line) if it is not one."""
+    return parse_target(check_target(text))
+
+
+def check_duration(duration_s: float | None) -> None:
+    if duration_s is not None and not duration_s > 0:
+        raise ViewError("ban duration must be positive")
 
 
 def summarize_evidence(evidence: list[EvidenceInfo]) -> str:

@@ -4,14 +4,13 @@ Points are extended twisted Edwards coordinates (X, Y, Z, T), x = X/Z, y = Y/Z,
 x*y = T/Z, on -x^2 + y^2 = 1 + d x^2 y^2 (a = -1). Formulas: Hisil-Wong-Carter-Dawson
 2008 (add-2008-hwcd-3, dbl-2008-hwcd), in the shape ref10 uses.
 
-Speed on the MicroPython unix port comes from:
-* a fixed-base comb for B (COMB_TEETH teeth, 2**COMB_TEETH - 1 affine points kept as
-  one bytes constant in lorawire._ed25519_comb), so [s]B costs COMB_SPACING doublings
-  and additions;
-* verification as one Straus loop: the doublings for [k](-A) (signed sliding window of
-  width WNAF_WIDTH, 2**(WNAF_WIDTH-2) precomputed odd multiples of -A) also serve the
-  comb columns of [S]B, which need no doublings of their own;
-* doublings that skip T when no addition follows, and field arithmetic written inline.
+Every scalar multiplication is one Straus loop (`_straus`) over signed sliding windows
+(width WNAF_WIDTH) with 2**(WNAF_WIDTH-2) odd multiples of each point, built per call:
+verification computes [S]B - [k]A with one set of doublings for both, signing and key
+derivation [s]B alone. No precomputed table stays in memory: a board loading this
+module from its filesystem keeps every byte of a table in its heap, and a fixed-base
+comb saved about a fifth of the time of a signature that a node makes once per boot.
+Doublings skip T when no addition follows; field arithmetic is written inline.
 
 Verification is the cofactorless check of RFC 8032 §5.1.7 done on encodings:
 encode([S]B - [k]A) == R bytes. That rejects non-canonical R by construction. On top
@@ -20,17 +19,13 @@ set), and a small-order A (the 8 points of order 1, 2, 4, 8), for which a signat
 would verify for any message. lorawire.ed25519's `cryptography` path applies the same
 pre-checks so both paths give the same answer.
 
-Memory: the comb table is a 2,976-byte bytes constant (no heap at all when the module
-runs from a ROMFS image), decoded one entry at a time. `sign` keeps the expanded key
-of the last seed it used (one entry: seed, scalar, nonce prefix, public key), so a node
-signing with its own key skips one fixed-base multiplication per signature.
+`sign` keeps the expanded key of the last seed it used (one entry: seed, scalar, nonce
+prefix, public key), so a node signing with its own key skips one multiplication.
 
 Timing: nothing here is constant-time (bytecode big-int arithmetic cannot be); the
 scalar-dependent branches of signing leak timing to anyone who can measure it closely.
 """
 
-from lorawire._ed25519_comb import COMB as _COMB
-from lorawire._ed25519_comb import ENTRY as _COMB_ENTRY
 from lorawire.sha512 import sha512
 
 P = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED
@@ -42,8 +37,6 @@ BX = 0x216936D3CD6E53FEC0A4E231FDD6DC5C692CC7609525A7B2C9562D608F25D51A
 BY = 0x6666666666666666666666666666666666666666666666666666666666666658
 _MASK255 = (1 << 255) - 1
 
-COMB_TEETH = 5
-COMB_SPACING = 51  # ceil(253 / COMB_TEETH): scalars mod L have at most 253 bits
 WNAF_WIDTH = 5
 _WNAF_TABLE = 1 << (WNAF_WIDTH - 2)  # odd multiples 1, 3, ..., 2**(w-1) - 1
 
@@ -138,65 +131,6 @@ def _small_order(x, y):
     return x_ == 0
 
 
-def _comb_entry(c):
-    """(y+x, y-x, 2*d*x*y) of comb entry c (1..31), read from the bytes constant."""
-    o = (c - 1) * _COMB_ENTRY
-    return (
-        int.from_bytes(_COMB[o : o + 32], "little"),
-        int.from_bytes(_COMB[o + 32 : o + 64], "little"),
-        int.from_bytes(_COMB[o + 64 : o + 96], "little"),
-    )
-
-
-def _comb_columns(s):
-    cols = bytearray(COMB_SPACING)
-    for i in range(COMB_SPACING):
-        c = 0
-        for j in range(COMB_TEETH):
-            c |= ((s >> (i + j * COMB_SPACING)) & 1) << j
-        cols[i] = c
-    return cols
-
-
-def _base_mul(s):
-    """[s]B for 0 <= s < 2**(COMB_TEETH*COMB_SPACING), as extended (X, Y, Z)."""
-    p = P
-    cols = _comb_columns(s)
-    x1, y1, z1, t1 = 0, 1, 1, 0
-    first = True
-    for i in range(COMB_SPACING - 1, -1, -1):
-        c = cols[i]
-        if not first:
-            a = x1 * x1 % p
-            b = y1 * y1 % p
-            cc = 2 * z1 * z1 % p
-            h = a + b
-            e = h - (x1 + y1) * (x1 + y1) % p
-            g = a - b
-            f = cc + g
-            x1 = e * f % p
-            y1 = g * h % p
-            z1 = f * g % p
-            if c:
-                t1 = e * h % p
-        if c:
-            first = False
-            ypx, ymx, xy2d = _comb_entry(c)
-            a = (y1 - x1) * ymx % p
-            b = (y1 + x1) * ypx % p
-            cc = t1 * xy2d % p
-            dd = 2 * z1
-            e = b - a
-            f = dd - cc
-            g = dd + cc
-            h = b + a
-            x1 = e * f % p
-            y1 = g * h % p
-            z1 = f * g % p
-            t1 = e * h % p
-    return x1, y1, z1
-
-
 def _wnaf(k):
     """Signed digits of k (odd, |d| < 2**(w-1)), least significant first, as bytes."""
     out = bytearray(256)
@@ -229,7 +163,7 @@ def _key(seed):
     if kc is not None and kc[0] == seed:
         return kc
     a, prefix = _expand(seed)
-    pub = _encode(*_base_mul(a % L))
+    pub = _encode(*_straus(a % L, 0, 0, 0))
     kc = (bytes(seed), a, prefix, pub)
     _key_cache = kc
     return kc
@@ -256,7 +190,7 @@ def sign(seed, message):
     _, a, prefix, pub = _key(bytes(seed))
     message = bytes(message)
     r = int.from_bytes(sha512(prefix + message), "little") % L
-    rb = _encode(*_base_mul(r))
+    rb = _encode(*_straus(r, 0, 0, 0))
     k = int.from_bytes(sha512(rb + pub + message), "little") % L
     s = (r + k * a) % L
     return rb + s.to_bytes(32, "little")
@@ -286,37 +220,29 @@ def verify(public, message, signature):
         return False
     rb = signature[:32]
     k = int.from_bytes(sha512(rb + public + bytes(message)), "little") % L
-    x, y, z = _straus(k, pt[0], pt[1], s)
-    return _encode(x, y, z) == rb
+    return _encode(*_straus(s, k, P - pt[0], pt[1])) == rb
 
 
-def _straus(k, ax, ay, s):
-    """[s]B - [k]A with shared doublings, as extended (X, Y, Z)."""
+def _odd_multiples(x1, y1):
+    """[1, 3, 5, ...] * (x1, y1) in cached form (Y+X, Y-X, 2dT, 2Z), _WNAF_TABLE of them."""
     p = P
-    cols = _comb_columns(s)
-    digits, top = _wnaf(k)
-    # odd multiples of -A in cached form (Y+X, Y-X, 2dT, 2Z)
-    nx = p - ax
-    x1, y1, z1, t1 = nx, ay, 1, nx * ay % p
-    # 2(-A)
+    z1, t1 = 1, x1 * y1 % p
     a = x1 * x1 % p
     b = y1 * y1 % p
-    cc = 2
     h = a + b
     e = h - (x1 + y1) * (x1 + y1) % p
     g = a - b
-    f = cc + g
+    f = 2 + g
     x2, y2, z2, t2 = e * f % p, g * h % p, f * g % p, e * h % p
-    c2 = ((y2 + x2) % p, (y2 - x2) % p, t2 * D2 % p, 2 * z2 % p)
+    ypx2, ymx2, t2d2, z2x2 = (y2 + x2) % p, (y2 - x2) % p, t2 * D2 % p, 2 * z2 % p
     odd = [None] * _WNAF_TABLE
     # [None] * n preallocates the slots; mypy takes it for a list that holds only None
     odd[0] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2)  # type: ignore[call-overload]
     for j in range(1, _WNAF_TABLE):
-        ypx, ymx, t2d, z2x = c2
-        a = (y1 - x1) * ymx % p
-        b = (y1 + x1) * ypx % p
-        cc = t1 * t2d % p
-        dd = z1 * z2x % p
+        a = (y1 - x1) * ymx2 % p
+        b = (y1 + x1) * ypx2 % p
+        cc = t1 * t2d2 % p
+        dd = z1 * z2x2 % p
         e = b - a
         f = dd - cc
         g = dd + cc
@@ -326,14 +252,26 @@ def _straus(k, ax, ay, s):
         z1 = f * g % p
         t1 = e * h % p
         odd[j] = ((y1 + x1) % p, (y1 - x1) % p, t1 * D2 % p, 2 * z1 % p)  # type: ignore[call-overload]
+    return odd
 
-    if top < COMB_SPACING:
-        top = COMB_SPACING
+
+def _straus(s, k, ax, ay):
+    """[s]B + [k](ax, ay) with shared doublings, as extended (X, Y, Z); k = 0 skips the point."""
+    p = P
+    tables = [_odd_multiples(BX, BY)]
+    digits = [_wnaf(s)]
+    if k:
+        tables.append(_odd_multiples(ax, ay))
+        digits.append(_wnaf(k))
+    top = 0
+    for _, n in digits:
+        if n > top:
+            top = n
     x1, y1, z1, t1 = 0, 1, 1, 0
     first = True
     for i in range(top - 1, -1, -1):
-        d = digits[i]
-        c = cols[i] if i < COMB_SPACING else 0
+        d0 = digits[0][0][i]
+        d1 = digits[1][0][i] if k else 0
         if not first:
             a = x1 * x1 % p
             b = y1 * y1 % p
@@ -345,34 +283,22 @@ def _straus(k, ax, ay, s):
             x1 = e * f % p
             y1 = g * h % p
             z1 = f * g % p
-            if d or c:
+            if d0 or d1:
                 t1 = e * h % p
-        if d:
+        for j in range(len(tables)):
+            d = d1 if j else d0
+            if not d:
+                continue
             first = False
             if d < 128:
-                ypx, ymx, t2d, z2x = odd[d >> 1]
+                ypx, ymx, t2d, z2x = tables[j][d >> 1]
             else:
-                ymx, ypx, t2d, z2x = odd[(256 - d) >> 1]
+                ymx, ypx, t2d, z2x = tables[j][(256 - d) >> 1]
                 t2d = p - t2d
             a = (y1 - x1) * ymx % p
             b = (y1 + x1) * ypx % p
             cc = t1 * t2d % p
             dd = z1 * z2x % p
-            e = b - a
-            f = dd - cc
-            g = dd + cc
-            h = b + a
-            x1 = e * f % p
-            y1 = g * h % p
-            z1 = f * g % p
-            t1 = e * h % p
-        if c:
-            first = False
-            ypx, ymx, xy2d = _comb_entry(c)
-            a = (y1 - x1) * ymx % p
-            b = (y1 + x1) * ypx % p
-            cc = t1 * xy2d % p
-            dd = 2 * z1
             e = b - a
             f = dd - cc
             g = dd + cc

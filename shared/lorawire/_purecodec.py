@@ -138,18 +138,14 @@ def packb(value):
 
 # ---------------------------------------------------------------- decoding
 
-# Lead byte -> (kind, width) for the fixed-width forms; the fix* ranges are computed.
-_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-_INT_WIDTH = {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
-_STR_WIDTH = {0xD9: 1, 0xDA: 2, 0xDB: 4}
-_BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}
-_ARRAY_WIDTH = {0xDC: 2, 0xDD: 4}
-_MAP_WIDTH = {0xDE: 2, 0xDF: 4}
-# Smallest value each width may carry in canonical form (anything less has a shorter form).
-_MIN_UINT = {1: 0x80, 2: 0x100, 4: 0x10000, 8: 0x100000000}
-_MIN_STR_LEN = {1: 32, 2: 0x100, 4: 0x10000}
-_MIN_BIN_LEN = {1: 0, 2: 0x100, 4: 0x10000}
-_MIN_CONTAINER_LEN = {2: 16, 4: 0x10000}
+# Fixed-width forms: the lead byte gives the width (1 << (b - first)); a value or length
+# that fits a shorter form is not canonical. _least(w, fix) is the smallest value a w-byte
+# uint or str length may carry when those up to `fix` have a one-byte form (containers
+# have no 8-bit form: 16 and 0x10000).
+
+
+def _least(width, fix):
+    return fix + 1 if width == 1 else 1 << (4 * width)
 
 
 def _check_utf8(raw):
@@ -236,13 +232,13 @@ def _read_str(r, n):
 
 
 def _read_int(r, b):
-    width = _UINT_WIDTH.get(b)
-    if width:
+    if b <= 0xCF:  # uint 8/16/32/64
+        width = 1 << (b - 0xCC)
         n = r.uint(width)
-        if n < _MIN_UINT[width]:
+        if n < _least(width, 0x7F):
             raise DecodeError("non-canonical uint")
         return n
-    width = _INT_WIDTH[b]
+    width = 1 << (b - 0xD0)  # int 8/16/32/64
     n = r.uint(width)
     bits = 8 * width
     if n >= 1 << (bits - 1):
@@ -273,20 +269,20 @@ def _read(r, depth):
         return False
     if b == 0xC3:
         return True
-    if b in _UINT_WIDTH or b in _INT_WIDTH:
+    if 0xCC <= b <= 0xD3:
         return _read_int(r, b)
-    width = _STR_WIDTH.get(b)
-    if width:
-        return _read_str(r, _length(r, width, _MIN_STR_LEN[width], "str"))
-    width = _BIN_WIDTH.get(b)
-    if width:
-        return bytes(r.take(_length(r, width, _MIN_BIN_LEN[width], "bin")))
-    width = _ARRAY_WIDTH.get(b)
-    if width:
-        return _read_array(r, _length(r, width, _MIN_CONTAINER_LEN[width], "array"), depth)
-    width = _MAP_WIDTH.get(b)
-    if width:
-        return _read_map(r, _length(r, width, _MIN_CONTAINER_LEN[width], "map"), depth)
+    if 0xD9 <= b <= 0xDB:
+        width = 1 << (b - 0xD9)
+        return _read_str(r, _length(r, width, _least(width, 31), "str"))
+    if 0xC4 <= b <= 0xC6:
+        width = 1 << (b - 0xC4)
+        return bytes(r.take(_length(r, width, 0 if width == 1 else 1 << (4 * width), "bin")))
+    if b == 0xDC or b == 0xDD:
+        width = 2 << (b - 0xDC)
+        return _read_array(r, _length(r, width, 16 if width == 2 else 0x10000, "array"), depth)
+    if b == 0xDE or b == 0xDF:
+        width = 2 << (b - 0xDE)
+        return _read_map(r, _length(r, width, 16 if width == 2 else 0x10000, "map"), depth)
     raise DecodeError("type 0x%02x is outside the supported subset" % b)
 
 

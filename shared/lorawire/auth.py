@@ -192,7 +192,13 @@ def seal_message(
 
 
 def open_frame(
-    data, network_key=None, link_keys=None, replay=None, my_id=None, max_len=_frame.MAX_LORA_FRAME
+    data,
+    network_key=None,
+    link_keys=None,
+    replay=None,
+    my_id=None,
+    max_len=_frame.MAX_LORA_FRAME,
+    source=None,
 ):
     """Decode, authenticate and parse one frame; returns a Verdict, never raises on input.
 
@@ -202,6 +208,8 @@ def open_frame(
     network-tagged frames of one source use separate windows, so a member holding the
     network key cannot slide the window of a source's link traffic). `my_id`: frames
     claiming our own id as source are dropped (echoes and reflections).
+    `source`: the caller's own bytes object for the frame's source id, if it holds one
+    (the replay table then keeps that object, not a copy).
     Check a banned source with frame.peek_source before calling this.
     """
     try:
@@ -216,10 +224,9 @@ def open_frame(
         return Verdict(DROP_UNATTRIBUTED, False, R_NO_KEY, f)
     if not check(key, _frame.tagged_region(data), f.tag):
         return Verdict(DROP_UNATTRIBUTED, False, R_BAD_TAG, f)
-    if replay is not None:
-        window = f.source + (b"L" if link else b"N")
-        if not replay.check_and_update(window, f.seq):
-            return Verdict(DROP_UNATTRIBUTED, False, R_REPLAY, f)
+    src = source if source is not None and source == f.source else f.source
+    if replay is not None and not replay.check_and_update(src, f.seq, 1 if link else 0):
+        return Verdict(DROP_UNATTRIBUTED, False, R_REPLAY, f)
     try:
         value = _messages.decode_body(f.type, f.body)
     except _messages.UnknownType:

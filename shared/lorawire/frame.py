@@ -22,30 +22,35 @@ outside the network never reach the msgpack parser.
 
 from lorawire.errors import DecodeError
 
-VERSION = 1
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
-FLAG_DEST = 0x1
-FLAG_LINK = 0x2
-FLAG_BRIDGED = 0x4
-FLAG_RESERVED = 0x8
+VERSION = const(1)
 
-ID_LEN = 8
-TAG_LEN = 8
-SEQ_MAX = 0xFFFF
-MAX_HOPS = 15
-DEFAULT_HOP_LIMIT = 3
+FLAG_DEST = const(0x1)
+FLAG_LINK = const(0x2)
+FLAG_BRIDGED = const(0x4)
+FLAG_RESERVED = const(0x8)
 
-HEADER_BROADCAST = 13
-HEADER_UNICAST = 21
+ID_LEN = const(8)
+TAG_LEN = const(8)
+SEQ_MAX = const(0xFFFF)
+MAX_HOPS = const(15)
+DEFAULT_HOP_LIMIT = const(3)
+
+HEADER_BROADCAST = const(13)
+HEADER_UNICAST = const(21)
 OVERHEAD_BROADCAST = HEADER_BROADCAST + TAG_LEN
 OVERHEAD_UNICAST = HEADER_UNICAST + TAG_LEN
-MIN_BODY = 1
+MIN_BODY = const(1)
 MIN_FRAME = HEADER_BROADCAST + MIN_BODY + TAG_LEN
 
 # One LoRa packet. The same frame over TCP may be longer: the TCP and UART links pass
 # their own max_len (MAX_TCP_FRAME, a u16 length prefix) to decode().
-MAX_LORA_FRAME = 255
-MAX_TCP_FRAME = 0xFFFF
+MAX_LORA_FRAME = const(255)
+MAX_TCP_FRAME = const(0xFFFF)
 
 _HOP_BYTE = 2
 
@@ -97,10 +102,6 @@ class Frame:
             if getattr(self, name) != getattr(other, name):
                 return False
         return True
-
-    def __ne__(self, other):
-        result = self.__eq__(other)
-        return result if result is NotImplemented else not result  # type: ignore[name-defined]
 
     def __repr__(self):
         dest = "*" if self.dest is None else _hex(self.dest)
@@ -270,6 +271,21 @@ def peek_source(data):
     if data[0] >> 4 != VERSION:
         raise DecodeError("unsupported frame version %d" % (data[0] >> 4))
     return data[3:11]
+
+
+def peek_dest(data):
+    """Destination id from the header alone, or None for a broadcast (or a header cut
+    short): the cheap "is this for me" check before any tag work."""
+    if len(data) < HEADER_UNICAST or not data[0] & FLAG_DEST:
+        return None
+    return bytes(data[11:19])
+
+
+def peek_type(data):
+    """Message type byte from the header alone; DecodeError when it is cut short."""
+    if len(data) < HEADER_BROADCAST:
+        raise DecodeError("frame shorter than a header")
+    return data[1]
 
 
 def with_hop(data, hop_count):

@@ -19,21 +19,26 @@ from lorawire.frame import MAX_LORA_FRAME, Frame
 from lorawire.frame import decode as _decode_frame
 from lorawire.frame import encode as _encode_frame
 
-ANNOUNCE = 0x01
-PEX_REQUEST = 0x02
-PEX_RESPONSE = 0x03
-PING = 0x04
-PONG = 0x05
-ACK = 0x06
-INV = 0x10
-GETDATA = 0x11
-TX = 0x12
-BLOCK = 0x13
-REJECT = 0x14
-FRAGMENT = 0x20
-HELLO = 0x30
-AUTH = 0x31
-UART_LINK = 0x3F
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+ANNOUNCE = const(0x01)
+PEX_REQUEST = const(0x02)
+PEX_RESPONSE = const(0x03)
+PING = const(0x04)
+PONG = const(0x05)
+ACK = const(0x06)
+INV = const(0x10)
+GETDATA = const(0x11)
+TX = const(0x12)
+BLOCK = const(0x13)
+REJECT = const(0x14)
+FRAGMENT = const(0x20)
+HELLO = const(0x30)
+AUTH = const(0x31)
+UART_LINK = const(0x3F)
 
 NAMES = {
     ANNOUNCE: "ANNOUNCE",
@@ -54,28 +59,28 @@ NAMES = {
 }
 
 # Limits.
-PEX_WANT_MAX = 16
-PEX_HAVE_MAX = 16
-PREFIX_LEN = 4
-PEX_RECORDS_MAX = 32  # on TCP; on LoRa a record fills the frame, so one per frame
-INV_MAX = 32
-HASH_LEN = 32
-REJECT_TEXT_MAX = 64  # bytes of UTF-8
-U32_MAX = 0xFFFFFFFF
+PEX_WANT_MAX = const(16)
+PEX_HAVE_MAX = const(16)
+PREFIX_LEN = const(4)
+PEX_RECORDS_MAX = const(32)  # on TCP; on LoRa a record fills the frame, so one per frame
+INV_MAX = const(32)
+HASH_LEN = const(32)
+REJECT_TEXT_MAX = const(64)  # bytes of UTF-8
+U32_MAX = const(0xFFFFFFFF)
 
 # Inventory kinds.
-KIND_TX = 0
-KIND_BLOCK = 1
+KIND_TX = const(0)
+KIND_BLOCK = const(1)
 
 # REJECT reason codes (the values of Bitcoin's BIP 61).
-REJECT_MALFORMED = 0x01
-REJECT_INVALID = 0x10
-REJECT_OBSOLETE = 0x11
-REJECT_DUPLICATE = 0x12
-REJECT_NONSTANDARD = 0x40
-REJECT_DUST = 0x41
-REJECT_INSUFFICIENT_FEE = 0x42
-REJECT_CHECKPOINT = 0x43
+REJECT_MALFORMED = const(0x01)
+REJECT_INVALID = const(0x10)
+REJECT_OBSOLETE = const(0x11)
+REJECT_DUPLICATE = const(0x12)
+REJECT_NONSTANDARD = const(0x40)
+REJECT_DUST = const(0x41)
+REJECT_INSUFFICIENT_FEE = const(0x42)
+REJECT_CHECKPOINT = const(0x43)
 
 
 class UnknownType(DecodeError):
@@ -92,26 +97,51 @@ def type_name(msg_type):
 
 # ---------------------------------------------------------------- field checks
 
+# A map body is a tuple of fields (key, kind, lo, hi, what); its keys are exactly those.
+# One small interpreter checks every map type (a board holds one function, not one each).
+_UINT = 0  # an int in lo..hi
+_BIN = 1  # bytes of lo..hi
+_RECORDS = 2  # a list of lo..hi peer records (non-empty maps; lorawire.record checks them)
+_PREFIXES = 3  # a list of lo..hi node id prefixes (PREFIX_LEN bytes)
+_INVENTORY = 4  # a list of lo..hi [kind, hash] entries
+_TEXT = 5  # a str of at most hi bytes of UTF-8
+
+_NONCE = ((0, _UINT, 0, U32_MAX, "nonce (key 0)"),)
+_INV = ((0, _INVENTORY, 1, INV_MAX, "inventory (key 0)"),)
+_RAW = ((0, _BIN, 1, U32_MAX, "raw bytes (key 0)"),)
+_MAPS = {
+    PEX_REQUEST: (
+        (0, _UINT, 1, PEX_WANT_MAX, "want (key 0)"),
+        (1, _PREFIXES, 0, PEX_HAVE_MAX, "have (key 1)"),
+    ),
+    PEX_RESPONSE: ((0, _RECORDS, 0, PEX_RECORDS_MAX, "records (key 0)"),),
+    PING: _NONCE,
+    PONG: _NONCE,
+    ACK: ((0, _UINT, 0, 0xFFFF, "acked sequence (key 0)"),),
+    INV: _INV,
+    GETDATA: _INV,
+    TX: _RAW,
+    BLOCK: _RAW,
+    REJECT: (
+        (0, _UINT, KIND_TX, KIND_BLOCK, "kind (key 0)"),
+        (1, _BIN, HASH_LEN, HASH_LEN, "hash (key 1)"),
+        (2, _UINT, 0, 0xFF, "reason code (key 2)"),
+        (3, _TEXT, 0, REJECT_TEXT_MAX, "text (key 3)"),
+    ),
+}
+# Bodies that are not field maps: ANNOUNCE (a peer record, checked by lorawire.record after
+# the frame tag: here any non-empty map), FRAGMENT (lorawire.fragment), HELLO and AUTH
+# (lorawire.handshake: here any map) and UART_LINK (the UART link protocol: anything).
+_OTHER = (ANNOUNCE, FRAGMENT, HELLO, AUTH, UART_LINK)
+
 
 def _fail(msg_type, text):
     raise DecodeError("%s: %s" % (type_name(msg_type), text))
 
 
-def _map(msg_type, value, keys):
-    if not isinstance(value, dict):
-        _fail(msg_type, "body must be a map")
-    if len(value) != len(keys):
-        _fail(msg_type, "body must have exactly the keys %s" % (keys,))
-    for key in keys:
-        if key not in value:
-            _fail(msg_type, "key %d missing" % key)
-    return value
-
-
 def _uint(msg_type, value, lo, hi, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or value > hi:
         _fail(msg_type, "%s must be an int in %d..%d" % (what, lo, hi))
-    return value
 
 
 def _bytes(msg_type, value, lo, hi, what):
@@ -119,122 +149,64 @@ def _bytes(msg_type, value, lo, hi, what):
         if lo == hi:
             _fail(msg_type, "%s must be %d bytes" % (what, lo))
         _fail(msg_type, "%s must be %d..%d bytes" % (what, lo, hi))
-    return value
 
 
-def _list(msg_type, value, lo, hi, what):
-    if not isinstance(value, list) or len(value) < lo or len(value) > hi:
-        _fail(msg_type, "%s must be a list of %d..%d items" % (what, lo, hi))
-    return value
-
-
-def _record(msg_type, value):
-    # Hook for lorawire.record: the signed peer record's own format and signature are
-    # checked there (after the frame tag). Here a record is any non-empty map.
-    if not isinstance(value, dict) or not value:
-        _fail(msg_type, "peer record must be a non-empty map")
-
-
-def _check_opaque_map(msg_type, value):
-    # HELLO/AUTH bodies are defined by lorawire.handshake; only the shape is checked here.
-    if not isinstance(value, dict):
-        _fail(msg_type, "body must be a map")
-
-
-def _check_any(msg_type, value):
-    # UART_LINK is defined by the UART link protocol; any canonical value passes here.
-    pass
-
-
-def _check_announce(msg_type, value):
-    _record(msg_type, value)
-
-
-def _check_pex_request(msg_type, value):
-    _map(msg_type, value, (0, 1))
-    _uint(msg_type, value[0], 1, PEX_WANT_MAX, "want (key 0)")
-    for prefix in _list(msg_type, value[1], 0, PEX_HAVE_MAX, "have (key 1)"):
-        _bytes(msg_type, prefix, PREFIX_LEN, PREFIX_LEN, "node id prefix")
-
-
-def _check_pex_response(msg_type, value):
-    _map(msg_type, value, (0,))
-    for record in _list(msg_type, value[0], 0, PEX_RECORDS_MAX, "records (key 0)"):
-        _record(msg_type, record)
-
-
-def _check_nonce(msg_type, value):
-    _map(msg_type, value, (0,))
-    _uint(msg_type, value[0], 0, U32_MAX, "nonce (key 0)")
-
-
-def _check_ack(msg_type, value):
-    _map(msg_type, value, (0,))
-    _uint(msg_type, value[0], 0, 0xFFFF, "acked sequence (key 0)")
-
-
-def _check_inventory(msg_type, value):
-    _map(msg_type, value, (0,))
-    for item in _list(msg_type, value[0], 1, INV_MAX, "inventory (key 0)"):
-        _list(msg_type, item, 2, 2, "inventory entry [kind, hash]")
-        _uint(msg_type, item[0], KIND_TX, KIND_BLOCK, "inventory kind")
-        _bytes(msg_type, item[1], HASH_LEN, HASH_LEN, "hash")
-
-
-def _check_raw(msg_type, value):
-    _map(msg_type, value, (0,))
-    _bytes(msg_type, value[0], 1, 0xFFFFFFFF, "raw bytes (key 0)")
-
-
-def _check_reject(msg_type, value):
-    _map(msg_type, value, (0, 1, 2, 3))
-    _uint(msg_type, value[0], KIND_TX, KIND_BLOCK, "kind (key 0)")
-    _bytes(msg_type, value[1], HASH_LEN, HASH_LEN, "hash (key 1)")
-    _uint(msg_type, value[2], 0, 0xFF, "reason code (key 2)")
-    text = value[3]
-    if not isinstance(text, str) or len(text.encode()) > REJECT_TEXT_MAX:
-        _fail(msg_type, "text (key 3) must be a str of at most %d bytes" % REJECT_TEXT_MAX)
-
-
-def _check_fragment(msg_type, value):
-    fragment.check_fields(value)
-
-
-_CHECKS = {
-    ANNOUNCE: _check_announce,
-    PEX_REQUEST: _check_pex_request,
-    PEX_RESPONSE: _check_pex_response,
-    PING: _check_nonce,
-    PONG: _check_nonce,
-    ACK: _check_ack,
-    INV: _check_inventory,
-    GETDATA: _check_inventory,
-    TX: _check_raw,
-    BLOCK: _check_raw,
-    REJECT: _check_reject,
-    FRAGMENT: _check_fragment,
-    HELLO: _check_opaque_map,
-    AUTH: _check_opaque_map,
-    UART_LINK: _check_any,
-}
+def _field(msg_type, kind, value, lo, hi, what):
+    if kind == _UINT:
+        _uint(msg_type, value, lo, hi, what)
+    elif kind == _BIN:
+        _bytes(msg_type, value, lo, hi, what)
+    elif kind == _TEXT:
+        if not isinstance(value, str) or len(value.encode()) > hi:
+            _fail(msg_type, "%s must be a str of at most %d bytes" % (what, hi))
+    else:
+        if not isinstance(value, list) or len(value) < lo or len(value) > hi:
+            _fail(msg_type, "%s must be a list of %d..%d items" % (what, lo, hi))
+        for item in value:
+            if kind == _PREFIXES:
+                _bytes(msg_type, item, PREFIX_LEN, PREFIX_LEN, "node id prefix")
+            elif kind == _RECORDS:
+                if not isinstance(item, dict) or not item:
+                    _fail(msg_type, "peer record must be a non-empty map")
+            else:
+                if not isinstance(item, list) or len(item) != 2:
+                    _fail(msg_type, "inventory entry [kind, hash] must be a list of 2..2 items")
+                _uint(msg_type, item[0], KIND_TX, KIND_BLOCK, "inventory kind")
+                _bytes(msg_type, item[1], HASH_LEN, HASH_LEN, "hash")
 
 
 def is_known(msg_type):
-    return msg_type in _CHECKS
+    return msg_type in _MAPS or msg_type in _OTHER
 
 
 def check_fields(msg_type, value):
     """Validate an already-decoded body value; DecodeError / UnknownType."""
-    check = _CHECKS.get(msg_type)
-    if check is None:
+    fields = _MAPS.get(msg_type)
+    if fields is not None:
+        if not isinstance(value, dict):
+            _fail(msg_type, "body must be a map")
+        if len(value) != len(fields):
+            _fail(msg_type, "body must have exactly the keys %s" % (tuple(f[0] for f in fields),))
+        for key, kind, lo, hi, what in fields:
+            if key not in value:
+                _fail(msg_type, "key %d missing" % key)
+            _field(msg_type, kind, value[key], lo, hi, what)
+    elif msg_type == ANNOUNCE:
+        if not isinstance(value, dict) or not value:
+            _fail(msg_type, "peer record must be a non-empty map")
+    elif msg_type == FRAGMENT:
+        fragment.check_fields(value)
+    elif msg_type == HELLO or msg_type == AUTH:
+        if not isinstance(value, dict):
+            _fail(msg_type, "body must be a map")
+    elif msg_type != UART_LINK:
         raise UnknownType(msg_type)
-    check(msg_type, value)
     return value
 
 
 def decode_body(msg_type, body):
     """Parse and validate a body; returns the decoded value. Type is checked first."""
-    if msg_type not in _CHECKS:
+    if not is_known(msg_type):
         raise UnknownType(msg_type)
     return check_fields(msg_type, unpackb(body))
 

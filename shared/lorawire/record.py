@@ -37,34 +37,39 @@ from lorawire.codec import packb, unpackb
 from lorawire.errors import DecodeError
 from lorawire.identity import node_id
 
-DOMAIN = b"LCR1"
-MAX_RECORD_LEN = 170
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
 
-KIND_FULL = 0
-KIND_LIGHT = 1
-KIND_GATEWAY = 2
-KIND_MESH = 3
+DOMAIN = b"LCR1"
+MAX_RECORD_LEN = const(170)
+
+KIND_FULL = const(0)
+KIND_LIGHT = const(1)
+KIND_GATEWAY = const(2)
+KIND_MESH = const(3)
 KIND_NAMES = ("full", "light", "gateway", "mesh")
 
-SVC_RELAY = 0x1  # forwards mesh frames for others
-SVC_PEX = 0x2  # answers peer exchange requests
-SVC_STORE = 0x4  # keeps blocks and answers GETDATA
-SVC_BRIDGE = 0x8  # bridges the mesh and the internet
+SVC_RELAY = const(0x1)  # forwards mesh frames for others
+SVC_PEX = const(0x2)  # answers peer exchange requests
+SVC_STORE = const(0x4)  # keeps blocks and answers GETDATA
+SVC_BRIDGE = const(0x8)  # bridges the mesh and the internet
 
-K_PUBLIC = 0
-K_KIND = 1
-K_SERVICES = 2
-K_SEQ = 3
-K_ENDPOINTS = 4
-K_MESH = 5
-K_SIGNATURE = 6
+K_PUBLIC = const(0)
+K_KIND = const(1)
+K_SERVICES = const(2)
+K_SEQ = const(3)
+K_ENDPOINTS = const(4)
+K_MESH = const(5)
+K_SIGNATURE = const(6)
 
-SERVICES_MAX = 0xFFFF
-SEQ_MAX = 0xFFFFFFFF
-MAX_ENDPOINTS = 2
-SF_MIN = 6
-SF_MAX = 12
-REGION_MAX = 0xFF
+SERVICES_MAX = const(0xFFFF)
+SEQ_MAX = const(0xFFFFFFFF)
+MAX_ENDPOINTS = const(2)
+SF_MIN = const(6)
+SF_MAX = const(12)
+REGION_MAX = const(0xFF)
 
 MALFORMED = "malformed"
 ID_MISMATCH = "id_mismatch"
@@ -119,9 +124,6 @@ class Record:
 
     def __eq__(self, other):
         return isinstance(other, Record) and self.encoded == other.encoded
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
 
     def __repr__(self):
         return "Record(%s kind=%s seq=%d endpoints=%d mesh=%r)" % (
@@ -209,6 +211,13 @@ def _signed_bytes(value):
         if key != K_SIGNATURE:
             unsigned[key] = value[key]
     return DOMAIN + packb(unsigned)
+
+
+def public_of(encoded):
+    """The public key inside a record's wire bytes, which decode_record accepted (the
+    canonical map starts with key 0, a 32-byte bin: it sits at bytes 4..35). A board keeps
+    a peer's record and reads its key from there when it needs one, not a second copy."""
+    return encoded[4:36]
 
 
 def decode_record(data):

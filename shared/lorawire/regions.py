@@ -1,7 +1,13 @@
-"""Regional radio rules: frequency ranges, default channels, duty cycle, dwell time, power."""
+"""Regional radio rules: frequency ranges, default channels, duty cycle, dwell time, power.
 
-# One table for the firmware, the simulator and the gateway. Plain tuples and dicts,
-# small enough for a board (a few KB once imported) and unchanged on MicroPython.
+The host's table: the deploy tool turns it into the few numbers a board's config carries
+(its channel's budget, window and dwell limit, lorawire.airtime.Budget), so a board never
+imports this module. `DutyCycle` applies the rules per sub-band for the host's own
+accounting (the simulator, the bridge shaper, tests).
+"""
+
+# One table for the deploy tool, the simulator and the gateway. Plain tuples and dicts,
+# unchanged on MicroPython (the unix-port tests import it).
 #
 # Sources:
 #   [RP002]  LoRa Alliance, LoRaWAN Regional Parameters RP002-1.0.x (per-region sections:
@@ -270,3 +276,100 @@ def default_channels(reg):
         for i in range(count):
             out.append((first + step * i, bw))
     return tuple(out)
+
+
+def channel_limits(reg, freq_hz, bw_hz, window_ms=None):
+    """(budget_ms, window_ms, dwell_ms) of the channel: what a board's config carries."""
+    from lorawire.airtime import DEFAULT_WINDOW_MS
+
+    reg = region(reg)
+    window = DEFAULT_WINDOW_MS if window_ms is None else window_ms
+    band = sub_band(reg, freq_hz, bw_hz)
+    return window * band[SB_DUTY_PPM] // PPM, window, dwell_limit_ms(reg, freq_hz, bw_hz)
+
+
+class DutyCycle:
+    """Sliding-window airtime accountant for one region, one airtime.Budget per sub-band.
+
+    Times are integer milliseconds from a monotonic counter the caller supplies (any
+    size: they are folded into ticks for the Budget); a now_ms smaller than one seen
+    before raises ValueError. The rules are those of airtime.Budget, with each
+    sub-band's duty cycle as its budget. Dwell time (US915, AU915, AS923): pass
+    bw_hz=500000 to can_send/wait_ms for US915's dwell-exempt 500 kHz channels;
+    bw_hz=None means "assume the dwell limit applies". A Budget is allocated when its
+    sub-band is first used.
+    """
+
+    def __init__(self, region_name, window_ms=None, max_records=None):
+        from lorawire import airtime
+
+        self.region = region(region_name)
+        self.window_ms = airtime.DEFAULT_WINDOW_MS if window_ms is None else window_ms
+        self.max_records = airtime.MAX_RECORDS if max_records is None else max_records
+        # the Budget constructor checks both
+        airtime.Budget(0, self.window_ms, 0, self.max_records)
+        self._budgets = [None] * len(self.region["sub_bands"])
+        self._last_now = None
+
+    def _budget(self, freq_hz, now_ms):
+        from lorawire import airtime
+
+        idx = sub_band_index(self.region, freq_hz)
+        if isinstance(now_ms, bool) or not isinstance(now_ms, int):
+            raise ValueError("now_ms must be an integer (monotonic ms), got %r" % (now_ms,))
+        if self._last_now is not None and now_ms < self._last_now:
+            raise ValueError(
+                "now_ms went backwards: %d after %d (pass a monotonic counter)"
+                % (now_ms, self._last_now)
+            )
+        self._last_now = now_ms
+        b = self._budgets[idx]
+        if b is None:
+            ms = self.budget_ms(freq_hz)
+            b = airtime.Budget(ms, self.window_ms, 0, self.max_records)
+            self._budgets[idx] = b  # type: ignore[call-overload]  # [None] * n preallocates
+        return b, now_ms & (airtime.TICKS_PERIOD - 1)
+
+    def budget_ms(self, freq_hz, background=False):
+        """Airtime (ms) allowed per window on freq_hz's sub-band (half of it for background)."""
+        budget = self.window_ms * sub_band(self.region, freq_hz)[SB_DUTY_PPM] // PPM
+        return budget // 2 if background else budget
+
+    def dwell_limit_ms(self, freq_hz, bw_hz=None):
+        """Longest single transmission (ms) allowed at freq_hz, 0 = no limit."""
+        return dwell_limit_ms(self.region, freq_hz, bw_hz)
+
+    def wait_ms(self, freq_hz, airtime_ms, now_ms, background=False, bw_hz=None):
+        """Milliseconds until can_send would be True (0 = now), or NEVER (-1)."""
+        from lorawire import airtime
+
+        ms = airtime.ceil_ms(airtime_ms)
+        b, now = self._budget(freq_hz, now_ms)
+        airtime._flag("background", background)
+        dwell = self.dwell_limit_ms(freq_hz, bw_hz)
+        if dwell and ms > dwell:
+            return airtime.NEVER
+        return b.wait_ms(ms, now, background)
+
+    def can_send(self, freq_hz, airtime_ms, now_ms, background=False, bw_hz=None):
+        """True if a transmission of airtime_ms starting at now_ms stays within the rules."""
+        return self.wait_ms(freq_hz, airtime_ms, now_ms, background, bw_hz) == 0
+
+    def record(self, freq_hz, airtime_ms, now_ms, background=False):
+        """Charge a transmission that started at now_ms (call it whether or not it was allowed)."""
+        from lorawire import airtime
+
+        ms = airtime.ceil_ms(airtime_ms)
+        b, now = self._budget(freq_hz, now_ms)
+        airtime._flag("background", background)
+        b.record(ms, now, background)
+
+    def used_ms(self, freq_hz, now_ms, background=False):
+        """Airtime (ms) charged in the window ending at now_ms (background only if asked)."""
+        b, now = self._budget(freq_hz, now_ms)
+        return b.used_ms(now, background)
+
+    def records_held(self, freq_hz):
+        """Transmissions remembered for freq_hz's sub-band (at most max_records)."""
+        b = self._budgets[sub_band_index(self.region, freq_hz)]
+        return 0 if b is None else b.n

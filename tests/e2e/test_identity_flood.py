@@ -11,25 +11,19 @@ line), did not grow between ~300 and ~1,000 identities. The test prints the figu
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware", ROOT / "shared"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from loranode.radio_sim import SimRadio  # noqa: E402
-from lorawire import auth, record  # noqa: E402
-from lorawire import frame as fr  # noqa: E402
-from lorawire import messages as msg  # noqa: E402
-from lorawire.identity import Identity  # noqa: E402
-from tools.meshsim.launcher import Mesh, NodeProc  # noqa: E402
-from tools.meshsim.topology import from_dict  # noqa: E402
+from loranode.radio_sim import SimRadio
+from lorawire import auth, record
+from lorawire import frame as fr
+from lorawire import messages as msg
+from lorawire.identity import Identity
+from tools.meshsim.launcher import Mesh, NodeProc
+from tools.meshsim.topology import from_dict
 
 FREQ = 868_100_000
 SPEED = 50.0

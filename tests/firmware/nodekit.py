@@ -1,13 +1,17 @@
 """Shared pieces of the in-process node tests in tests/firmware: the config a test Node
-runs with, its network key, a radio that is never used, and the same set-up as
-MicroPython code for the unix-port runs of those tests."""
+runs with (what the deploy tool would write to a board: validated by
+tools/deploy/fwconfig.py and completed by `board_config`), its network key, a radio that
+is never used, a clock the test moves, and the same set-up as MicroPython code for the
+unix-port runs of those tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
-CFG: dict[str, Any] = {
-    "role": "node",
+from tools.deploy import fwconfig
+
+RAW: dict[str, Any] = {
+    "board": "heltec-v3",
     "region": "EU868",
     "frequency_hz": 868_100_000,
     "sf": 7,
@@ -17,9 +21,25 @@ CFG: dict[str, Any] = {
     "capacities": {"peers": 8, "bans": 4, "seen": 16, "key_cache": 4, "txqueue": 8},
     "announce_interval_min_s": 30,
     "announce_interval_max_s": 600,
-    "score_weights": None,
 }
+
+
+def config(opts: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    """A board config: RAW with `top` keys replaced and `opts` as its "node" section."""
+    raw = dict(RAW, **top)
+    raw["node"] = dict(opts or {})
+    return fwconfig.board_config(fwconfig.validate(raw))
+
+
+CFG = config()
 KEY = bytes.fromhex(CFG["network_key"])
+
+
+def with_opts(cfg: dict[str, Any], opts: dict[str, Any] | None) -> dict[str, Any]:
+    """`cfg` with its "node" section completed from `opts` (the schema's defaults)."""
+    out = dict(cfg)
+    out["node"] = fwconfig.node_options(opts)
+    return out
 
 
 class NoRadio:
@@ -29,10 +49,32 @@ class NoRadio:
     name = "t"
 
 
-def upy_prelude(state_dir: str) -> str:
+class TestClock:
+    """A node clock the test sets (node ticks, see loranode.clock)."""
+
+    def __init__(self, t: int = 0) -> None:
+        self.t = t
+        self.milli = 1000
+
+    def now(self) -> int:
+        return self.t
+
+    def advance(self, ms: int) -> int:
+        self.t = (self.t + ms) & 0x3FFFFFFF
+        return self.t
+
+    def wall_ms(self, ms: int) -> int:
+        return ms
+
+
+def upy_prelude(state_dir: str, opts: dict[str, Any] | None = None) -> str:
     """MicroPython code defining what the unix-port cases use: Node, Identity, auth,
-    record, fr, msg, packb/unpackb, a radio class R, cfg (= CFG), opts and key."""
+    record, fr, msg, packb/unpackb, C (loranode.counters), a radio class R, cfg (CFG
+    with a "node" section of `opts` and state_dir), opts and key."""
+    o = dict(opts or {"stdin": False}, state_dir=state_dir)
+    cfg = with_opts(CFG, o)
     return f"""
+from loranode import counters as C
 from loranode.node import Node
 from lorawire.identity import Identity
 from lorawire import auth, record, frame as fr, messages as msg
@@ -40,7 +82,26 @@ from lorawire.codec import packb, unpackb
 class R:
     speed = 1.0
     name = "u"
-cfg = {CFG!r}
-opts = {{"state_dir": {state_dir!r}, "stdin": False}}
+cfg = {cfg!r}
+opts = cfg["node"]
 key = bytes.fromhex(cfg["network_key"])
 """
+
+
+def counts(node: Any) -> dict[str, int]:
+    """The node's counters by name (loranode.counters order, as the host reads a STATUS)."""
+    from tools.meshsim.status import COUNTERS
+
+    return dict(zip(COUNTERS, node.c, strict=True))
+
+
+def status_of(node: Any) -> dict[str, Any]:
+    """The node's STATUS line as the host reads it (tools.meshsim.status names)."""
+    from loranode import status
+    from tools.meshsim.status import parse
+
+    lines: list[str] = []
+    status.emit(node, lines.append)
+    out = parse(lines[0])
+    assert out is not None
+    return out

@@ -1,12 +1,12 @@
 """Bridge mode on the MicroPython unix port, over a real pty and the real meshsim medium.
 
-    test (CPython)                         bridge (micropython -m loranode.bridge)
+    test (CPython)                         bridge (micropython main.py: role bridge)
     pty master  <-- COBS/CRC link -->  pty slave (uart.path)
     SimRadio "peer"  <-- UDP -->  meshsim medium (subprocess)  <-- UDP -->  SimRadio "bridge"
 
 The test speaks the link protocol (lorawire.uart + lorawire.link) on the pty master as
 the gateway would. Radio: EU868 864.1 MHz (a 0.1 % sub-band: 3600 ms of airtime per
-hour, 1800 ms of it for background traffic), SF10 -- the highest SF loranode.config allows
+hour, 1800 ms of it for background traffic), SF10 -- the highest SF the config allows
 there, since the bridge's own 187-byte worst-case ANNOUNCE must fit the background share.
 The bridge announces itself at boot (a 134-byte frame: 1272 ms), which the rig waits for;
 then two 100-byte gateway frames (1026 ms each) fit the rest of the hour and a third does
@@ -30,17 +30,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loranode.radio_sim import SimRadio
 from lorawire import frame as wf
 from lorawire import link, uart
 from lorawire.airtime import time_on_air_ms
 from tools import procs
+from tools.deploy import fwconfig
 from tools.ptycable import RawPty
 from upy import micropython_binary, micropython_path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode.radio_sim import SimRadio  # noqa: E402
 
 pytestmark = [pytest.mark.upy, pytest.mark.slow]
 
@@ -181,7 +180,7 @@ class Gateway(RawPty):
 
 
 class BridgeProc:
-    """`micropython -m loranode.bridge CONFIG` with the pty slave as its UART."""
+    """The firmware's main.py (role bridge) in `state`, the pty slave as its UART."""
 
     def __init__(self, state: Path, uart_path: str, medium_port: int) -> None:
         self.state = state
@@ -200,16 +199,16 @@ class BridgeProc:
             "bridge": {"stats_interval_s": 0},
         }
         self.cfg_path = state / "config.json"
-        self.cfg_path.write_text(json.dumps(cfg))
+        self.cfg_path.write_text(json.dumps(fwconfig.board_config(fwconfig.validate(cfg))))
+        (state / "main.py").write_bytes((ROOT / "firmware" / "main.py").read_bytes())
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state / "bridge.log"
 
     def start(self) -> None:
         env = dict(os.environ, MICROPYPATH=micropython_path())
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=512K", "-m", "loranode.bridge"]
-            + [str(self.cfg_path)],
-            cwd=ROOT,
+            [micropython_binary(), "-X", "heapsize=512K", "main.py", "config.json"],
+            cwd=self.state,
             env=env,
             stdin=subprocess.PIPE,
             stdout=self.log.open("ab"),
@@ -612,17 +611,20 @@ def _cpython_bridge() -> Any:
         import tempfile
 
         from loranode import bridge as bmod
-        from loranode import config
         from lorawire.identity import Identity
 
         d = tempfile.mkdtemp()
-        cfg = config.validate(
-            {"role": "bridge", "board": "heltec-v3", "region": "EU868", "network_key": NET_KEY}
+        cfg = fwconfig.validate(
+            {
+                "role": "bridge",
+                "board": "heltec-v3",
+                "region": "EU868",
+                "network_key": NET_KEY,
+                "node": {"state_dir": d, "stdin": False},
+            }
         )
         # feed() never touches the radio or the UART port: neither is needed here
-        _BRIDGE = bmod.Bridge(
-            cfg, Identity.generate(), None, None, {"state_dir": d, "stdin": False}
-        )
+        _BRIDGE = bmod.Bridge(fwconfig.board_config(cfg), Identity.generate(), None, None)
     return _BRIDGE
 
 
@@ -696,6 +698,7 @@ def test_uart_port_on_the_unix_port_is_raw_and_never_blocks(tmp_path: Path) -> N
         code = f"""
 import time
 from loranode.uart_port import UartPort
+
 p = UartPort(path={path!r})
 t = time.ticks_ms()
 got = b""

@@ -11,30 +11,26 @@ import os
 from pathlib import Path
 
 import pytest
+from nodekit import config
 
 from upy import run_upy
 
 pytestmark = pytest.mark.upy
 
-NET_KEY = "11" * 32
-
 
 def test_uart_reopen_deadline_survives_a_ticks_wrap(tmp_path: Path) -> None:
     master, slave = os.openpty()
     try:
+        cfg = config({"state_dir": str(tmp_path), "stdin": False}, role="bridge")
         code = f"""
 import time
 from loranode import bridge as bmod
-from loranode import config
 from loranode.uart_port import UartPort
 from lorawire.identity import Identity
 
-cfg = config.validate(
-    {{"role": "bridge", "board": "heltec-v3", "region": "EU868", "network_key": {NET_KEY!r}}}
-)
+cfg = {cfg!r}
 port = UartPort(path={os.ttyname(slave)!r})
-opts = {{"state_dir": {str(tmp_path)!r}, "stdin": False}}
-b = bmod.Bridge(cfg, Identity.generate(), None, port, opts)
+b = bmod.Bridge(cfg, Identity.generate(), None, port)
 period = time.ticks_add(0, -1) + 1
 now = [time.ticks_add(0, -5)]  # 5 ms before the wrap
 bmod.ticks_ms = lambda: now[0]

@@ -12,25 +12,15 @@ within the EU868 g1 sub-band's 1 % (36 s per hour), and announces within half of
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nodekit import CFG, counts, with_opts
 
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware", ROOT / "shared"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from loranode.node import Node  # noqa: E402
-from loranode.txqueue import BLOCKS, CONTROL, GOSSIP  # noqa: E402
-from lorawire import messages as msg  # noqa: E402
-from lorawire.airtime import time_on_air_ms  # noqa: E402
-from lorawire.identity import Identity  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_node import CFG  # noqa: E402
+from loranode.node import Node
+from loranode.txqueue import BLOCKS, CONTROL, GOSSIP
+from lorawire import messages as msg
+from lorawire.airtime import time_on_air_ms
+from lorawire.identity import Identity
 
 HOUR_MS = 3_600_000
 BUDGET_MS = 36_000  # EU868 g1 (868.0-868.6 MHz): 1 % of an hour
@@ -82,10 +72,10 @@ def _worst_window(sent: list[tuple[int, float]]) -> float:
 def test_random_traffic_never_exceeds_the_duty_cycle(tmp_path_factory, steps) -> None:
     opts = {"state_dir": str(tmp_path_factory.mktemp("duty")), "stdin": False}
     cfg = dict(CFG, capacities=dict(CFG["capacities"], txqueue=16))
-    node = Node(cfg, Identity(bytes(range(32))), _NoRadio(), opts)
+    node = Node(with_opts(cfg, opts), Identity(bytes(range(32))), _NoRadio())
     clock = SteppedClock()
     node.clock = clock
-    assert node.duty.budget_ms(node.freq) == BUDGET_MS
+    assert node.duty.budget_ms() == BUDGET_MS
     sent: list[tuple[int, float]] = []
     background: list[tuple[int, float]] = []
     for gap, messages, announce in steps:
@@ -100,7 +90,7 @@ def test_random_traffic_never_exceeds_the_duty_cycle(tmp_path_factory, steps) ->
             if data[1] == msg.ANNOUNCE:
                 background.append((clock.t, air))
             clock.t += int(air) + 1  # half-duplex: the next frame starts after this one
-            node.charge(data, air, clock.t)
+            node.charge(data, clock.t)
     assert _worst_window(sent) <= BUDGET_MS
     assert _worst_window(background) <= BACKGROUND_MS
-    assert node.c["tx"] == len(sent)
+    assert counts(node)["tx"] == len(sent)

@@ -10,11 +10,11 @@ nor the id the record claims. One case also runs on the unix port.
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nodekit import CFG, KEY, NoRadio, counts, upy_prelude, with_opts
 
 from loranode import bans as bn
 from loranode.node import Node
@@ -24,9 +24,6 @@ from lorawire import messages as msg
 from lorawire.codec import packb, unpackb
 from lorawire.identity import Identity
 from upy import run_upy
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
 
 ATK = Identity(bytes([9]) * 32)
 VICTIM = Identity(bytes([5]) * 32)
@@ -55,7 +52,7 @@ class Station:
 
 def _node(tmp_path: Path) -> Node:
     opts = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0}
-    return Node(CFG, Identity(bytes(range(32))), NoRadio(), opts)
+    return Node(with_opts(CFG, opts), Identity(bytes(range(32))), NoRadio())
 
 
 def _rec(ident: Identity, rseq: int, mesh: bool = True) -> bytes:
@@ -82,12 +79,12 @@ def _setup(tmp_path: Path) -> tuple[Node, Station]:
     node = _node(tmp_path)
     atk = Station(node)
     atk.send(msg.ANNOUNCE, _rec(ATK, 1), link=False)  # a verified neighbour: key held
-    assert node._held(node.peers.find(ATK.id), ATK.id)
+    assert node.peers.has_record(node.peers.find(ATK.id))
     return node, atk
 
 
 def _banned(node: Node, node_id: bytes) -> bool:
-    return node.bans.is_banned(node_id, node.clock.now() & node._mask)
+    return node.bans.is_banned(node_id, node.clock.now())
 
 
 @pytest.mark.parametrize("carrier", ["announce", "pex_response"])
@@ -105,21 +102,21 @@ def test_link_tagged_forged_record_earns_bad_signature_points_then_a_ban(
             atk.send(msg.PEX_RESPONSE, PEX_ONE + _forged(VICTIM, rseq), link=True)
 
     forge(2)
-    assert node.c["bad_record"] == 1 and node.c["sig_checks"] == 2  # it was checked
+    assert counts(node)["bad_record"] == 1 and counts(node)["sig_checks"] == 2  # it was checked
     assert node.bans.points(ATK.id) == bn.POINT_VALUES[bn.BAD_SIGNATURE]
     assert node.peers.invalid[s] > invalid0  # and the score knows
     assert not _banned(node, ATK.id)
     assert node.bans.points(VICTIM.id) == 0 and node.peers.find(VICTIM.id) < 0
     forge(3)
-    assert _banned(node, ATK.id) and node.c["bans"] == 1
-    (entry,) = [b for b in node.bans.dump(node.clock.now() & node._mask) if b[0] == ATK.id]
-    assert entry[1] > 0 and entry[3] == "bad_signature"
+    assert _banned(node, ATK.id) and counts(node)["bans"] == 1
+    (entry,) = [b for b in node.bans.dump(node.clock.now()) if b[0] == ATK.id]
+    assert entry[1] > 0 and entry[3] == bn.BAD_SIGNATURE
     assert node.peers.find(ATK.id) < 0  # a banned peer leaves the table
     assert not _banned(node, VICTIM.id)
     # afterwards its frames are dropped before any signature check
-    checks = node.c["sig_checks"]
+    checks = counts(node)["sig_checks"]
     atk.send(msg.ANNOUNCE, _rec(ATK, 4), link=False)
-    assert node.c["dropped_banned"] == 1 and node.c["sig_checks"] == checks
+    assert counts(node)["dropped_banned"] == 1 and counts(node)["sig_checks"] == checks
 
 
 @pytest.mark.parametrize("carrier", ["announce", "pex_response"])
@@ -130,13 +127,13 @@ def test_network_tagged_forged_record_earns_nothing(tmp_path: Path, carrier: str
             atk.send(msg.ANNOUNCE, _forged(ATK, rseq), link=False)
         else:
             atk.send(msg.PEX_RESPONSE, PEX_ONE + _forged(VICTIM, rseq), link=False)
-    assert node.c["bad_record"] == 6 and node.c["sig_checks"] == 7
-    assert node.c["points"] == 0 and node.c["bans"] == 0
+    assert counts(node)["bad_record"] == 6 and counts(node)["sig_checks"] == 7
+    assert counts(node)["points"] == 0 and counts(node)["bans"] == 0
     for who in (ATK.id, VICTIM.id):
         assert node.bans.points(who) == 0 and not _banned(node, who)
     assert node.peers.find(VICTIM.id) < 0
     s = node.peers.find(ATK.id)
-    assert node._held(s, ATK.id) and node.rec_seq[s] == 1  # the genuine record stays
+    assert node.peers.has_record(s) and node.peers.rec_seq[s] == 1  # the genuine record stays
 
 
 def test_member_forging_a_victims_announce_gets_the_victim_nothing(tmp_path: Path) -> None:
@@ -145,7 +142,7 @@ def test_member_forging_a_victims_announce_gets_the_victim_nothing(tmp_path: Pat
     forger = Station(node, VICTIM)  # anyone with the network key can claim VICTIM's id
     for rseq in range(1, 5):
         forger.send(msg.ANNOUNCE, _forged(VICTIM, rseq), link=False)
-    assert node.c["bad_record"] == 4 and node.c["points"] == 0
+    assert counts(node)["bad_record"] == 4 and counts(node)["points"] == 0
     assert node.bans.points(VICTIM.id) == 0 and node.peers.find(VICTIM.id) < 0
 
 
@@ -153,11 +150,11 @@ def test_stale_forged_record_is_not_checked_nor_charged(tmp_path: Path) -> None:
     """A forged copy no newer than the held record is dropped before the signature
     check: stale or duplicate records are nobody's provable fault."""
     node, atk = _setup(tmp_path)
-    checks = node.c["sig_checks"]
+    checks = counts(node)["sig_checks"]
     atk.send(msg.ANNOUNCE, _forged(ATK, 1), link=True)
     atk.send(msg.PEX_RESPONSE, PEX_ONE + _forged(ATK, 1), link=True)
-    assert node.c["stale_record"] == 2 and node.c["sig_checks"] == checks
-    assert node.c["points"] == 0 and node.bans.points(ATK.id) == 0
+    assert counts(node)["stale_record"] == 2 and counts(node)["sig_checks"] == checks
+    assert counts(node)["points"] == 0 and node.bans.points(ATK.id) == 0
 
 
 def test_link_tagged_answer_mixing_good_and_forged_records(tmp_path: Path) -> None:
@@ -168,7 +165,7 @@ def test_link_tagged_answer_mixing_good_and_forged_records(tmp_path: Path) -> No
     body = b"\x81\x00\x92" + _rec(other, 1, False) + _forged(VICTIM, 1, False)
     atk.send(msg.PEX_RESPONSE, body, link=True)
     s = node.peers.find(other.id)
-    assert node._held(s, other.id) and node.peers.next_hop[s] == ATK.id
+    assert node.peers.has_record(s) and node.peers.next_hop[s] == ATK.id
     assert node.bans.points(ATK.id) == bn.POINT_VALUES[bn.BAD_SIGNATURE]
     assert node.peers.find(VICTIM.id) < 0
 
@@ -178,7 +175,7 @@ def test_forged_records_on_the_unix_port(tmp_path: Path) -> None:
     code = (
         upy_prelude(str(tmp_path))
         + """
-node = Node(cfg, Identity(bytes(range(32))), R(), opts)
+node = Node(cfg, Identity(bytes(range(32))), R())
 atk = Identity(bytes([9]) * 32)
 lk = auth.link_key(atk.x_secret(), atk.id, node.identity.public)
 seq = [0]
@@ -199,11 +196,11 @@ def forged(rseq):
 send(record.encode_record({"seq": 1, "mesh": (0, 7)}, atk), False)
 send(forged(2), False)
 send(forged(3), False)
-print(node.c["bad_record"], node.c["points"], node.bans.points(atk.id))
+print(node.c[C.BAD_RECORD], node.c[C.POINTS], node.bans.points(atk.id))
 send(forged(4), True)
-print(node.c["bad_record"], node.bans.points(atk.id), node.bans.is_banned(atk.id, 0))
+print(node.c[C.BAD_RECORD], node.bans.points(atk.id), node.bans.is_banned(atk.id, 0))
 send(forged(5), True)
-print(node.bans.is_banned(atk.id, node.clock.now() & node._mask), node.peers.find(atk.id))
+print(node.bans.is_banned(atk.id, node.clock.now()), node.peers.find(atk.id))
 """
     )
     out = run_upy(code, heap="1M").stdout.split("\n")

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from nodekit import status_of
 
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware", ROOT / "shared"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from loranode import config, status  # noqa: E402
-from loranode.node import Node  # noqa: E402
-from lorawire.identity import Identity  # noqa: E402
+from loranode.node import Node
+from lorawire.identity import Identity
+from tools.deploy import fwconfig as config
 
 KEY = "11" * 32
 
@@ -28,7 +23,7 @@ def _node(tmp_path: Path, **kw: object) -> Node:
     raw = {"board": "heltec-v3", "region": "EU868", "network_key": KEY, "sf": 7}
     raw["node"] = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0}
     raw.update(kw)
-    cfg = config.validate(raw)
+    cfg = config.board_config(config.validate(raw))
     return Node(cfg, Identity(bytes(range(32))), _NoRadio())
 
 
@@ -81,14 +76,14 @@ def test_fractional_weights_are_refused_before_boot() -> None:
 
 def test_configured_capacities_reach_the_tables(tmp_path: Path) -> None:
     caps = {"peers": 5, "bans": 4, "seen": 17, "reassembly": 2, "key_cache": 5, "txqueue": 6}
-    tables = status.tables(_node(tmp_path, capacities=caps))
+    tables = status_of(_node(tmp_path, capacities=caps))["tables"]
     got = {name: tables[name][1] for name in caps}
     assert got == caps
     assert all(tables[name][0] == 0 for name in caps)  # all empty at boot
 
 
 def test_default_capacities_reach_the_tables(tmp_path: Path) -> None:
-    tables = status.tables(_node(tmp_path))
+    tables = status_of(_node(tmp_path))["tables"]
     assert {n: tables[n][1] for n in config.CAPACITIES} == {
         n: c[2] for n, c in config.CAPACITIES.items()
     }
@@ -99,11 +94,15 @@ def _bridge_answers(region: str, key: str, value: int, tmp_path: Path) -> list:
     from lorawire import link, uart
 
     cfg = config.validate(
-        {"role": "bridge", "board": "heltec-v3", "region": region, "network_key": KEY}
+        {
+            "role": "bridge",
+            "board": "heltec-v3",
+            "region": region,
+            "network_key": KEY,
+            "node": {"state_dir": str(tmp_path), "stdin": False},
+        }
     )
-    b = bmod.Bridge(
-        cfg, Identity(bytes(range(32))), None, None, {"state_dir": str(tmp_path), "stdin": False}
-    )
+    b = bmod.Bridge(config.board_config(cfg), Identity(bytes(range(32))), None, None)
     b._olen = 0
     b.config_set(key, value)
     return [link.decode(p) for p in uart.StreamDecoder().feed(bytes(b._out[: b._olen]))]
@@ -119,7 +118,7 @@ def test_bridge_config_set_sf_keeps_the_largest_frame_sendable(tmp_path: Path) -
     ((t, f),) = _bridge_answers("US915", "sf", 8, tmp_path)
     assert (
         t == link.ERROR
-        and f["text"] == "sf 8: a 187-byte frame (532 ms) is over the dwell or duty limit"
+        and f["text"] == "sf 8: a 187-byte frame (533 ms) is over the dwell or duty limit"
     )
     ((t, f),) = _bridge_answers("EU868", "sf", 13, tmp_path)
     assert t == link.ERROR and "sf must be 7..12" in f["text"]

@@ -11,7 +11,6 @@ attributed only if all were link-tagged) on CPython and on the unix port.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,34 +18,28 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from upy import run_upy
-
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware", ROOT / "shared"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from loranode import bans as bn  # noqa: E402
-from loranode.app import RecordingApp  # noqa: E402
-from loranode.config import ConfigError  # noqa: E402
-from loranode.node import FLOOD_COST, FloodTable, Node, options  # noqa: E402
-from lorawire import auth, record  # noqa: E402
-from lorawire import fragment as fg  # noqa: E402
-from lorawire import frame as fr  # noqa: E402
-from lorawire import messages as msg  # noqa: E402
-from lorawire.identity import Identity  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodekit import CFG as NODE_CFG  # noqa: E402
-from nodekit import KEY, NoRadio  # noqa: E402
-from test_node import (  # noqa: E402
+from nodekit import CFG as NODE_CFG
+from nodekit import KEY, NoRadio, counts, with_opts
+from test_node import (
     PAIR,
     _node_public,
     _repeat_until,
     _status,
     attacked_mesh,
 )
+
+from loranode import bans as bn
+from loranode.app import RecordingApp
+from loranode.flood import FLOOD_COST, FloodTable
+from loranode.node import Node
+from lorawire import auth, record
+from lorawire import fragment as fg
+from lorawire import frame as fr
+from lorawire import messages as msg
+from lorawire.identity import Identity
+from tools.deploy.fwconfig import ConfigError
+from tools.deploy.fwconfig import node_options as options
+from upy import run_upy
 
 TRIO = {
     "links": [
@@ -199,7 +192,7 @@ def _node(tmp_path: Path, **opts: Any) -> tuple[Node, RecordingApp]:
     app = RecordingApp()
     o = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0}
     o.update(opts)
-    node = Node(CFG, Identity(bytes(range(32))), NoRadio(), o, app)
+    node = Node(with_opts(CFG, o), Identity(bytes(range(32))), NoRadio(), app)
     node.clock = _Clock()  # type: ignore[assignment]
     node.app.attach(node.port)
     return node, app
@@ -268,11 +261,11 @@ def test_link_tagged_flood_bans_before_tag_work_of_later_frames(tmp_path: Path) 
     _known(node, atk)  # 1 token
     for seq in range(2, 12):  # 10 frames at the same instant: 4 pass, 6 over
         node.handle_frame(link_frame(atk, seq, node.id, node.identity.public, msg.TX, _tx(seq)))
-    c = node.c
+    c = counts(node)
     assert app.received == 4
     assert c["flood_points"] == 4  # 25 points each: banned on the 4th
     assert node.bans.is_banned(atk.id, node.clock.now())
-    assert list(node.bans.dump(node.clock.now()))[0][3] == bn.KIND_NAMES[bn.FLOOD]
+    assert list(node.bans.dump(node.clock.now()))[0][3] == bn.FLOOD
     assert c["dropped_flood"] == 4 and c["dropped_banned"] == 2
     assert node.peers.find(atk.id) < 0 and node.flood.index.get(atk.id) is None
 
@@ -284,7 +277,7 @@ def test_unattributable_floods_earn_no_points(tmp_path: Path) -> None:
     inv = msg.encode_body(msg.INV, {0: [[msg.KIND_TX, b"\x02" * 32]]})
     for seq in range(2, 30):  # network tag: anyone with the network key could send these
         node.handle_frame(net_frame(atk, seq, KEY, msg.INV, inv))
-    assert node.c["dropped_flood"] == 26 and node.c["points"] == 0
+    assert counts(node)["dropped_flood"] == 26 and counts(node)["points"] == 0
     assert app.received == 2
     app.received = 0
     # forged link tags, and a recorded valid frame replayed, are no evidence either
@@ -297,7 +290,7 @@ def test_unattributable_floods_earn_no_points(tmp_path: Path) -> None:
         f = fr.Frame(msg.TX, victim.id, seq, node.id, fr.FLAG_LINK, hop_limit=0)
         node.handle_frame(fr.encode(f, _tx(seq), lambda r: b"\x00" * 8))
         node.handle_frame(good)
-    assert node.c["points"] == 0 and not node.bans.is_banned(victim.id, node.clock.now())
+    assert counts(node)["points"] == 0 and not node.bans.is_banned(victim.id, node.clock.now())
     # time refills the bucket
     node.clock.ms += 60000  # type: ignore[attr-defined]
     node.handle_frame(link_frame(victim, 60, node.id, node.identity.public, msg.TX, _tx(2)))
@@ -325,7 +318,7 @@ def test_fragmented_tx_is_reassembled_and_attributed(tmp_path: Path, order: list
     bodies = tx_fragments(raw, 9)
     _send_fragments(node, who, bodies, order, [True] * 3, 10)
     assert app.messages[-1] == (who.id, msg.TX, {0: raw})
-    assert node.c["frag_done"] == 1 and node.reasm.live_slots() == 0
+    assert counts(node)["frag_done"] == 1 and node.reasm.live_slots() == 0
     assert node.port.report_invalid(who.id, "bad tx") is True  # every fragment link-tagged
 
 
@@ -348,15 +341,15 @@ def test_inconsistent_fragments_cost_points_only_when_attributed(tmp_path: Path)
     b = fg.split(b"\x12" + bytes(400), 1, 150)  # same msg_id, other chunk length and count
     # network-tagged: refused, no points
     _send_fragments(node, who, [a[0], b[1]], [0, 1], [False, False], 10)
-    assert node.c["frag_rejected"] == 1 and node.bans.points(who.id) == 0
+    assert counts(node)["frag_rejected"] == 1 and node.bans.points(who.id) == 0
     # link-tagged, all of them: the contradiction is provably the sender's
     _send_fragments(node, who, [a[0], b[1]], [0, 1], [True, True], 20)
-    assert node.c["frag_rejected"] == 2 and node.c["frag_points"] == 1
+    assert counts(node)["frag_rejected"] == 2 and counts(node)["frag_points"] == 1
     assert node.bans.points(who.id) == bn.POINT_VALUES[bn.MALFORMED]
     # a complete message that does not decode (TX body not msgpack) under link tags
     bad = fg.split(b"\x12\xc1" + bytes(300), 2, 200)
     _send_fragments(node, who, bad, [0, 1], [True, True], 30)
-    assert node.c["frag_points"] == 2 and app.received == 0
+    assert counts(node)["frag_points"] == 2 and app.received == 0
 
 
 @settings(max_examples=100)
@@ -371,12 +364,14 @@ def test_reassembly_stays_bounded_on_any_fragment_bodies(
         node.handle_frame(net_frame(senders[who], 100 + k, KEY, msg.FRAGMENT, body))
         assert node.reasm.live_slots() <= 4
         assert node.reasm.buffered_bytes() <= 4 * fg.max_message()
-    assert node.c["points"] == 0
+    assert counts(node)["points"] == 0
 
 
 @pytest.mark.upy
 def test_flood_and_fragments_on_the_unix_port(tmp_path: Path) -> None:
+    cfg = with_opts(CFG, {"state_dir": str(tmp_path), "stdin": False, "flood_burst": 6})
     code = f"""
+from loranode import counters as C
 from loranode.node import Node
 from loranode.app import RecordingApp
 from lorawire.identity import Identity
@@ -384,10 +379,9 @@ from lorawire import auth, record, frame as fr, messages as msg, fragment as fg
 class R:
     speed = 1.0
     name = "u"
-cfg = {CFG!r}
+cfg = {cfg!r}
 app = RecordingApp()
-node = Node(cfg, Identity(bytes(range(32))), R(),
-            {{"state_dir": {str(tmp_path)!r}, "stdin": False, "flood_burst": 6}}, app)
+node = Node(cfg, Identity(bytes(range(32))), R(), app)
 node.app.attach(node.port)
 key = bytes.fromhex(cfg["network_key"])
 def known(who):
@@ -411,7 +405,7 @@ print(app.messages[-1][2][0] == raw, node.port.report_invalid(who.id))
 for s in range(20, 30):
     send(atk, s, msg.TX, msg.encode_body(msg.TX, {{0: b"x"}}))
 c = node.c
-print(c["frag_done"], c["dropped_flood"], c["flood_points"], node.bans.is_banned(atk.id, 0))
+print(c[C.FRAG_DONE], c[C.DROPPED_FLOOD], c[C.FLOOD_POINTS], node.bans.is_banned(atk.id, 0))
 """
     out = run_upy(code, heap="1M").stdout.split("\n")
     assert out[0] == "True True"

@@ -8,11 +8,11 @@ answering node hears directly. One case also runs on the unix port.
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nodekit import CFG, KEY, NoRadio, counts, upy_prelude, with_opts
 
 from loranode.node import Node
 from loranode.pex import HOPS_UNKNOWN, PEX_ANSWER_GAP_MS, PEX_ANSWER_MAX
@@ -21,9 +21,6 @@ from lorawire import frame as fr
 from lorawire import messages as msg
 from lorawire.identity import Identity
 from upy import run_upy
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
 
 _SEQ = itertools.count(100)
 
@@ -48,7 +45,7 @@ def _node(tmp_path: Path, seed: int, clock: ManualClock) -> Node:
     d = tmp_path / f"n{seed}"
     d.mkdir()
     opts = {"state_dir": str(d), "stdin": False, "status_interval_s": 0}
-    node = Node(CFG, Identity(bytes([seed]) * 32), NoRadio(), opts)
+    node = Node(with_opts(CFG, opts), Identity(bytes([seed]) * 32), NoRadio())
     node.clock = clock  # type: ignore[assignment]
     return node
 
@@ -117,7 +114,7 @@ def _learn(node: Node, clock: ManualClock, idents: list[Identity]) -> None:
     for ident in idents:
         clock.ms += 1000
         node.handle_frame(_announce(ident, hop_limit=1, hop_count=1), -75, 7)
-    assert all(node._held(node.peers.find(i.id), i.id) for i in idents)
+    assert all(node.peers.has_record(node.peers.find(i.id)) for i in idents)
     _drain(node)
 
 
@@ -143,7 +140,7 @@ def test_answer_skips_have_one_record_per_frame_newest_first(world: Any) -> None
     for f, _ in got:
         # a direct asker: a one-hop broadcast every neighbour overhears
         assert f.source == b.id and f.dest is None and f.hop_limit == 0
-    assert b.c["pex_req_rx"] == 1 and b.c["pex_resp_tx"] == 3
+    assert counts(b)["pex_req_rx"] == 1 and counts(b)["pex_resp_tx"] == 3
 
 
 def test_answer_capped_and_recently_broadcast_records_last(tmp_path: Path) -> None:
@@ -175,7 +172,7 @@ def test_answer_skips_records_the_askers_own_answers_carried(world: Any) -> None
     # a's answer (to someone) carries xs[2]'s record: evidence that a holds it
     f = fr.Frame(msg.PEX_RESPONSE, a.id, a.next_seq(), hop_limit=0)
     b.handle_frame(auth.seal_frame(f, b"\x81\x00\x91" + _rec(xs[2]), KEY), -70, 9)
-    assert b.c["dup_record"] == 1  # b held it already: no verification, only the mark
+    assert counts(b)["dup_record"] == 1  # b held it already: no verification, only the mark
     clock.ms += 1000
     b.handle_frame(_request(a, b.id, []), -70, 9)
     assert [rid for _, rid in _answers(_drain(b))] == [xs[1].id, xs[0].id]
@@ -186,7 +183,7 @@ def test_unknown_asker_gets_nothing(world: Any) -> None:
     _learn(b, clock, [_ident(0)])
     stranger = _ident(9)  # never announced to b: no record held
     b.handle_frame(_request(stranger, b.id, []), -70, 9)
-    assert b.c["pex_unknown"] == 1 and b.c["pex_resp_tx"] == 0 and _drain(b) == []
+    assert counts(b)["pex_unknown"] == 1 and counts(b)["pex_resp_tx"] == 0 and _drain(b) == []
     b.handle_frame(_request(a, b.id, []), -70, 9)  # control: a known asker is answered
     assert len(_answers(_drain(b))) == 1
 
@@ -200,10 +197,10 @@ def test_asker_answered_at_most_once_per_gap(world: Any) -> None:
     assert len(_answers(_drain(b))) == 2
     clock.ms += PEX_ANSWER_GAP_MS - 1
     b.handle_frame(_request(a, b.id, []), -70, 9)
-    assert b.c["pex_limited"] == 1 and _drain(b) == []
+    assert counts(b)["pex_limited"] == 1 and _drain(b) == []
     clock.ms += 1
     b.handle_frame(_request(a, b.id, []), -70, 9)
-    assert b.c["pex_limited"] == 1 and len(_answers(_drain(b))) == 2
+    assert counts(b)["pex_limited"] == 1 and len(_answers(_drain(b))) == 2
 
 
 def test_an_empty_answer_does_not_start_the_gap(world: Any) -> None:
@@ -211,10 +208,10 @@ def test_an_empty_answer_does_not_start_the_gap(world: Any) -> None:
     xs = [_ident(i) for i in range(3)]
     _learn(b, clock, xs[:2])
     b.handle_frame(_request(a, b.id, [x.id[:4] for x in xs[:2]]), -70, 9)
-    assert _drain(b) == [] and b.c["pex_limited"] == 0  # a holds all of it
+    assert _drain(b) == [] and counts(b)["pex_limited"] == 0  # a holds all of it
     _learn(b, clock, xs[2:])  # 1 s later: news
     b.handle_frame(_request(a, b.id, [x.id[:4] for x in xs[:2]]), -70, 9)
-    assert b.c["pex_limited"] == 0
+    assert counts(b)["pex_limited"] == 0
     assert [rid for _, rid in _answers(_drain(b))] == [xs[2].id]
 
 
@@ -238,13 +235,13 @@ def test_pex_learned_peer_has_unknown_hops_and_the_answerer_as_next_hop(
     answers = _drain(b)
     assert {rid for _, rid in _answers(answers)} == {x.id, c.id}
     for node in (a, c):  # the asker, and c overhearing the broadcast answer
-        before = node.c["new_peers"]
+        before = counts(node)["new_peers"]
         for d in answers:
             node.handle_frame(d, -70, 9)
         s = node.peers.find(x.id)
-        assert node._held(s, x.id) and node.peers.keys[s] == x.public
+        assert node.peers.has_record(s) and record.public_of(node.peers.rec[s]) == x.public
         assert node.peers.hops[s] == HOPS_UNKNOWN and node.peers.next_hop[s] == b.id
-        assert node.c["new_peers"] == before + (2 if node is a else 1)
+        assert counts(node)["new_peers"] == before + (2 if node is a else 1)
     s = a.peers.find(c.id)
     assert a.peers.hops[s] == HOPS_UNKNOWN and a.peers.next_hop[s] == b.id
 
@@ -255,7 +252,7 @@ def test_multi_hop_asker_gets_a_unicast(world: Any) -> None:
     # b knows m only through a relayed announce: 2 hops away
     b.handle_frame(_announce(m, hop_limit=3, hop_count=2), -80, 5)
     s = b.peers.find(m.id)
-    assert b._held(s, m.id) and b.peers.hops[s] == 2
+    assert b.peers.has_record(s) and b.peers.hops[s] == 2
     _drain(b)
     b.handle_frame(_request(m, b.id, [], hl=3, hc=2), -80, 5)
     got = _answers(_drain(b))
@@ -302,7 +299,7 @@ def test_no_neighbour_no_round(tmp_path: Path) -> None:
     a = _node(tmp_path, 1, clock)
     a.handle_frame(_announce(_ident(0), hop_limit=1, hop_count=1), -80, 5)  # not direct
     assert not a.pex_round(clock.ms)
-    assert a.c["pex_req_tx"] == 0 and _drain(a) == []
+    assert counts(a)["pex_req_tx"] == 0 and _drain(a) == []
 
 
 @pytest.mark.upy
@@ -311,7 +308,7 @@ def test_pex_answer_on_the_unix_port(tmp_path: Path) -> None:
     code = (
         upy_prelude(str(tmp_path))
         + """
-b = Node(cfg, Identity(bytes([2]) * 32), R(), opts)
+b = Node(cfg, Identity(bytes([2]) * 32), R())
 seq = [100]
 def ann(i):
     seq[0] += 1
@@ -329,7 +326,7 @@ def req(src):
     f = fr.Frame(msg.PEX_REQUEST, src.id, seq[0], b.id, hop_limit=0)
     return auth.seal_frame(f, msg.encode_pex_request(16, [xs[1].id[:4]]), key)
 b.handle_frame(req(stranger), -70, 9)
-print(b.c["pex_unknown"], b.txq.pop_ready())
+print(b.c[C.PEX_UNKNOWN], b.txq.pop_ready())
 b.handle_frame(req(a), -70, 9)
 ids = []
 while True:
@@ -340,7 +337,7 @@ while True:
     ids.append((len(v.value[0]), v.frame.dest, record.decode_record(v.value[0][0]).id.hex()))
 print(sorted(ids))
 b.handle_frame(req(a), -70, 9)
-print(b.c["pex_limited"], b.txq.pop_ready())
+print(b.c[C.PEX_LIMITED], b.txq.pop_ready())
 """
     )
     out = run_upy(code, heap="1M").stdout.split("\n")

@@ -1,5 +1,7 @@
-"""LoraRadio (adapter over micropython-lib's lora drivers) against fake_modem.py, which
-follows the drivers' documented API. Same scenarios on CPython and the unix port."""
+"""LoraRadio's own logic that needs no driver. Everything the adapter does with
+micropython-lib's drivers is tested against the real drivers on emulated chips:
+tests/firmware/test_lora_drivers.py (configuration, send, receive, CRC errors, IRQs,
+presets) and tests/e2e/test_emulated_boards.py (in a mesh)."""
 
 from __future__ import annotations
 
@@ -10,26 +12,35 @@ import pytest
 
 from upy import run_upy
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "firmware"))
-sys.path.insert(0, str(HERE))
 
-import lora_adapter_cases as cases  # noqa: E402
-
-
-@pytest.mark.parametrize("case", cases.CASES, ids=[c.__name__ for c in cases.CASES])
-def test_adapter_cpython(case) -> None:  # noqa: ANN001
-    case()
+from loranode.radio_lora import LoraRadio, lora_cfg  # noqa: E402
 
 
-@pytest.mark.upy
-def test_adapter_unix_port() -> None:
-    out = run_upy(
-        "import lora_adapter_cases as c\nc.run_all()\n", path=[HERE], heap="256K", timeout=60
-    ).stdout
-    done = [x.split()[1] for x in out.splitlines() if x.startswith("ok ")]
-    assert done == [c.__name__ for c in cases.CASES]
+def test_lora_cfg_is_the_drivers_dict() -> None:
+    cfg = lora_cfg(868_100_000, 9, 250_000, 7, 17)
+    assert cfg == {
+        "freq_khz": 868_100,
+        "sf": 9,
+        "bw": "250",
+        "coding_rate": 7,
+        "preamble_len": 8,
+        "output_power": 17,
+        "crc_en": True,
+        "implicit_header": False,
+        "syncword": 0x12,
+        "tx_ant": "PA_BOOST",
+    }
+    assert isinstance(cfg["freq_khz"], int)
+    assert lora_cfg(868_012_500, 7, 62_500, 5, 14)["freq_khz"] == 868_012.5
+    assert lora_cfg(868_100_000, 7, 125_000, 5, 14, pa_boost=False)["tx_ant"] == "RFO"
+    assert "tx_ant" not in lora_cfg(868_100_000, 7, 125_000, 5, 14, chip="sx1262")
+
+
+def test_unknown_chip_is_refused() -> None:
+    with pytest.raises(ValueError, match="chip sx1280 not one of"):
+        LoraRadio(object(), chip="sx1280")
 
 
 def test_lora_and_machine_are_not_imported_at_module_level() -> None:

@@ -9,13 +9,13 @@ One case also runs on the unix port.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nodekit import CFG, KEY, NoRadio, counts, upy_prelude, with_opts
 
 from loranode.node import Node
 from lorawire import auth, record
@@ -24,15 +24,12 @@ from lorawire import messages as msg
 from lorawire.identity import Identity
 from upy import run_upy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodekit import CFG, KEY, NoRadio, upy_prelude  # noqa: E402
-
 ORIGIN = Identity(bytes([7]) * 32)
 
 
 def _node(tmp_path: Path, relay: bool = True) -> Node:
     opts = {"state_dir": str(tmp_path), "stdin": False, "status_interval_s": 0, "relay": relay}
-    return Node(CFG, Identity(bytes(range(32))), NoRadio(), opts)
+    return Node(with_opts(CFG, opts), Identity(bytes(range(32))), NoRadio())
 
 
 def _drain(node: Node) -> list[bytes]:
@@ -60,14 +57,14 @@ def test_announce_relayed_iff_below_hop_limit(tmp_path_factory: Any, a: int, b: 
     rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, ORIGIN)
     data = _announce(rec, 10, hop_limit, hop_count)
     node.handle_frame(data, -80, 5)
-    assert node.c["new_peers"] == 1  # admitted either way: the hop limit only stops relaying
+    assert counts(node)["new_peers"] == 1  # admitted either way: the hop limit only stops relaying
     s = node.peers.find(ORIGIN.id)
     assert node.peers.hops[s] == hop_count
     sent = _drain(node)
     if hop_count == hop_limit:
-        assert sent == [] and node.c["relayed"] == 0
+        assert sent == [] and counts(node)["relayed"] == 0
     else:
-        assert node.c["relayed"] == 1
+        assert counts(node)["relayed"] == 1
         (out,) = sent
         g = fr.decode(out)
         assert (g.hop_count, g.hop_limit) == (hop_count + 1, hop_limit)
@@ -82,25 +79,25 @@ def test_record_is_relayed_once_whatever_frame_carries_it(tmp_path: Path) -> Non
     node = _node(tmp_path)
     rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, ORIGIN)
     node.handle_frame(_announce(rec, 10, 3, 0), -80, 5)
-    assert node.c["relayed"] == 1 and len(_drain(node)) == 1
+    assert counts(node)["relayed"] == 1 and len(_drain(node)) == 1
     # the same record in a fresh frame (a periodic announce, another relay's copy with
     # a different hop count): liveness only, never relayed again
     node.handle_frame(_announce(rec, 11, 3, 0), -80, 5)
     node.handle_frame(_announce(rec, 12, 3, 1), -80, 5)
-    assert node.c["dup_record"] == 2 and node.c["relayed"] == 1 and _drain(node) == []
+    assert counts(node)["dup_record"] == 2 and counts(node)["relayed"] == 1 and _drain(node) == []
     # even when the record must be verified again (its peer entry was evicted
     # meanwhile) the SeenRing remembers (origin, record seq): no second relay
     assert node.peers.remove(ORIGIN.id)
     node.handle_frame(_announce(rec, 13, 3, 0), -80, 5)
-    assert node.c["sig_checks"] == 2 and node.peers.find(ORIGIN.id) >= 0
-    assert node.c["relayed"] == 1 and _drain(node) == []
+    assert counts(node)["sig_checks"] == 2 and node.peers.find(ORIGIN.id) >= 0
+    assert counts(node)["relayed"] == 1 and _drain(node) == []
     # a NEW record (higher record seq) is news again: relayed once
     rec2 = record.encode_record({"seq": 2, "mesh": (0, 7)}, ORIGIN)
     node.handle_frame(_announce(rec2, 14, 3, 1), -80, 5)
     (out,) = _drain(node)
-    assert node.c["relayed"] == 2 and fr.decode(out).hop_count == 2
+    assert counts(node)["relayed"] == 2 and fr.decode(out).hop_count == 2
     node.handle_frame(_announce(rec2, 15, 3, 2), -80, 5)
-    assert node.c["relayed"] == 2 and _drain(node) == []
+    assert counts(node)["relayed"] == 2 and _drain(node) == []
 
 
 def test_relay_off_relays_nothing(tmp_path: Path) -> None:
@@ -108,8 +105,8 @@ def test_relay_off_relays_nothing(tmp_path: Path) -> None:
     rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, ORIGIN)
     node.handle_frame(_announce(rec, 10, 3, 0), -80, 5)
     node.handle_frame(_inv(11, 3, 0), -80, 5)
-    assert node.c["new_peers"] == 1 and node.c["app_rx"] == 1
-    assert node.c["relayed"] == 0 and _drain(node) == []
+    assert counts(node)["new_peers"] == 1 and counts(node)["app_rx"] == 1
+    assert counts(node)["relayed"] == 0 and _drain(node) == []
 
 
 @pytest.mark.parametrize(("hop_count", "hop_limit"), [(0, 0), (0, 3), (2, 3), (3, 3)])
@@ -119,15 +116,17 @@ def test_broadcast_message_relay_respects_hop_limit(
     node = _node(tmp_path)
     data = _inv(20, hop_limit, hop_count)
     node.handle_frame(data, -80, 5)
-    assert node.c["app_rx"] == 1  # delivered in every case
+    assert counts(node)["app_rx"] == 1  # delivered in every case
     sent = _drain(node)
     if hop_count == hop_limit:
-        assert sent == [] and node.c["relayed"] == 0
+        assert sent == [] and counts(node)["relayed"] == 0
     else:
-        assert sent == [fr.with_hop(data, hop_count + 1)] and node.c["relayed"] == 1
+        assert sent == [fr.with_hop(data, hop_count + 1)] and counts(node)["relayed"] == 1
         # the same frame again (another relay's copy): a replay, not relayed twice
         node.handle_frame(fr.with_hop(data, hop_count), -80, 5)
-        assert node.c["drop_replay"] == 1 and node.c["relayed"] == 1 and _drain(node) == []
+        assert (
+            counts(node)["drop_replay"] == 1 and counts(node)["relayed"] == 1 and _drain(node) == []
+        )
 
 
 def test_unicast_relayed_only_within_the_destination_hop_budget(tmp_path: Path) -> None:
@@ -135,7 +134,7 @@ def test_unicast_relayed_only_within_the_destination_hop_budget(tmp_path: Path) 
     dest = Identity(bytes([8]) * 32)
     # unknown destination: no scoped flooding
     node.handle_frame(_inv(30, 3, 0, dest.id), -80, 5)
-    assert node.c["relayed"] == 0 and _drain(node) == []
+    assert counts(node)["relayed"] == 0 and _drain(node) == []
     # the destination is a direct neighbour of ours (hops 0)
     drec = record.encode_record({"seq": 1, "mesh": (0, 7)}, dest)
     f = fr.Frame(msg.ANNOUNCE, dest.id, 5, hop_limit=0)
@@ -144,9 +143,9 @@ def test_unicast_relayed_only_within_the_destination_hop_budget(tmp_path: Path) 
     _drain(node)
     node.handle_frame(_inv(31, 1, 0, dest.id), -80, 5)  # 0 + 1 + 0 <= 1: forwarded
     (out,) = _drain(node)
-    assert fr.decode(out).hop_count == 1 and node.c["relayed"] == 1
+    assert fr.decode(out).hop_count == 1 and counts(node)["relayed"] == 1
     node.handle_frame(_inv(32, 1, 1, dest.id), -80, 5)  # hop limit reached
-    assert node.c["relayed"] == 1 and _drain(node) == []
+    assert counts(node)["relayed"] == 1 and _drain(node) == []
 
 
 def test_link_tagged_frames_are_never_relayed(tmp_path: Path) -> None:
@@ -158,11 +157,11 @@ def test_link_tagged_frames_are_never_relayed(tmp_path: Path) -> None:
     # a link-tagged broadcast: only we can check its tag, so nobody further could
     f = fr.Frame(msg.INV, ORIGIN.id, 11, None, fr.FLAG_LINK, hop_limit=3)
     node.handle_frame(auth.seal_frame(f, body, None, lk), -80, 5)
-    assert node.c["app_rx"] == 1 and node.c["attributed"] == 1
-    assert node.c["relayed"] == 0 and _drain(node) == []
+    assert counts(node)["app_rx"] == 1 and counts(node)["attributed"] == 1
+    assert counts(node)["relayed"] == 0 and _drain(node) == []
     # the same body network-tagged is relayed (control)
     node.handle_frame(_inv(12, 3, 0), -80, 5)
-    assert node.c["relayed"] == 1 and len(_drain(node)) == 1
+    assert counts(node)["relayed"] == 1 and len(_drain(node)) == 1
 
 
 @pytest.mark.upy
@@ -170,19 +169,19 @@ def test_relay_rules_on_the_unix_port(tmp_path: Path) -> None:
     code = (
         upy_prelude(str(tmp_path))
         + """
-node = Node(cfg, Identity(bytes(range(32))), R(), opts)
+node = Node(cfg, Identity(bytes(range(32))), R())
 o = Identity(bytes([7]) * 32)
 rec = record.encode_record({"seq": 1, "mesh": (0, 7)}, o)
 def ann(seq, hl, hc):
     return auth.seal_frame(fr.Frame(msg.ANNOUNCE, o.id, seq, hop_limit=hl, hop_count=hc), rec, key)
 node.handle_frame(ann(10, 2, 2), -80, 5)  # at the hop limit: admitted, not relayed
-print(node.c["new_peers"], node.c["relayed"], node.txq.pop_ready())
+print(node.c[C.NEW_PEERS], node.c[C.RELAYED], node.txq.pop_ready())
 node.peers.remove(o.id)
 node.handle_frame(ann(11, 3, 1), -80, 5)  # first relay of the record: hop_count + 1
 out = node.txq.pop_ready()
-print(node.c["relayed"], out[2] & 15, out[2] >> 4, out == fr.with_hop(ann(11, 3, 1), 2))
+print(node.c[C.RELAYED], out[2] & 15, out[2] >> 4, out == fr.with_hop(ann(11, 3, 1), 2))
 node.handle_frame(ann(12, 3, 0), -80, 5)  # the same record again
-print(node.c["relayed"], node.txq.pop_ready())
+print(node.c[C.RELAYED], node.txq.pop_ready())
 """
     )
     out = run_upy(code, heap="1M").stdout.split("\n")

@@ -1,4 +1,4 @@
-"""A mesh at the highest SF loranode.config allows in a dwell-limited region converges.
+"""A mesh at the highest SF the firmware config allows in a dwell-limited region converges.
 
 US915 at 125 kHz: the config refuses every SF under which the node's largest own frame
 (a 187-byte ANNOUNCE) exceeds the 400 ms dwell limit, because the transmit queue would
@@ -8,18 +8,12 @@ learn each other, and drop nothing as never-sendable.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from tools.deploy import fwconfig as config
 from tools.meshsim.launcher import BANDWIDTH_HZ, Mesh, region_frequency
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "firmware") not in sys.path:
-    sys.path.append(str(ROOT / "firmware"))
-
-from loranode import config  # noqa: E402
 
 REGION = "US915"
 

@@ -5,20 +5,14 @@ The same modules run on the unix port in test_tables_upy.py.
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-if str(FIRMWARE) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE))
-
-from loranode import clock, constants  # noqa: E402
-from loranode.bans import (  # noqa: E402
+from loranode import clock, constants
+from loranode.bans import (
     ACTIVE,
     BAD_SIGNATURE,
     BAD_TAG,
@@ -28,8 +22,8 @@ from loranode.bans import (  # noqa: E402
     POINT_VALUES,
     BanTable,
 )
-from loranode.keycache import KeyCache  # noqa: E402
-from loranode.peers import (  # noqa: E402
+from loranode.keycache import KeyCache
+from loranode.peers import (
     GATEWAY,
     KIND_GATEWAY,
     NEXT_HOP,
@@ -38,9 +32,9 @@ from loranode.peers import (  # noqa: E402
     VERIFIED,
     PeerTable,
 )
-from loranode.score import RSSI_NONE, RTT_NONE, SNR_NONE, Q, Scorer  # noqa: E402
-from loranode.seen import SeenRing  # noqa: E402
-from loranode.txqueue import BLOCKS, CONTROL, GOSSIP, TxQueue  # noqa: E402
+from loranode.score import RSSI_NONE, RTT_NONE, SNR_NONE, Q, Scorer
+from loranode.seen import SeenRing
+from loranode.txqueue import BLOCKS, CONTROL, GOSSIP, TxQueue
 
 EXAMPLES = settings(max_examples=500, deadline=None)
 
@@ -53,17 +47,37 @@ def nid(i: int) -> bytes:
 
 
 @EXAMPLES
-@given(st.integers(0, clock.TICKS_PERIOD - 1), st.integers(-(2**29) + 1, 2**29 - 1))
+@given(st.integers(0, clock.PERIOD - 1), st.integers(-(2**29) + 1, 2**29 - 1))
 def test_ticks_wrap(start: int, delta: int) -> None:
-    end = clock.ticks_add(start, delta)
-    assert 0 <= end < clock.TICKS_PERIOD
-    assert clock.ticks_diff(end, start) == delta
-    assert clock.ticks_diff(start, end) == -delta
+    end = clock.add(start, delta)
+    assert 0 <= end < clock.PERIOD
+    assert clock.diff(end, start) == delta
+    assert clock.diff(start, end) == -delta
 
 
 def test_ticks_ms_in_range() -> None:
     t = clock.ticks_ms()
-    assert 0 <= t < clock.TICKS_PERIOD
+    assert 0 <= t < clock.PERIOD
+
+
+def test_node_clock_wraps_by_design_and_follows_the_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = [clock.PERIOD - 20]  # the platform's ticks_ms, about to wrap too
+    monkeypatch.setattr(clock, "ticks_ms", lambda: real[0] % clock.PERIOD)
+    c = clock.NodeClock(speed=10, start=clock.PERIOD - 500)
+    assert c.now() == clock.PERIOD - 500
+    real[0] += 30  # 30 real ms = 300 node ms
+    assert c.now() == clock.PERIOD - 200
+    real[0] += 33  # 330 node ms: past the node clock's own wrap
+    t = c.now()
+    assert t == 130 and clock.diff(t, clock.PERIOD - 500) == 630
+    real[0] += 1  # a tenth of a node ms per real ms is kept, not lost
+    c2 = clock.NodeClock(speed=0.25)
+    for _ in range(8):
+        real[0] += 1
+        c2.now()
+    assert c2.now() == 2 and c.wall_ms(1000) == 100
+    real[0] += 3_000_000  # a long stall (50 real minutes)
+    assert clock.diff(c.now(), t) == 10 * 3_000_009  # every real ms since t, small steps
 
 
 # --- score -----------------------------------------------------------------------------
@@ -133,7 +147,7 @@ def ref_class(pt: PeerTable, s: int, now: int) -> int:
         return 3
     if f & NEXT_HOP:
         return 2
-    age = max(0, clock.ticks_diff(now, pt.last_heard[s]))
+    age = max(0, clock.diff(now, pt.last_heard[s]))
     if pt.hops[s] == 0 and age < pt.recent_ms:
         return 1
     return 0
@@ -195,7 +209,7 @@ peer_op = st.one_of(
 @EXAMPLES
 @given(
     st.integers(3, 10),
-    st.integers(0, clock.TICKS_PERIOD - 1),
+    st.integers(0, clock.PERIOD - 1),
     st.integers(1000, 600_000),
     st.lists(peer_op, min_size=10, max_size=80),
 )
@@ -205,15 +219,13 @@ def test_peer_table_properties(cap: int, start: int, recent: int, ops: list) -> 
     for op in ops:
         if op[0] == "heard":
             _, i, dt, rssi, snr, hops, verified, kind = op
-            now = clock.ticks_add(now, dt)
+            now = clock.add(now, dt)
             node = nid(i)
             before = {pt.ids[s]: s for s in range(cap) if pt.ids[s] is not None}
             classes = {pt.ids[s]: ref_class(pt, s, now) for s in before.values()}
             probation = {pt.ids[s] for s in before.values() if pt.flags[s] & PROBATION}
             eff = {pt.ids[s]: pt.effective_score(s, now) for s in before.values()}
-            age = {
-                pt.ids[s]: max(0, clock.ticks_diff(now, pt.last_heard[s])) for s in before.values()
-            }
+            age = {pt.ids[s]: max(0, clock.diff(now, pt.last_heard[s])) for s in before.values()}
             slot = pt.heard(node, now, rssi=rssi, snr=snr, hops=hops, verified=verified, kind=kind)
             after = {pt.ids[s] for s in range(cap) if pt.ids[s] is not None}
             gone = set(before) - after
@@ -570,7 +582,7 @@ def test_ban_table_properties(cap: int, pcap: int, start: int, ops: list) -> Non
         if op[0] in ("points", "ban"):
             node = nid(op[1])
             if op[0] == "points":
-                now = clock.ticks_add(now, op[3])
+                now = clock.add(now, op[3])
             bt.expire(now)
             before = active = {bt.ids[s]: bt.state[s] for s in range(cap) if bt.ids[s] is not None}
             if op[0] == "points":
@@ -591,7 +603,7 @@ def test_ban_table_properties(cap: int, pcap: int, start: int, ops: list) -> Non
                 if active.get(v) == ACTIVE:
                     assert HISTORY not in active.values()
         elif op[0] == "check":
-            now = clock.ticks_add(now, op[2])
+            now = clock.add(now, op[2])
             bt.is_banned(nid(op[1]), now)
         else:
             bt.unban(nid(op[1]))

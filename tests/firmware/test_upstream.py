@@ -11,29 +11,23 @@ no gateway the same command falls back to a broadcast and is counted.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nodekit import CFG, NoRadio, counts, with_opts
+
+from loranode.app import RecordingApp
+from loranode.node import Node
+from lorawire import auth, record
+from lorawire import frame as fr
+from lorawire import messages as msg
+from lorawire.identity import Identity
+from tools.meshsim.launcher import Mesh, NodeProc, micropython_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware", ROOT / "shared"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from loranode.app import RecordingApp  # noqa: E402
-from loranode.node import Node  # noqa: E402
-from lorawire import auth, record  # noqa: E402
-from lorawire import frame as fr  # noqa: E402
-from lorawire import messages as msg  # noqa: E402
-from lorawire.identity import Identity  # noqa: E402
-from tools.meshsim.launcher import Mesh, NodeProc, micropython_binary  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodekit import CFG, NoRadio  # noqa: E402
 
 APP = ROOT / "tools" / "demo" / "upy_app.py"
 KEY = bytes.fromhex(CFG["network_key"])
@@ -44,7 +38,7 @@ def _node(tmp_path: Path, name: str, seed: int, kind: str = "mesh") -> Node:
     d = tmp_path / name
     d.mkdir()
     opts = {"state_dir": str(d), "stdin": False, "status_interval_s": 0, "kind": kind}
-    node = Node(CFG, Identity(bytes([seed]) * 32), NoRadio(), opts, RecordingApp())
+    node = Node(with_opts(CFG, opts), Identity(bytes([seed]) * 32), NoRadio(), RecordingApp())
     node.app.attach(node.port)
     return node
 
@@ -79,7 +73,11 @@ def test_upstream_to_a_direct_gateway_is_a_link_tagged_unicast(tmp_path: Path) -
     assert a.port.send_upstream(msg.TX, TX)
     f = _own(a, msg.TX)
     assert f.dest == gw.id and f.flags & fr.FLAG_LINK and f.hop_limit == 0
-    assert (a.c["upstream_tx"], a.c["upstream_no_gateway"], a.c["app_tx"]) == (1, 0, 1)
+    assert (counts(a)["upstream_tx"], counts(a)["upstream_no_gateway"], counts(a)["app_tx"]) == (
+        1,
+        0,
+        1,
+    )
 
 
 def test_upstream_prefers_the_nearest_gateway_and_scopes_a_far_one(tmp_path: Path) -> None:
@@ -98,7 +96,7 @@ def test_upstream_prefers_the_nearest_gateway_and_scopes_a_far_one(tmp_path: Pat
     assert a.port.best_gateway() == near.id  # fewer hops wins
     assert a.port.send_upstream(msg.TX, TX)
     assert _own(a, msg.TX).dest == near.id
-    assert (a.c["upstream_tx"], a.c["upstream_no_gateway"]) == (2, 0)
+    assert (counts(a)["upstream_tx"], counts(a)["upstream_no_gateway"]) == (2, 0)
 
 
 def test_upstream_without_a_gateway_falls_back_to_a_broadcast(tmp_path: Path) -> None:
@@ -108,11 +106,15 @@ def test_upstream_without_a_gateway_falls_back_to_a_broadcast(tmp_path: Path) ->
     assert a.port.send_upstream(msg.TX, TX)
     f = _own(a, msg.TX)
     assert f.dest is None and f.hop_limit == a.hop_limit
-    assert (a.c["upstream_tx"], a.c["upstream_no_gateway"]) == (1, 1)
+    assert (counts(a)["upstream_tx"], counts(a)["upstream_no_gateway"]) == (1, 1)
     # a refused message counts as nothing
     assert not a.port.send_upstream(msg.TX, {0: "not bytes"})
     assert not a.port.send_upstream(msg.PING, {0: 1})
-    assert (a.c["upstream_tx"], a.c["upstream_no_gateway"], a.c["app_tx"]) == (1, 1, 1)
+    assert (counts(a)["upstream_tx"], counts(a)["upstream_no_gateway"], counts(a)["app_tx"]) == (
+        1,
+        1,
+        1,
+    )
 
 
 # ------------------------------------------------------------------- through meshsim

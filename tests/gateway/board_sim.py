@@ -42,14 +42,10 @@ import sys
 import termios
 import time
 import tty
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "shared"))
-
-from lorawire import airtime, link, uart  # noqa: E402
-from lorawire import frame as wireframe  # noqa: E402
-from lorawire.errors import DecodeError  # noqa: E402
+from lorawire import airtime, link, uart
+from lorawire import frame as wireframe
+from lorawire.errors import DecodeError
 
 DEFAULTS = {
     "node_id": "b0a4d00000000001",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from lorawire import messages
 from tools import procs
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
+SHARED = str(Path(__file__).resolve().parents[2] / "shared")  # lorawire, for the subprocess
 
 
 class BoardProc:
@@ -36,6 +38,10 @@ class BoardProc:
             json.dumps(self.cfg),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([SHARED, os.environ.get("PYTHONPATH", "")]),
+            },
             **procs.child_options(new_session=False),
         )
         self._reader = asyncio.create_task(self._read())

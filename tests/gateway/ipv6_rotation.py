@@ -26,6 +26,7 @@ from pathlib import Path
 
 from peerkit import fast_tuning, start_node, stop_node, wait_until
 
+from loragate.bans import net_target
 from loragate.manager import PeerManager
 from loragate.session import HandshakeFailed, PeerSession
 from loragate.transport import FrameStream
@@ -66,7 +67,7 @@ async def scenario(tmp: Path) -> dict[str, object]:
     gw = await start_node(tmp, "::", outbound_target=0, inbound_cap=128, tuning=tuning)
     try:
         rate = [await handshake_from(gw, a) for a in ATTACK]
-        ban = await gw.ban(BANNED[0], None, "test")
+        ban = await gw.ban(net_target(BANNED[0]), None, "test")
         refused_before = gw.stats["refused_banned"]
         banned = [await handshake_from(gw, a) for a in BANNED[1:]]
         honest = [await handshake_from(gw, a) for a in HONEST]
@@ -81,7 +82,7 @@ async def scenario(tmp: Path) -> dict[str, object]:
             "rate_attempts": len(rate),
             "refused_rate": gw.stats["refused_rate"],
             "rate_ban": [str(b.target) for b in gw.banman.bans() if "fd15" in str(b.target)],
-            "ban_target": ban["target"],
+            "ban_target": str(ban.target),
             "banned_accepted": sum(banned),
             "banned_attempts": len(banned),
             "refused_banned_after_ban": gw.stats["refused_banned"] - refused_before,

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from loragate.config import GatewayConfig
-from loragate.manager import ManagerTuning, PeerManager
+from loragate.liveview import RunningGatewayView
+from loragate.manager import PeerManager
+from loragate.metrics import GatewayMetrics
 from loragate.session import PeerSession
 from loragate.store import AsyncStore
+from loragate.tuning import ManagerTuning
 from lorawire import messages
 from lorawire.identity import Identity
 
@@ -51,6 +54,7 @@ async def start_node(
     validator: Callable[[str, bytes], bool | None] | None = None,
     tuning: ManagerTuning | None = None,
     identity: Identity | None = None,
+    metrics: GatewayMetrics | None = None,
     **cfg_kw: Any,
 ) -> PeerManager:
     cfg = make_cfg(tmp_path, name or host, host, **cfg_kw)
@@ -59,6 +63,7 @@ async def start_node(
         cfg,
         identity or Identity.generate(),
         store,
+        metrics,
         validator=validator,
         tuning=tuning or fast_tuning(),
     )
@@ -69,6 +74,18 @@ async def start_node(
 async def stop_node(m: PeerManager) -> None:
     await m.stop()
     await m.store.close()
+
+
+def view(m: PeerManager) -> RunningGatewayView:
+    """What the control socket of a gateway running `m` answers."""
+    return RunningGatewayView(m)
+
+
+def objects_of(m: PeerManager) -> list[tuple[str, bytes]]:
+    """(kind, payload) of every new valid object `m`'s relay accepts from now on."""
+    got: list[tuple[str, bytes]] = []
+    m.relay.on_object.add(lambda kind, payload, source: got.append((kind, payload)))
+    return got
 
 
 def endpoint(m: PeerManager) -> str:

@@ -37,26 +37,6 @@ def rand_ip(r: random.Random) -> str:
     return f"{r.randrange(1, 224)}.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(1, 255)}"
 
 
-# White-box helpers: where the book's hash puts an address (as Core's tests use FindAddressEntry).
-def tried_slot(am: AddrMan, addr: tuple[str, int]) -> tuple[int, int]:
-    info = am._find(addr)
-    assert info is not None
-    b = am._tried_bucket(info)
-    return b, am._position(False, b, info)
-
-
-def new_slot(am: AddrMan, addr: tuple[str, int], source: str) -> tuple[int, int]:
-    info = am._find(addr)
-    assert info is not None
-    b = am._new_bucket(info, source_group(source))
-    return b, am._position(True, b, info)
-
-
-def entries_in_new(am: AddrMan) -> list[tuple[int, int]]:
-    """(bucket, entry id) of every occupied new slot."""
-    return [(i // BUCKET_SIZE, nid) for i, nid in enumerate(am._new) if nid != -1]
-
-
 def test_add_select_and_counts() -> None:
     am = book()
     assert am.select(now=T0) is None
@@ -108,13 +88,12 @@ def test_one_source_cannot_take_more_than_its_bucket_share() -> None:
     before = len(honest)
     assert before > 1500
     attacker = "203.0.113.9"
-    attacker_ids = set()
+    told: set[tuple[str, int]] = set()
     for _ in range(10_000):
         addr = (rand_ip(r), 8333)
         am.add(addr, attacker, now=T0)
-        if addr in am:
-            attacker_ids.add(am._ids[addr])
-    flood = [(b, nid) for b, nid in entries_in_new(am) if nid in attacker_ids]
+        told.add(addr)
+    flood = [(b, a) for b, a in am.occupied("new") if a in told and a not in honest]
     assert len({b for b, _ in flood}) <= NEW_BUCKETS_PER_SOURCE_GROUP
     assert len(flood) <= NEW_BUCKETS_PER_SOURCE_GROUP * BUCKET_SIZE
     # Honest entries (one reference each, not terrible) are never overwritten.
@@ -128,7 +107,7 @@ def test_one_slash16_as_source_is_bounded_like_one_source() -> None:
     for _ in range(10_000):
         src = f"198.51.{r.randrange(256)}.{r.randrange(1, 255)}"  # many hosts, one /16
         am.add((rand_ip(r), 8333), src, now=T0)
-    buckets = {b for b, _ in entries_in_new(am)}
+    buckets = {b for b, _ in am.occupied("new")}
     assert am.new_count <= NEW_BUCKETS_PER_SOURCE_GROUP * BUCKET_SIZE
     assert len(buckets) <= NEW_BUCKETS_PER_SOURCE_GROUP
     # Addresses heard from elsewhere still get in: only those hashing into one of the
@@ -146,7 +125,7 @@ def test_one_group_spreads_over_few_tried_buckets() -> None:
     for a in addrs:
         if a in am:
             am.good(a, T0, test_before_evict=False)
-    tried_buckets = {i // BUCKET_SIZE for i, nid in enumerate(am._tried) if nid != -1}
+    tried_buckets = {b for b, _ in am.occupied("tried")}
     assert len(tried_buckets) <= TRIED_BUCKETS_PER_GROUP
     assert am.tried_count <= TRIED_BUCKETS_PER_GROUP * BUCKET_SIZE
     am.check_consistency()
@@ -160,7 +139,7 @@ def colliding_pair(am: AddrMan) -> tuple[tuple[str, int], tuple[str, int]]:
         am.add(a, f"{1 + i % 220}.9.9.9", now=T0)
         if a not in am:
             continue
-        slot = tried_slot(am, a)
+        slot = am.tried_slot(a)
         if slot in seen:
             return seen[slot], a
         seen[slot] = a
@@ -279,12 +258,12 @@ def test_terrible_occupant_is_overwritten() -> None:
         am.add(a, src, seen=T0 - 40 * 86400, now=T0)  # all terrible
         if a not in am:
             continue
-        slots[new_slot(am, a, src)] = a
+        slots[am.new_slot(a, src)] = a
     # A fresh address (same /16, same source -> same bucket) whose slot is held by a terrible one.
     for j in range(1, 250):
         a = (f"10.8.1.{j}", 1)
         am.add(a, src, now=T0)
-        am_slot = new_slot(am, a, src) if a in am else None
+        am_slot = am.new_slot(a, src) if a in am else None
         if am_slot is not None and am_slot in slots:
             assert a in am and slots[am_slot] not in am
             break
@@ -301,7 +280,7 @@ def test_fresh_occupant_is_kept() -> None:
         a = (f"10.8.0.{i}", 1)
         am.add(a, src, now=T0)
         if a in am:
-            taken[new_slot(am, a, src)] = a
+            taken[am.new_slot(a, src)] = a
     lost = 0
     for j in range(1, 250):
         a = (f"10.8.1.{j}", 1)
@@ -397,7 +376,7 @@ def test_persistence_round_trip(tmp_path) -> None:
     save_addrman(am, store)
     assert store.count_addresses() == len(am)
     # Incremental: only changed rows, and deletions, are written.
-    victim = next(iter(am._ids))
+    victim = am.addresses()[0]
     am.remove(victim)
     assert am.add(("203.0.113.50", 8333), "9.9.9.9", now=T0, kind="gateway", node_id=b"\x02" * 8)
     assert save_addrman(am, store) == 2
@@ -411,7 +390,7 @@ def test_persistence_round_trip(tmp_path) -> None:
     assert victim not in am2
     rec = am2.get(("203.0.113.50", 8333))
     assert rec is not None and rec.kind == "gateway" and rec.node_id == b"\x02" * 8
-    for addr in list(am._ids)[:200]:
+    for addr in am.addresses()[:200]:
         a, b = am.get(addr), am2.get(addr)
         assert a == b
     am2.check_consistency()

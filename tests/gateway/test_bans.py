@@ -194,7 +194,8 @@ def test_tracking_tables_bounded() -> None:
         bm.misbehaving("replay", host=f"10.{r.randrange(256)}.{i % 256}.1", now=T0 + i)
     for _ in range(10):
         bm.misbehaving("replay", node_id=NODE, now=T0)
-    assert len(bm._points) <= 50 and len(bm._evidence) <= 50
+    sizes = bm.sizes()
+    assert sizes["points"] <= 50 and sizes["evidence"] <= 50 and sizes["counts"] <= 50
     assert len(bm.evidence(node_target(NODE))) == 3
 
 
@@ -204,4 +205,4 @@ def test_expiry_heap_stays_bounded_under_churn() -> None:
     for i in range(2000):
         bm.ban(t, now=T0 + i, duration_s=H)
         bm.unban(t, now=T0 + i)
-    assert len(bm._expiry) <= 2 * len(bm) + 65
+    assert bm.sizes()["expiry"] <= 2 * len(bm) + 65

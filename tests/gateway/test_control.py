@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from viewkit import LiveView
 
-from loragate.bans import BanManager, Misbehaviour, parse_target
+from loragate.bans import Misbehaviour
 from loragate.control import (
     MAX_REQUEST,
     ControlError,
@@ -23,110 +24,13 @@ from loragate.control import (
     call,
     parse_request,
 )
-from loragate.store import AsyncStore
 from loragate.view import (
-    BanInfo,
     PeerInfo,
     StatusInfo,
-    UnbanInfo,
     ViewError,
-    ban_info,
-    check_target,
 )
 
 NODE_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
-
-
-def peer(node: str, address: str | None, kind: str, direction: str, score: float) -> PeerInfo:
-    return PeerInfo(
-        node_id=node,
-        address=address,
-        kind=kind,
-        state="connected",
-        direction=direction,
-        score=score,
-        latency_ms=12.5 if address else None,
-        rssi=None if address else -97.0,
-        snr=None if address else 6.5,
-        hops=None if address else 2,
-        connected_since=time.time() - 300,
-        last_seen=time.time(),
-        bytes_in=1234,
-        bytes_out=5678,
-        group="ipv4 127.2.0.0/16" if address else "mesh 0102030405060708",
-    )
-
-
-class LiveView:
-    """A real running-gateway view for tests: a BanManager persisted through AsyncStore.
-
-    It is what the peer manager will do, minus connections: bans go to memory and to the
-    SQLite file at once, peers are a fixed list.
-    """
-
-    def __init__(self, store: AsyncStore, bm: BanManager, db: Path) -> None:
-        self.store = store
-        self.bm = bm
-        self.db = db
-        self.started = time.time()
-        self.calls = 0
-        self.peer_list = [
-            peer("b1b2b3b4b5b6b7b8", "127.2.0.5:8333", "full", "out", 71.5),
-            peer("c1c2c3c4c5c6c7c8", "127.3.0.9:40211", "light", "in", 48.0),
-            peer("d1d2d3d4d5d6d7d8", None, "mesh", "mesh", 55.25),
-        ]
-
-    @classmethod
-    async def open(cls, db: Path) -> LiveView:
-        store = await AsyncStore.open(db)
-        bans, counts = await store.load_bans()
-        bm = BanManager(sink=store)
-        bm.restore(bans, counts)
-        return cls(store, bm, db)
-
-    async def close(self) -> None:
-        await self.store.close()
-
-    async def peers(self) -> list[PeerInfo]:
-        self.calls += 1
-        return list(self.peer_list)
-
-    async def bans(self) -> list[BanInfo]:
-        self.calls += 1
-        now = time.time()
-        return [
-            ban_info(b, list(reversed(self.bm.evidence(b.target))))
-            for b in self.bm.bans()
-            if b.active(now)
-        ]
-
-    async def status(self) -> StatusInfo:
-        self.calls += 1
-        return StatusInfo(
-            state="running",
-            node_id="e1e2e3e4e5e6e7e8",
-            version="test",
-            uptime_s=time.time() - self.started + 3725,
-            listen="127.0.0.1:18333",
-            peers_total=3,
-            peers_by_kind={"full": 1, "light": 1, "mesh": 1},
-            peers_by_direction={"in": 1, "out": 1, "mesh": 1},
-            addrman_new=120,
-            addrman_tried=7,
-            bans_active=len(self.bm),
-            relayed={"tx": 10, "block": 2, "inv": 40},
-            airtime={"used_ms": 1200.0, "budget_ms": 36000.0, "window_s": 3600.0},
-            database=str(self.db),
-        )
-
-    async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo:
-        t = parse_target(check_target(target))
-        b = self.bm.ban(t, duration_s=duration_s, permanent=duration_s is None, reason=reason)
-        return ban_info(b, self.bm.evidence(t))
-
-    async def unban(self, target: str) -> UnbanInfo:
-        t = parse_target(check_target(target))
-        return UnbanInfo(target=str(t), removed=self.bm.unban(t))
 
 
 class BrokenView(LiveView):
@@ -138,13 +42,12 @@ class BrokenView(LiveView):
 
 
 @pytest.fixture
-async def live(tmp_path: Path):
-    view = await LiveView.open(tmp_path / "gw.sqlite3")
+async def live(tmp_path: Path, live_view):
+    view = await live_view(tmp_path / "gw.sqlite3")
     server = ControlServer(view, tmp_path / "control.sock", request_timeout_s=0.5)
     await server.start()
     yield view, server
     await server.close()
-    await view.close()
 
 
 async def raw(path: Path, payload: bytes, read_all: bool = False) -> list[dict[str, Any]]:
@@ -265,7 +168,7 @@ async def test_stalled_request_times_out_and_slot_is_freed(live, tmp_path: Path)
     assert time.monotonic() - t0 < 3
     assert answers[0]["ok"] is False and "within" in answers[0]["error"]
     _, server = live
-    assert not server._handlers
+    assert server.clients == 0
     assert (await call(sock, "status"))["state"] == "running"
 
 
@@ -280,8 +183,8 @@ async def test_concurrent_clients(live, tmp_path: Path) -> None:
     assert len(await call(sock, "bans")) == 10
 
 
-async def test_too_many_clients_get_an_error(tmp_path: Path) -> None:
-    view = await LiveView.open(tmp_path / "db.sqlite3")
+async def test_too_many_clients_get_an_error(tmp_path: Path, live_view) -> None:
+    view = await live_view(tmp_path / "db.sqlite3")
     sock = tmp_path / "c.sock"
     async with ControlServer(view, sock, max_clients=2, request_timeout_s=2):
         idle = [await asyncio.open_unix_connection(str(sock)) for _ in range(2)]
@@ -292,11 +195,10 @@ async def test_too_many_clients_get_an_error(tmp_path: Path) -> None:
             w.close()
         await asyncio.sleep(0.05)
         assert (await call(sock, "status"))["state"] == "running"
-    await view.close()
 
 
-async def test_view_errors_become_error_answers(tmp_path: Path) -> None:
-    view = await BrokenView.open(tmp_path / "db.sqlite3")
+async def test_view_errors_become_error_answers(tmp_path: Path, live_view) -> None:
+    view = await live_view(tmp_path / "db.sqlite3", BrokenView)
     sock = tmp_path / "c.sock"
     async with ControlServer(view, sock):
         with pytest.raises(ControlError) as err:
@@ -305,7 +207,6 @@ async def test_view_errors_become_error_answers(tmp_path: Path) -> None:
         with pytest.raises(ControlError, match="no peers for you"):
             await call(sock, "peers")
         assert await call(sock, "bans") == []
-    await view.close()
 
 
 async def test_refuses_to_start_over_a_live_gateway(live, tmp_path: Path) -> None:
@@ -316,8 +217,8 @@ async def test_refuses_to_start_over_a_live_gateway(live, tmp_path: Path) -> Non
     assert (await call(tmp_path / "control.sock", "status"))["state"] == "running"
 
 
-async def test_stale_socket_is_replaced_and_other_files_refused(tmp_path: Path) -> None:
-    view = await LiveView.open(tmp_path / "db.sqlite3")
+async def test_stale_socket_is_replaced_and_other_files_refused(tmp_path: Path, live_view) -> None:
+    view = await live_view(tmp_path / "db.sqlite3")
     sock = tmp_path / "c.sock"
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(sock))  # a socket file nobody listens on: a killed gateway's
@@ -333,7 +234,6 @@ async def test_stale_socket_is_replaced_and_other_files_refused(tmp_path: Path) 
     with pytest.raises(ControlError, match="not a socket"):
         await ControlServer(view, plain).start()
     assert plain.read_text() == "not a socket"
-    await view.close()
 
 
 async def test_call_without_gateway(tmp_path: Path) -> None:
@@ -357,11 +257,10 @@ async def test_bans_reach_the_database(live, tmp_path: Path) -> None:
     assert {str(b.target) for b in stored} == set(by_target)
 
 
-async def test_socket_path_too_long(tmp_path: Path) -> None:
+async def test_socket_path_too_long(tmp_path: Path, live_view) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    view = await LiveView.open(tmp_path / "db.sqlite3")
+    view = await live_view(tmp_path / "db.sqlite3")
     with pytest.raises(ControlError, match="longer than 107 bytes"):
         await ControlServer(view, deep / "control.sock").start()
     with pytest.raises(GatewayNotRunning):  # so the CLI falls back to the database
         await call(deep / "control.sock", "status")
-    await view.close()

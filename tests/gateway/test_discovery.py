@@ -423,7 +423,7 @@ async def test_advertiser_with_own_zeroconf_is_closed_on_stop() -> None:
     try:
         await browser.start()
         await advertiser.start()
-        own_zc = advertiser._aiozc
+        own_zc = advertiser.zeroconf
         assert own_zc is not None
         await _until(
             lambda: ([("127.0.0.1", 41003)], "127.0.0.1", "full") in calls, 10.0, "the service"
@@ -457,7 +457,7 @@ async def test_two_gateways_find_each_other_and_not_themselves(tmp_path: Path) -
             assert not any(("127.0.0.1", ports[me]) in addrs for addrs, _, _ in sinks[me][0]), (
                 "a gateway discovered itself"
             )
-        zcs = [node._aiozc for node in nodes]
+        zcs = [node.zeroconf for node in nodes]
     finally:
         for node in nodes:
             await node.stop()
@@ -477,7 +477,7 @@ async def test_name_conflict_leaves_browsing_running(tmp_path: Path) -> None:
         await holder.start()
         await discovery.start()  # our name is taken: logged, not raised
         assert discovery.mdns_running
-        assert discovery._advertiser is None
+        assert not discovery.advertising
     finally:
         await discovery.stop()
         await holder.stop()

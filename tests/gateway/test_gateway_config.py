@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from loragate.config import ConfigError, load, parse_endpoint
+from loragate.bans import BanManager, BanPolicy, Misbehaviour, node_target, policy_from
+from loragate.config import MISBEHAVIOUR_POINTS, ConfigError, ScoreSettings, load, parse_endpoint
+from loragate.scoring import DEFAULT_WEIGHTS, weights_from
 
 
 def test_defaults_need_no_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -54,6 +56,10 @@ INVALID = [
     ("serial_baud = 300", "serial_baud=300 is outside"),
     ('dns_resolver = "8.8.8.8"', "dns_resolver='8.8.8.8' must be IP:PORT"),
     ("listen_port = ", "is not valid TOML"),
+    ("[bans.points]\nforgery = 5", "unknown misbehaviour bans.points.forgery (known: bad_sig"),
+    ("[bans.points]\nreplay = -1", "bans.points.replay=-1 is outside"),
+    ('[bans.points]\nreplay = "10"', "bans.points.replay='10' must be an integer"),
+    ("[bans]\npoints = 3", "[bans.points] must be a table of misbehaviour = points"),
 ]
 
 
@@ -85,3 +91,25 @@ def test_network_key_from_file(tmp_path: Path) -> None:
     key_file.write_text("zz")
     with pytest.raises(ConfigError, match="network_key_file must be 64 hex digits"):
         cfg.network_key_bytes()
+
+
+def test_the_price_list_is_a_setting_merged_over_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[bans]\npoints_half_life_s = 600\n[bans.points]\nbad_signature = 60\n")
+    cfg = load(path)
+    assert cfg.bans.points == {**MISBEHAVIOUR_POINTS, "bad_signature": 60}
+    policy = policy_from(cfg.bans)
+    assert policy.points[Misbehaviour.BAD_SIGNATURE] == 60 and policy.points_half_life_s == 600
+    bm = BanManager(policy)
+    node = bytes.fromhex("0102030405060708")
+    assert not bm.misbehaving(Misbehaviour.BAD_SIGNATURE, node_id=node, now=0.0)
+    assert bm.points(node_target(node), now=0.0) == 60  # not the default 100: no ban yet
+    assert bm.misbehaving(Misbehaviour.BAD_SIGNATURE, node_id=node, now=0.0)
+
+
+def test_defaults_are_defined_once_in_the_config() -> None:
+    # Every misbehaviour type has a price, and the list names no other.
+    assert set(MISBEHAVIOUR_POINTS) == {m.value for m in Misbehaviour}
+    assert policy_from(load().bans) == BanPolicy()  # the policy's defaults are the config's
+    assert weights_from(ScoreSettings()) == DEFAULT_WEIGHTS
+    assert DEFAULT_WEIGHTS.half_life_s == ScoreSettings().half_life_s

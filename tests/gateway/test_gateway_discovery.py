@@ -10,7 +10,7 @@ from dns_server import DnsServer
 
 from loragate.config import load
 from loragate.control import call
-from loragate.manager import run_gateway
+from loragate.runner import run_gateway
 
 ZONE = {"seed.lorachain.test.": ["127.41.0.1", "127.42.0.1", "127.43.0.1"]}
 

@@ -21,10 +21,17 @@ from pathlib import Path
 import pytest
 
 from loragate import config
-from loragate.bans import Ban, BanManager, BanPolicy, BanTarget, Misbehaviour, net_target
+from loragate.bans import (
+    Ban,
+    BanManager,
+    BanPolicy,
+    BanTarget,
+    Misbehaviour,
+    net_target,
+    policy_from,
+)
 from loragate.netgroup import peer_network
 from loragate.ratelimit import AddressBuckets
-from loragate.view import ban_policy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -97,7 +104,8 @@ def test_the_peer_network_of_an_address(host: str, network: str) -> None:
 def test_prefix_lengths_come_from_the_config(tmp_path) -> None:
     path = tmp_path / "gw.toml"
     path.write_text("[peer_prefix]\nipv4 = 24\nipv6 = 56\n")
-    policy = ban_policy(config.load(path))
+    cfg = config.load(path)
+    policy = policy_from(cfg.bans, cfg.peer_prefix)
     bm = BanManager(policy)
     assert str(bm.address_target("192.0.2.7")) == "192.0.2.0/24"
     assert str(bm.address_target("2001:db8:0:ff::1")) == "2001:db8::/56"
@@ -138,7 +146,7 @@ def test_a_single_address_ban_from_an_older_gateway_is_still_found_and_lifted() 
 
 
 def test_connection_buckets_are_per_peer_network_and_bounded() -> None:
-    b = AddressBuckets(rate=0.0001, burst=3, max_buckets=4)
+    b = AddressBuckets(rate=0.0001, burst=3, maxlen=4)
     took = [b.take(f"2001:db8::{i:x}", now=0) for i in range(1, 10)]
     assert took == [True] * 3 + [False] * 6  # one /64, one burst
     assert b.take("2001:db8:0:1::1", now=0)  # the next /64 has its own

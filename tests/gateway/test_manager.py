@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from peerkit import drain, endpoint, fast_tuning, start_node, stop_node, wait_until
+from peerkit import drain, endpoint, fast_tuning, start_node, stop_node, view, wait_until
 
 from loragate.bans import net_target, node_target
 from loragate.events import EventKind
 from loragate.manager import RECORD_SEQ_KEY
+from loragate.scoring import node_key
 from loragate.session import PRIO_CONTROL, HandshakeFailed, PeerSession
 from loragate.store import AsyncStore
 from loragate.transport import FrameStream
@@ -64,7 +65,7 @@ async def test_pex_spreads_signed_records(tmp_path) -> None:
         await wait_until(lambda: a.book.get(c.listen_addr) is not None)
         rec = a.book.get(c.listen_addr)
         assert rec is not None and rec.node_id == c.identity.id and rec.kind == "gateway"
-        assert c.identity.id in a._records and b.identity.id in a._records
+        assert c.identity.id in a.records and b.identity.id in a.records
         found = [e for e in drain(sub) if e.kind == EventKind.DISCOVERED]
         assert any(e.details["address"] == endpoint(c) for e in found)
         assert a.book.get(a.listen_addr) is None  # never our own address
@@ -109,24 +110,25 @@ async def test_manual_ban_and_unban_through_the_view(tmp_path) -> None:
     try:
         s = await raw_client(g, "127.32.0.1")
         await wait_until(lambda: g.peer_count == 1)
-        peers = await g.peers()
+        v = view(g)
+        peers = await v.peers()
         assert peers[0]["node_id"] == s.identity.hex_id() and peers[0]["direction"] == "in"
         assert peers[0]["group"] == "ipv4 127.32.0.0/16"
-        info = await g.ban("127.32.0.0/16", 60.0, "testing")
+        info = await v.ban("127.32.0.0/16", 60.0, "testing")
         assert info["target"] == "127.32.0.0/16" and info["manual"]
         await wait_until(lambda: s.closed and g.peer_count == 0)
         kinds = [e.kind for e in drain(sub)]
         assert EventKind.BANNED in kinds and EventKind.DISCONNECTED in kinds
-        assert [b["target"] for b in await g.bans()] == ["127.32.0.0/16"]
-        status = await g.status()
+        assert [b["target"] for b in await v.bans()] == ["127.32.0.0/16"]
+        status = await v.status()
         assert status["bans_active"] == 1 and status["state"] == "running"
-        out = await g.unban("127.32.0.0/16")
+        out = await v.unban("127.32.0.0/16")
         assert out == {"target": "127.32.0.0/16", "removed": True}
         assert EventKind.UNBANNED in [e.kind for e in drain(sub)]
         s2 = await raw_client(g, "127.32.0.1")
         await wait_until(lambda: g.peer_count == 1)
         await s2.close()
-        assert (await g.unban("127.32.0.0/16"))["removed"] is False
+        assert (await v.unban("127.32.0.0/16"))["removed"] is False
     finally:
         await stop_node(g)
 
@@ -182,11 +184,11 @@ async def test_mesh_announcement_entry_point(tmp_path) -> None:
         raw = encode_record({"kind": KIND_MESH, "seq": 5, "mesh": (1, 9)}, node)
         rec = g.add_mesh_announcement(raw, bridge, rssi=-90.0, snr=5.0, hops=2)
         assert rec is not None and rec.id == node.id
-        peers = await g.peers()
+        peers = await view(g).peers()
         mesh = [p for p in peers if p["direction"] == "mesh"]
         assert mesh and mesh[0]["rssi"] == -90.0 and mesh[0]["hops"] == 2
         assert mesh[0]["group"] == "mesh " + bridge.hex()
-        assert g._scores[f"node:{node.id.hex()}"].rssi == -90.0
+        assert g.scores.get(node_key(node.id)).rssi == -90.0
         # A stale copy (lower sequence) is refused; a re-heard copy only refreshes.
         older = encode_record({"kind": KIND_MESH, "seq": 4, "mesh": (1, 9)}, node)
         assert g.add_mesh_announcement(older, bridge, -80.0, 6.0, 1) is None
@@ -204,7 +206,7 @@ async def test_mesh_announcement_entry_point(tmp_path) -> None:
         bad[3] = 2  # new sequence, old signature
         assert g.add_mesh_announcement(bad, bridge, -100.0, 0.0, 3) is None
         assert any(e.kind == EventKind.DISCOVERED for e in drain(sub))
-        assert (await g.status())["peers_by_direction"].get("mesh") == 2
+        assert (await view(g).status())["peers_by_direction"].get("mesh") == 2
     finally:
         await stop_node(g)
 

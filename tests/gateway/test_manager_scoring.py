@@ -8,6 +8,7 @@ import time
 
 from peerkit import SlowPong, drain, fast_tuning, start_node, stop_node, wait_until
 
+from loragate.bans import net_target
 from loragate.events import EventKind
 from loragate.netgroup import group_of
 from loragate.session import PRIO_TX, HandshakeFailed, PeerSession
@@ -39,7 +40,7 @@ async def client(
 
 
 def peer_of(m, ident: Identity):  # noqa: ANN001, ANN201
-    return m._by_id[ident.id]
+    return m.peer(ident.id)
 
 
 async def test_low_score_inbound_peer_is_evicted_before_a_younger_better_one(tmp_path) -> None:
@@ -59,7 +60,7 @@ async def test_low_score_inbound_peer_is_evicted_before_a_younger_better_one(tmp
         # Order the /16s by the gateway's keyed group rank: fillers take the 4 highest
         # (group protection), bad and good share the lowest.
         octets = sorted(
-            range(121, 140), key=lambda o: g.policy._group_rank(group_of(f"127.{o}.0.1"))
+            range(121, 140), key=lambda o: g.policy.group_rank(group_of(f"127.{o}.0.1"))
         )
         low, fillers = octets[0], octets[-14:]
         for o in fillers:  # fast and oldest: ping and uptime protection cover them
@@ -126,13 +127,14 @@ async def test_throughput_is_sampled_in_maintenance(tmp_path) -> None:
         for i in range(10):
             busy.send(messages.TX, {0: bytes([i]) * 1000}, PRIO_TX)
         await wait_until(lambda: g.relay.received["tx"] == 10)
-        await g.maintain()
+        await g.maintainer.maintain()
         score = g.score_for(peer_of(g, busy.identity).score_key)
         bps = score.throughput_bps
         assert bps is not None and bps > 0
-        ref = g.weights.throughput_ref_bps
+        w = g.scores.weights
+        ref = w.throughput_ref_bps
         assert score.latency_ms is not None
-        lat = g.weights.latency_ref_ms / (g.weights.latency_ref_ms + score.latency_ms)
+        lat = w.latency_ref_ms / (w.latency_ref_ms + score.latency_ms)
         # Performance is now the mean of the latency and throughput terms.
         assert abs(score.components()[1] - (lat + bps / (bps + ref)) / 2) < 1e-9
         assert score.components()[1] != before
@@ -159,7 +161,7 @@ async def test_maintenance_emits_score_changes(tmp_path) -> None:
         start = peer_of(g, s.identity).slot.score
         s.send(messages.TX, {0: b"bad one"}, PRIO_TX)
         await wait_until(lambda: g.relay.invalid == 1)
-        await g.maintain()
+        await g.maintainer.maintain()
         events = drain(sub)
         assert EventKind.CONNECTED in [e.kind for e in events]
         changed = [e for e in events if e.kind == EventKind.SCORE_CHANGED]
@@ -167,12 +169,12 @@ async def test_maintenance_emits_score_changes(tmp_path) -> None:
         first = changed[0].details["score"]
         assert abs(first - start) >= 1
         assert abs(peer_of(g, s.identity).slot.score - first) < 0.01
-        await g.maintain()  # nothing moved since: no new event
+        await g.maintainer.maintain()  # nothing moved since: no new event
         assert not [e for e in drain(sub) if e.kind == EventKind.SCORE_CHANGED]
         for i in range(3):  # more invalid data: the score falls, and that is reported
             s.send(messages.TX, {0: b"bad %d" % i}, PRIO_TX)
         await wait_until(lambda: g.relay.invalid == 4)
-        await g.maintain()
+        await g.maintainer.maintain()
         changed = [e for e in drain(sub) if e.kind == EventKind.SCORE_CHANGED]
         assert len(changed) == 1 and changed[0].details["score"] <= first - 1
         await s.close()
@@ -186,7 +188,7 @@ async def test_short_ban_expires_in_maintenance(tmp_path) -> None:
     )
     sub = g.bus.subscribe()
     try:
-        await g.ban("127.151.0.1", 0.3, "short")
+        await g.ban(net_target("127.151.0.1"), 0.3, "short")
         try:
             s = await client(g, "127.151.0.1")
         except HandshakeFailed:
@@ -196,7 +198,7 @@ async def test_short_ban_expires_in_maintenance(tmp_path) -> None:
             raise AssertionError("banned address completed a handshake")
         assert g.stats["refused_banned"] == 1
         await asyncio.sleep(0.35)
-        await g.maintain()
+        await g.maintainer.maintain()
         unbanned = [e for e in drain(sub) if e.kind == EventKind.UNBANNED]
         assert [e.details["reason"] for e in unbanned] == ["expired"]
         assert "127.151.0.1" in unbanned[0].details["target"]
@@ -227,10 +229,10 @@ async def test_rebalance_drops_the_worst_outbound_peer(tmp_path) -> None:
         assert all(s.outbound for s in g.slots())
         p2.submit_local("tx", b"bad from p2")  # announced, fetched, rejected by g
         await wait_until(lambda: g.relay.invalid == 1)
-        await g.maintain()
+        await g.maintainer.maintain()
         assert g.peer_count == 2  # at the target: nothing to rebalance
         g.cfg.outbound_target = g.policy.outbound_target = 1
-        await g.maintain()
+        await g.maintainer.maintain()
         assert g.connected_ids() == {p1.identity.id}
         gone = [e for e in drain(sub) if e.kind == EventKind.DISCONNECTED]
         assert [(e.details["node_id"], e.details["reason"]) for e in gone] == [
@@ -258,8 +260,8 @@ async def test_peer_stats_persist_in_maintenance_and_reload(tmp_path) -> None:
             s.send(messages.TX, {0: b"tx %d" % i}, PRIO_TX)
         await wait_until(lambda: g.relay.received["tx"] == 3)
         key = f"node:{s.identity.id.hex()}"
-        await g.maintain(persist=True)
-        kept = g._scores[key].to_dict()
+        await g.maintainer.maintain(persist=True)
+        kept = g.scores.get(key).to_dict()
         # Written while the gateway runs: a second connection to the file sees the row.
         reader = await AsyncStore.open(g.cfg.db_path)
         try:
@@ -273,7 +275,8 @@ async def test_peer_stats_persist_in_maintenance_and_reload(tmp_path) -> None:
     t0 = time.time()
     g2 = await start_node(tmp_path, "127.155.0.1", name="g", identity=ident, outbound_target=0)
     try:
-        score = g2._scores[key]
+        score = g2.scores.get(key)
+        assert score is not None
         assert score.valid >= 3 * 0.99 and score.hs_ok > 0.99
         assert score.updated <= t0
     finally:

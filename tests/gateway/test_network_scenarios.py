@@ -67,14 +67,16 @@ async def test_fifty_gateways_connect_and_gossip(tmp_path) -> None:
         for n in nodes:  # a few bootstrap addresses each; PEX spreads the rest
             others = rng.sample([m for m in nodes if m is not n], 3)
             n.add_addresses([m.listen_addr for m in others])
-        await wait_until(lambda: all(n.peer_count >= 4 for n in nodes), timeout=90)
+        # 50 gateways share one event loop: on a loaded machine this takes minutes, and
+        # the deadline only guards against never converging (not a speed goal).
+        await wait_until(lambda: all(n.peer_count >= 4 for n in nodes), timeout=240)
         for n in nodes:
             outs = [s for s in n.slots() if s.outbound]
             groups = [s.group for s in outs]
             assert len(set(groups)) == len(groups)  # one /16 each: no group twice
             assert len(outs) <= 4
         h = nodes[0].submit_local("tx", b"a transaction for everybody")
-        await wait_until(lambda: all(n.relay.has(h) for n in nodes), timeout=30)
+        await wait_until(lambda: all(n.relay.has(h) for n in nodes), timeout=120)
         # Gossip, not flooding: every node received the object exactly once.
         assert all(n.relay.received["tx"] == 1 for n in nodes[1:])
         # PEX taught nodes more than their three bootstrap addresses.
@@ -111,7 +113,7 @@ async def test_outbound_stays_diverse_when_one_group_announces_10000(tmp_path, s
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             outs = [s for s in me.slots() if s.outbound]
-            pending = [s for s in me._pending_out.values() if not s.feeler]
+            pending = [s for s in me.connector.pending_out.values() if not s.feeler]
             in_group = sum(1 for s in outs + pending if s.group == attacker_group)
             max_seen = max(max_seen, in_group)
             assert in_group <= me.cfg.max_outbound_per_group
@@ -131,7 +133,7 @@ RUNNER = """
 import asyncio, sys
 from pathlib import Path
 from loragate.config import GatewayConfig
-from loragate.manager import run_gateway
+from loragate.runner import run_gateway
 cfg = GatewayConfig(data_dir=Path(sys.argv[1]), listen_host=sys.argv[2],
                     listen_port=int(sys.argv[3]), handshake_timeout_s=5.0)
 asyncio.run(run_gateway(cfg))
@@ -294,8 +296,8 @@ async def test_eviction_protects_the_documented_peers(tmp_path) -> None:
             )
         await wait_until(lambda: g.peer_count == cap)
         await wait_until(lambda: g.relay.received["tx"] == 4 and g.relay.received["block"] == 4)
-        await wait_until(lambda: all(p.session.min_ping_ms is not None for p in g._peers.values()))
-        for p in g._peers.values():
+        await wait_until(lambda: all(p.session.min_ping_ms is not None for p in g.table))
+        for p in g.table:
             p.slot.min_ping_ms = p.session.min_ping_ms
         newcomer = await raw_client(g.listen_addr, "127.201.0.1")
         await wait_until(lambda: newcomer.node_id is not None and g.peer_count == cap)

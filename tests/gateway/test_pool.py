@@ -46,7 +46,7 @@ def test_backoff_table_is_bounded() -> None:
     backoff = Backoff(capacity=100)
     for i in range(1000):
         backoff.failed((f"127.0.{i // 250}.{i % 250}", 1), NOW)
-    assert len(backoff._state) == 100
+    assert len(backoff) == 100
 
 
 def _book_with(groups: dict[str, int]) -> AddrMan:
@@ -87,10 +87,12 @@ def test_banned_and_backing_off_addresses_are_not_picked() -> None:
 
 
 def test_preferred_kinds_win_when_present() -> None:
-    book = AddrMan(rng=random.Random(5))
+    # A fixed secret: with a random one the 40 addresses from one source can, about one
+    # run in a hundred, take the slot the gateway's address hashes to.
+    book = AddrMan(bytes(range(16)), rng=random.Random(5))
     for i in range(1, 40):
         book.add((f"127.{i}.0.1", 8333), source="127.200.0.1", kind="light", now=NOW)
-    book.add(("127.99.0.1", 8333), source="127.200.0.1", kind="gateway", now=NOW)
+    assert book.add(("127.99.0.1", 8333), source="127.200.0.1", kind="gateway", now=NOW)
     policy = ConnectionPolicy(8, 32, 2, ["gateway"])
     record = policy.pick_outbound(book, [], Backoff(), lambda h: False, NOW)
     assert record is not None and record.kind == "gateway"

@@ -6,7 +6,7 @@ import asyncio
 
 from hypothesis import given
 from hypothesis import strategies as st
-from peerkit import endpoint, start_node, stop_node, wait_until
+from peerkit import endpoint, objects_of, start_node, stop_node, view, wait_until
 
 from loragate.bans import node_target
 from loragate.events import EventKind
@@ -28,11 +28,10 @@ async def chain(tmp_path, validator=None, **kw):  # noqa: ANN001, ANN201
 async def test_tx_from_a_reaches_c_through_b_once(tmp_path) -> None:
     a, b, c = await chain(tmp_path)
     try:
-        got_c: list[bytes] = []
-        c.on_object = lambda kind, payload, src: got_c.append(payload)
+        got_c = objects_of(c)
         h = a.submit_local("tx", b"tx-1")
         await wait_until(lambda: c.relay.has(h))
-        assert got_c == [b"tx-1"]
+        assert got_c == [("tx", b"tx-1")]
         assert c.relay.get(h) == b"tx-1"
         assert a.connected_ids() == {b.identity.id}  # there is no direct A-C link
         assert b.relay.relayed["tx"] == 1  # B served it to C once
@@ -44,14 +43,15 @@ async def test_tx_from_a_reaches_c_through_b_once(tmp_path) -> None:
         await wait_until(lambda: b.relay.duplicates >= 1)
         await asyncio.sleep(0.2)
         assert b.relay.relayed["tx"] == 1 and b.relay.relayed["inv"] == inv_before
-        assert got_c == [b"tx-1"]
+        assert got_c == [("tx", b"tx-1")]
         # A block takes the same path.
         hb = a.submit_local("block", b"block-1")
         await wait_until(lambda: c.relay.has(hb))
         assert b.relay.relayed["block"] == 1
         # B kept the GETDATA response time of A for A's score.
-        peer_a = next(p for p in b._peers.values() if p.session.node_id == a.identity.id)
-        assert b._scores[peer_a.score_key].response_ms is not None
+        peer_a = b.peer(a.identity.id)
+        assert peer_a is not None
+        assert b.scores.get(peer_a.score_key).response_ms is not None
         # Useful-data marks feed eviction protection.
         assert peer_a.slot.last_tx_at is not None and peer_a.slot.last_block_at is not None
     finally:
@@ -90,7 +90,7 @@ async def test_invalid_tx_earns_points_then_ban(tmp_path) -> None:
         # A keeps redialling its manual peer; B refuses it before any handshake.
         await wait_until(lambda: b.stats["refused_banned"] >= 1)
         assert a.identity.id not in b.connected_ids()
-        bans = await b.bans()
+        bans = await view(b).bans()
         assert {x["target"] for x in bans} == {str(target), "127.1.0.1"}
     finally:
         for m in (a, b, c):
@@ -100,6 +100,9 @@ async def test_invalid_tx_earns_points_then_ban(tmp_path) -> None:
 class FakePeer:
     """Records what the relay sends (a unit check of the store bounds; the network
     behaviour is covered above)."""
+
+    node_id = None
+    host = None
 
     def __init__(self, serial: int) -> None:
         self.serial = serial
@@ -118,7 +121,7 @@ def test_object_store_and_seen_cache_are_bounded() -> None:
         hs = [r.submit_local("tx", b"%03d-payload" % i) for i in range(60)]  # 11 bytes each
         assert r.object_count == held and r.object_bytes == held * entry
         assert r.get(hs[-1]) is not None and r.get(hs[-held - 1]) is None
-        assert len(r._seen) == 50
+        assert r.seen_count == 50
 
 
 def test_blocks_announced_before_transactions() -> None:
@@ -160,8 +163,8 @@ def test_relay_tables_never_exceed_capacity(objects: list[tuple[str, bytes]]) ->
     for kind, payload in objects:
         h = r.submit_local(kind, payload)
         assert r.has(h)
-        assert r.object_count <= 8 and r.object_bytes <= max_bytes and len(r._seen) <= 20
-        assert len(r._peers[1].known) <= 10
+        assert r.object_count <= 8 and r.object_bytes <= max_bytes and r.seen_count <= 20
+        assert r.known_count(p) <= 10
     # Asking for everything returns only what is still held, each at most once.
     items = [[KIND_CODES[k], object_hash(v)] for k, v in objects][-32:]
     p.sent.clear()

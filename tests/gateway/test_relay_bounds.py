@@ -13,7 +13,7 @@ import os
 import tracemalloc
 
 import pytest
-from peerkit import endpoint, start_node, stop_node, wait_until
+from peerkit import endpoint, objects_of, start_node, stop_node, wait_until
 
 from loragate import config
 from loragate.bans import node_target
@@ -106,8 +106,7 @@ async def test_one_peer_sending_large_random_transactions_gets_nothing_relayed(t
     a = await start_node(tmp_path, "127.1.0.1", outbound_target=0, connect=[endpoint(b)])
     try:
         await wait_until(lambda: a.peer_count == 1 and b.peer_count == 2 and c.peer_count == 1)
-        got: list[int] = []
-        c.on_object = lambda kind, payload, src: got.append(len(payload))
+        got = objects_of(c)
         session = a.sessions()[0]
         sent = 200
         for _ in range(sent):  # 12 MB, within the frame, object and flood limits
@@ -115,7 +114,7 @@ async def test_one_peer_sending_large_random_transactions_gets_nothing_relayed(t
         await wait_until(lambda: b.relay.invalid >= sent, timeout=30.0)
         fits = os.urandom(RelaySettings().max_tx_bytes)
         session.send(messages.TX, {0: fits}, PRIO_TX)  # one that fits still goes through
-        await wait_until(lambda: got == [len(fits)])
+        await wait_until(lambda: got == [("tx", fits)])
         print(
             f"{sent} random 60 KB transactions from one peer: {b.relay.invalid} refused, "
             f"{b.relay.relayed['tx']} relayed, store {b.relay.object_bytes:,} bytes"

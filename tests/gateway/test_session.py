@@ -17,6 +17,7 @@ from loragate.session import (
     PRIO_TX,
     HandshakeFailed,
     PeerSession,
+    SendQueue,
     SessionLimits,
 )
 from loragate.transport import FrameStream
@@ -190,7 +191,7 @@ async def test_pinned_id_mismatch_fails() -> None:
 async def test_tampered_frame_rejected_and_attributed() -> None:
     client, srv, _, srv_rec, server = await connect_pair()
     try:
-        base = (client._seq + 1000) & 0xFFFF
+        base = (client.next_seq + 1000) & 0xFFFF
         good = raw_frame(client, messages.TX, messages.encode_tx(b"payload"), base)
         bad = bytearray(good)
         bad[-10] ^= 0x01  # flip one body bit: the tag no longer matches
@@ -298,33 +299,24 @@ async def test_close_leaves_no_tasks() -> None:
     assert not client.send(messages.TX, {0: b"late"}, PRIO_TX)
 
 
-async def test_outgoing_queue_priorities_and_drops() -> None:
-    ident, rec = make_node()
-    r = asyncio.StreamReader()
-
-    class _W:
-        def get_extra_info(self, name: str) -> tuple[str, int]:
-            return ("127.0.0.1", 1)
-
-    s = PeerSession(
-        FrameStream(r, _W()),  # type: ignore[arg-type]
-        ident,
-        rec,
-        outbound=True,
-        limits=SessionLimits(queue_max=4),
-    )
+def test_outgoing_queue_priorities_and_drops() -> None:
+    q = SendQueue(capacity=4)
     for i in range(4):
-        assert s.send(messages.TX, {0: bytes([i])}, PRIO_TX)
-    assert s.send(messages.BLOCK, {0: b"b"}, PRIO_BLOCK)  # pushes out the oldest tx
-    assert s.send(messages.PING, {0: 1}, PRIO_CONTROL)
-    assert s.dropped_out == 2 and s.queued == 4
-    order = [s._pop()[0] for _ in range(4)]
-    assert order == [messages.PING, messages.BLOCK, messages.TX, messages.TX]
+        assert q.push(PRIO_TX, messages.TX, bytes([i]))
+    assert q.push(PRIO_BLOCK, messages.BLOCK, b"b")  # pushes out the oldest tx
+    assert q.push(PRIO_CONTROL, messages.PING, b"p")
+    assert q.dropped == 2 and len(q) == 4
+    assert [q.pop() for _ in range(4)] == [
+        (messages.PING, b"p"),
+        (messages.BLOCK, b"b"),
+        (messages.TX, bytes([2])),
+        (messages.TX, bytes([3])),
+    ]
     # Full of control messages: a tx is refused rather than pushing control out.
     for i in range(4):
-        s.send(messages.PING, {0: i}, PRIO_CONTROL)
-    assert not s.send(messages.TX, {0: b"t"}, PRIO_TX)
-    assert s.queued == 4
+        q.push(PRIO_CONTROL, messages.PING, bytes([i]))
+    assert not q.push(PRIO_TX, messages.TX, b"t")
+    assert len(q) == 4 and q.dropped == 3
 
 
 def test_token_bucket_basics() -> None:
@@ -406,7 +398,7 @@ def test_any_bytes_are_judged_never_crash(blobs: list[bytes], seq: int) -> None:
         if blob:
             inputs.append(good[: len(blob) % len(good)] + blob)
     for data in inputs:
-        s._on_frame(data)
+        s.receive_frame(data)
     assert len(seen_msgs) + len(blamed) + s.unknown_in == len(inputs)
     assert seen_msgs.count(messages.TX) >= 1 if blobs else True
     for kind, attributed in blamed:

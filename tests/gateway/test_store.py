@@ -43,9 +43,14 @@ def row(i: int, tried: bool = False) -> AddrRow:
 
 def test_schema_and_pragmas(tmp_path) -> None:
     s = Store(tmp_path / "g.sqlite")
-    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # synchronous is a setting of the store's own connection: only it can show it.
     assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    assert s._db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    other = sqlite3.connect(tmp_path / "g.sqlite")  # WAL and the schema are the file's
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        other.close()
     s.close()
     Store(tmp_path / "g.sqlite").close()  # reopening keeps the schema
 

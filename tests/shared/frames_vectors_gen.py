@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "shared") not in sys.path:
-    sys.path.insert(0, str(ROOT / "shared"))
+from lorawire import fragment, frame, messages, record  # the .venv's editable install
+from lorawire.codec import packb, unpackb
 
-from lorawire import fragment, frame, messages, record  # noqa: E402
-from lorawire.codec import packb, unpackb  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 VECTORS_PATH = ROOT / "tests" / "vectors" / "frames.json"
 

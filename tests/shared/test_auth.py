@@ -128,6 +128,7 @@ def test_link_key_cache_derives_once_and_checks_ids() -> None:
     carol = Identity(bytes(range(3, 35)))
     assert cache.get(carol.id, carol.public) is not None
     assert len(cache) == 2
+    # which keys stay held is the eviction order itself: LinkKeyCache shows no membership
     assert MALLORY.id not in cache._keys and BOB.id in cache._keys
 
 

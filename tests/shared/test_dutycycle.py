@@ -1,4 +1,5 @@
-"""The sliding-window duty-cycle / dwell-time accountant (lorawire.airtime.DutyCycle)."""
+"""The sliding-window duty-cycle / dwell-time accountant: lorawire.airtime.Budget (one
+channel, in ticks) and lorawire.regions.DutyCycle (a region's sub-bands)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lorawire import regions
-from lorawire.airtime import MAX_RECORDS, NEVER, DutyCycle, time_on_air_ms
+from lorawire.airtime import MAX_RECORDS, NEVER, TICKS_PERIOD, Budget, time_on_air_ms
+from lorawire.regions import DutyCycle
 from upy import run_upy
 
 HOUR = 3600000
@@ -171,18 +173,43 @@ def test_invalid_arguments() -> None:
 
 
 def test_ring_capacity_merges_conservatively() -> None:
-    dc = DutyCycle("EU868", window_ms=100000, max_records=4)  # budget 1000 ms
+    b = Budget(1000, window_ms=100000, max_records=4)
     times = [0, 10, 5000, 5010, 9000, 20000]
     for t in times:
-        dc.record(EU_G, 5, t)
-    ring = dc._rings[2]
-    assert ring.n <= 4  # never more than the capacity
-    assert dc.used_ms(EU_G, 20005) == 30  # nothing lost by merging
+        b.record(5, t)
+        assert b.n <= 4  # never more than the capacity
+    assert b.used_ms(20005) == 30  # nothing lost by merging
     # The pair merged first was (0..5, 10..15): it now expires with the later one, at 15 + W.
-    assert dc.used_ms(EU_G, 100005) == 30
-    assert dc.used_ms(EU_G, 100015) == 20
+    assert b.used_ms(100005) == 30
+    assert b.used_ms(100015) == 20
     assert MAX_RECORDS == 64
     assert DutyCycle("EU868").max_records == MAX_RECORDS
+
+
+@pytest.mark.parametrize("start", [0, TICKS_PERIOD - 1000, TICKS_PERIOD - 1, TICKS_PERIOD // 2])
+def test_budget_is_the_same_across_the_ticks_wrap(start: int) -> None:
+    """Ticks wrap every 2**30 ms (12.4 days on an ESP32): a budget that straddles the wrap
+    answers exactly as one that does not."""
+    plain, wrapped = Budget(3000, 10000), Budget(3000, 10000)
+    for i in range(40):
+        t = i * 700
+        w = (start + t) % TICKS_PERIOD
+        assert plain.wait_ms(400, t) == wrapped.wait_ms(400, w)
+        assert plain.used_ms(t) == wrapped.used_ms(w)
+        if plain.can_send(400, t, i % 3 == 0):
+            plain.record(400, t, i % 3 == 0)
+            wrapped.record(400, w, i % 3 == 0)
+    assert plain.used_ms(40 * 700) == wrapped.used_ms((start + 40 * 700) % TICKS_PERIOD) > 0
+
+
+def test_budget_never_and_dwell() -> None:
+    b = Budget(1000, 10000, dwell_ms=400)
+    assert b.wait_ms(401, 0) == NEVER  # over the dwell limit
+    assert b.wait_ms(400, 0) == 0
+    assert b.wait_ms(501, 0, background=True) == NEVER  # over the background half
+    assert Budget(1000, 10000).wait_ms(1001, 0) == NEVER
+    with pytest.raises(ValueError, match="window_ms"):
+        Budget(10, window_ms=1 << 29)
 
 
 # ---- property: random traffic never exceeds the limits ------------------------------------
@@ -268,7 +295,7 @@ def test_limits_never_exceeded(name: str, window: int, cap: int, events: list) -
         bg_txs = sent_bg.get(idx, [])
         assert max_window_airtime(bg_txs, window) <= dc.budget_ms(f, background=True)
         assert max_window_charged(bg_txs, window) <= dc.budget_ms(f, background=True)
-        assert dc._rings[idx].n <= cap
+        assert dc.records_held(f) <= cap
 
 
 @settings(max_examples=300)
@@ -303,7 +330,8 @@ def test_wait_ms_is_exact(events: list, probe: float, bg: bool, cap: int) -> Non
 # ---- both runtimes -------------------------------------------------------------------------
 
 SCENARIO = """
-from lorawire.airtime import DutyCycle, NEVER, time_on_air_ms
+from lorawire.airtime import NEVER, time_on_air_ms
+from lorawire.regions import DutyCycle
 dc = DutyCycle("EU868")
 f = 868100000
 t = 0

@@ -93,6 +93,7 @@ def test_decoder_buffer_is_bounded_and_never_raises(data: bytes) -> None:
     decoder = uart.StreamDecoder()
     for payload in decoder.feed(data):
         assert len(payload) <= uart.MAX_PACKET
+    # the bound under test is the decoder's own buffer, which it does not show
     assert len(decoder._buf) == uart.MAX_ENCODED
 
 

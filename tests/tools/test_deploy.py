@@ -101,13 +101,30 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, 
     return captured.out, captured.err
 
 
-def expected_lines(
-    board: str, build: Path, *, key_on_host: bool = False, ext: str = "py"
-) -> list[str]:
-    """The mpremote lines for the `tree` fixture: one `cp` per board directory."""
+MPY = "mpy-cross -O3 -march=xtensawin -o"
+
+
+def compile_lines(tree: Path, dest: Path) -> list[str]:
+    """The mpy-cross lines for the `tree` fixture: every shipped package module."""
+    s = tree / "shared" / "lorawire"
+    f = tree / "firmware" / "loranode"
+    return [
+        f"{MPY} {dest}/lorawire/__init__.mpy {s}/__init__.py",
+        f"{MPY} {dest}/lorawire/codec.mpy {s}/codec.py",
+        f"{MPY} {dest}/loranode/__init__.mpy {f}/__init__.py",
+        f"{MPY} {dest}/loranode/node.mpy {f}/node.py",
+        f"{MPY} {dest}/loranode/radio/__init__.mpy {f}/radio/__init__.py",
+        f"{MPY} {dest}/loranode/radio/sx.mpy {f}/radio/sx.py",
+    ]
+
+
+def expected_lines(board: str, build: Path, tree: Path, *, key_on_host: bool = False) -> list[str]:
+    """Every line for the `tree` fixture: compile, then mpremote with one `cp` per board
+    directory (packages as .mpy, main.py and boot.py as source)."""
     mp = f"mpremote connect {PORT}"
     b = build / "board"
-    lines = [
+    ext = "mpy"
+    lines = compile_lines(tree, b) + [
         f"{mp} mip install {DRIVER[board]} lora-async",
         f"{mp} run {build}/board_clean.py",
         f"{mp} cp {b}/loranode/__init__.{ext} {b}/loranode/node.{ext} :loranode/",
@@ -127,8 +144,9 @@ def expected_lines(
 def test_dry_run_lines_per_preset(board, tree, tmp_path, key_file, capsys):
     build = tmp_path / "build"
     out, _ = run_main(flash_args(board, tree, build, key_file, "--dry-run"), capsys)
-    assert out.splitlines() == expected_lines(board, build)
+    assert out.splitlines() == expected_lines(board, build, tree)
     assert not build.exists(), "a dry run must not stage anything"
+    assert not [x for x in out.splitlines() if " cp " in x and "/lor" in x and ".py " in x]
 
 
 @pytest.mark.parametrize("board", sorted(DRIVER))
@@ -146,27 +164,7 @@ def test_dry_run_key_on_host_adds_key_copy(tree, tmp_path, key_file, capsys):
     build = tmp_path / "build"
     args = flash_args("heltec-v3", tree, build, key_file, "--dry-run", "--key-on-host")
     out, _ = run_main(args, capsys)
-    assert out.splitlines() == expected_lines("heltec-v3", build, key_on_host=True)
-
-
-def test_dry_run_mpy_compiles_packages_not_main(tree, tmp_path, key_file, capsys):
-    build = tmp_path / "build"
-    out, _ = run_main(
-        flash_args("tbeam-sx1276", tree, build, key_file, "--dry-run", "--mpy"), capsys
-    )
-    b = build / "board"
-    s = tree / "shared" / "lorawire"
-    f = tree / "firmware" / "loranode"
-    mpy = "mpy-cross -march=xtensawin -o"
-    assert out.splitlines() == [
-        f"{mpy} {b}/lorawire/__init__.mpy {s}/__init__.py",
-        f"{mpy} {b}/lorawire/codec.mpy {s}/codec.py",
-        f"{mpy} {b}/loranode/__init__.mpy {f}/__init__.py",
-        f"{mpy} {b}/loranode/node.mpy {f}/node.py",
-        f"{mpy} {b}/loranode/radio/__init__.mpy {f}/radio/__init__.py",
-        f"{mpy} {b}/loranode/radio/sx.mpy {f}/radio/sx.py",
-        *expected_lines("tbeam-sx1276", build, ext="mpy"),
-    ]
+    assert out.splitlines() == expected_lines("heltec-v3", build, tree, key_on_host=True)
 
 
 def test_dry_run_romfs_builds_one_image_and_deploys_it(tree, tmp_path, key_file, capsys):
@@ -175,18 +173,11 @@ def test_dry_run_romfs_builds_one_image_and_deploys_it(tree, tmp_path, key_file,
         flash_args("heltec-v3", tree, build, key_file, "--dry-run", "--romfs"), capsys
     )
     r = build / "rom"
-    s = tree / "shared" / "lorawire"
-    f = tree / "firmware" / "loranode"
-    mpy = "mpy-cross -march=xtensawin -o"
     mp = f"mpremote connect {PORT}"
     b = build / "board"
     assert out.splitlines() == [
-        f"{mpy} {r}/lorawire/__init__.mpy {s}/__init__.py",
-        f"{mpy} {r}/lorawire/codec.mpy {s}/codec.py",
-        f"{mpy} {r}/loranode/__init__.mpy {f}/__init__.py",
-        f"{mpy} {r}/loranode/node.mpy {f}/node.py",
-        f"{mpy} {r}/loranode/radio/__init__.mpy {f}/radio/__init__.py",
-        f"{mpy} {r}/loranode/radio/sx.mpy {f}/radio/sx.py",
+        f"{mp} exec {shlex.quote(cli.ROMFS_CHECK_CODE)}",  # first: is there a partition?
+        *compile_lines(tree, r),
         f"mpremote romfs --no-mpy -o {build}/firmware.romfs build {r}",
         f"{mp} mip install lora-sx126x lora-async",
         f"{mp} run {build}/board_clean.py",
@@ -225,11 +216,9 @@ def test_romfs_image_holds_the_firmware_packages_and_runs_on_the_unix_port(tmp_p
 
 def test_dry_run_paths_relative_to_working_directory(tree, tmp_path, key_file, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    out, _ = run_main(
-        flash_args("heltec-v2", tree, Path("out"), key_file, "--dry-run", "--mpy"), capsys
-    )
+    out, _ = run_main(flash_args("heltec-v2", tree, Path("out"), key_file, "--dry-run"), capsys)
     lines = out.splitlines()
-    assert lines[0] == "mpy-cross -march=xtensawin -o out/board/lorawire/__init__.mpy " + (
+    assert lines[0] == "mpy-cross -O3 -march=xtensawin -o out/board/lorawire/__init__.mpy " + (
         "src/shared/lorawire/__init__.py"
     )
     assert f"mpremote connect {PORT} cp out/board/config.json :config.json" in lines
@@ -284,24 +273,16 @@ def test_keygen_prints_fresh_hex_key(capsys):
 
 def _board_modules() -> list[Path]:
     """Every module of the real tree (packages and main/boot) a plain deploy would copy."""
-    return [src for src, _ in cli._sources(ROOT)]
+    return [src for src, _ in cli.deployed_sources(ROOT)]
 
 
-@pytest.mark.parametrize("mode", [(), ("--mpy",), ("--romfs",)], ids=["py", "mpy", "romfs"])
+@pytest.mark.parametrize("mode", [(), ("--romfs",)], ids=["mpy", "romfs"])
 def test_excluded_modules_are_not_shipped(mode, tmp_path, key_file, capsys):
     build = tmp_path / "build"
     out, _ = run_main(flash_args("heltec-v3", ROOT, build, key_file, "--dry-run", *mode), capsys)
-    if mode:  # every package module is compiled by one mpy-cross line
-        words = [line.split() for line in out.splitlines() if line.startswith("mpy-cross ")]
-        sources = {(Path.cwd() / w[-1]).relative_to(ROOT).as_posix() for w in words}
-    else:  # or staged as is, listed in the `cp` lines
-        staged = [Path.cwd() / w for line in out.splitlines() for w in shlex.split(line)]
-        sources = {
-            p.relative_to(build / "board").as_posix()
-            for p in staged
-            if p.suffix == ".py" and p.is_relative_to(build / "board")
-        }
-        sources = {s for s in sources if "/" in s}  # the packages, not main.py / boot.py
+    # every package module is compiled by one mpy-cross line
+    words = [line.split() for line in out.splitlines() if line.startswith("mpy-cross ")]
+    sources = {(Path.cwd() / w[-1]).relative_to(ROOT).as_posix() for w in words}
     shipped = {s.removeprefix("shared/").removeprefix("firmware/") for s in sources}
     packaged = {
         src.relative_to(src.parents[1]).as_posix()
@@ -367,14 +348,15 @@ def test_staged_board_tree_imports_without_excluded_modules(tmp_path, key_file):
         preset=cli.fw_config.radio(cfg),
         root=ROOT,
         build_dir=build,
-        mpy=False,
         key_on_host=False,
     )
     cli.stage(plan, build, cfg, None)
+    cli.run_steps([s for s in plan.steps if s.argv[0] == "mpy-cross"])
     board = build / "board"
+    assert not list(board.glob("*/*.py"))  # the packages are staged compiled only
     names = sorted(
         p.relative_to(board).with_suffix("").as_posix().replace("/", ".")
-        for p in board.glob("*/*.py")
+        for p in board.glob("*/*.mpy")
     )
     assert "lorawire.codec" in names and "loranode.radio_sim" not in names
     code = (
@@ -440,12 +422,12 @@ def _cli_flash(key_file: Path, *options: str) -> subprocess.CompletedProcess[str
     [
         (("REGION=EU868", "DRY_RUN=1"), ("--region", "EU868", "--dry-run")),
         (
-            ("REGION=US915", "MPY=1", "KEY_ON_HOST=1", "DRY_RUN=1"),
-            ("--region", "US915", "--mpy", "--key-on-host", "--dry-run"),
+            ("REGION=US915", "KEY_ON_HOST=1", "DRY_RUN=1"),
+            ("--region", "US915", "--key-on-host", "--dry-run"),
         ),
         (("REGION=EU868", "ROMFS=1", "DRY_RUN=1"), ("--region", "EU868", "--romfs", "--dry-run")),
     ],
-    ids=["plain", "mpy-key-on-host", "romfs"],
+    ids=["plain", "key-on-host", "romfs"],
 )
 def test_make_flash_dry_run_prints_what_the_cli_prints(variables, options, key_file):
     made = _make_flash(key_file, *variables)
@@ -455,8 +437,8 @@ def test_make_flash_dry_run_prints_what_the_cli_prints(variables, options, key_f
     lines = made.stdout.splitlines()
     assert lines[-1] == NODE_ID_LINE.format(port=PORT)
     assert f"mpremote connect {PORT} mip install lora-sx126x lora-async" in lines
-    compiled = "MPY=1" in variables or "ROMFS=1" in variables
-    assert any(" mpy-cross " in f" {x}" for x in lines) == compiled
+    assert any(x.startswith("mpy-cross -O3 -march=xtensawin ") for x in lines)
+    assert not any(" cp " in x and "/lorawire/" in x and ".py " in x for x in lines)
     assert any(" romfs deploy " in x for x in lines) == ("ROMFS=1" in variables)
     assert any(x.endswith(" :key.bin") for x in lines) == ("KEY_ON_HOST=1" in variables)
 
@@ -727,19 +709,19 @@ def test_flash_key_on_board_runs_what_dry_run_prints(tmp_path, key_file, fake_bo
     build = tmp_path / "build"
     dry, _ = run_main(real_args("heltec-v2", build, key_file, "--dry-run"), capsys)
     out, err = run_main(real_args("heltec-v2", build, key_file), capsys)
-    assert mpremote_log(tmp_path) == dry.splitlines()
+    assert mpremote_log(tmp_path) == [x for x in dry.splitlines() if x.startswith("mpremote ")]
     seed = (fake_board / "key.bin").read_bytes()  # made by the firmware on the board
     assert len(seed) == 32
     assert out == f"node id: {node_id_of(seed)}\n"
-    assert err.count("+ mpremote") == len(dry.splitlines())
+    assert err.count("+ ") == len(dry.splitlines())
     assert not (fake_board / "lorawire" / "stale.py").exists()
-    shipped = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*.py"))
+    assert sorted(p.name for p in fake_board.rglob("*.py")) == ["boot.py", "main.py"]
+    shipped = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*.mpy"))
     every = sorted(
         [f"lorawire/{p.name}" for p in (ROOT / "shared" / "lorawire").glob("*.py")]
         + [f"loranode/{p.name}" for p in (ROOT / "firmware" / "loranode").glob("*.py")]
-        + [p.name for p in (ROOT / "firmware").glob("*.py") if not p.name.startswith("manifest")]
-    )  # manifest*.py: what `make board` freezes, read on the host, never on a board
-    assert shipped == [p for p in every if p not in romfs.BOARD_EXCLUDE]
+    )
+    assert shipped == [p[:-3] + ".mpy" for p in every if p not in romfs.BOARD_EXCLUDE]
     assert romfs.BOARD_EXCLUDE < set(every)  # each excluded module exists (no stale name)
     assert not list(fake_board.rglob("__pycache__"))
     assert sorted(p.name for p in (fake_board / "lib").iterdir()) == [
@@ -747,27 +729,34 @@ def test_flash_key_on_board_runs_what_dry_run_prints(tmp_path, key_file, fake_bo
         "lora-sx127x.installed",
     ]
     cfg = json.loads((fake_board / "config.json").read_text())
-    assert cli.fw_config.validate(cfg) == cfg and cfg["board"] == "heltec-v2"
+    assert cfg["board"] == "heltec-v2" and cfg["radio"] == cli.fw_boards.get("heltec-v2")
+    assert cfg["duty"] == {"budget_ms": 36000, "window_ms": 3600000, "dwell_ms": 0}
+    written = {k: v for k, v in cfg.items() if k not in ("duty", "radio", "region_index")}
+    assert cli.fw_config.validate(written) == written
     # redeploying keeps the board's identity
     out2, _ = run_main(real_args("heltec-v2", build, key_file), capsys)
     assert out2 == out and (fake_board / "key.bin").read_bytes() == seed
 
 
 @pytest.mark.upy
-def test_flash_mpy_key_on_host(tmp_path, key_file, fake_board, capsys, upy):
-    """--mpy --key-on-host: compiled firmware on the board reports the host-made key's id."""
+def test_flash_key_on_host_and_the_board_reads_its_config(
+    tmp_path, key_file, fake_board, capsys, upy
+):
+    """--key-on-host: compiled firmware on the board reports the host-made key's id, and
+    reads the config the tool wrote with its own loader (no schema on the board)."""
     build = tmp_path / "build"
-    out, _ = run_main(real_args("tbeam-sx1262", build, key_file, "--mpy", "--key-on-host"), capsys)
+    out, _ = run_main(real_args("tbeam-sx1262", build, key_file, "--key-on-host"), capsys)
     seed = (fake_board / "key.bin").read_bytes()
     assert out == f"node id: {node_id_of(seed)}\n"
     assert not (build / "board" / "key.bin").exists(), "the private key must not stay on the host"
-    assert (fake_board / "loranode" / "config.mpy").exists()
+    assert (fake_board / "loranode" / "start.mpy").exists()
+    assert not (fake_board / "loranode" / "config.mpy").exists()  # the schema stays here
     assert not list((fake_board / "loranode").glob("*.py"))
     assert not list((fake_board / "lorawire").glob("*.py"))
     code = (
-        "from loranode import config\n"
-        "c = config.load('config.json')\n"
-        "print(c['board'], c['region'], config.radio(c)['busy'], config.__file__)\n"
+        "from loranode import start\n"
+        "c = start.load('config.json')\n"
+        "print(c['board'], c['region'], c['radio']['busy'], start.__file__)\n"
     )
     words = upy(code, cwd=fake_board, path=[fake_board], heap="256K").stdout.split()
     assert words[:3] == ["tbeam-sx1262", "EU868", "32"]
@@ -826,6 +815,7 @@ def test_sample_gateway_toml_is_accepted_by_the_gateway():
     ):
         assert key in raw, key
     assert raw["bans"]["threshold"] == cfg.bans.threshold
+    assert raw["bans"]["points"] == cfg.bans.points == gw_config.MISBEHAVIOUR_POINTS
     assert set(raw["score"]) >= {"reliability_weight", "performance_weight", "behaviour_weight"}
 
 

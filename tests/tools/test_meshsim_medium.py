@@ -22,6 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loranode import radio_sim
+from loranode.radio_sim import SimRadio
+from lorawire import simproto
 from lorawire.airtime import time_on_air_ms
 from tools.meshsim import Medium, Topology, from_dict, grid, line, load, parse_stats
 from tools.meshsim import medium as medium_mod
@@ -29,11 +32,6 @@ from tools.meshsim import random as random_topology
 from tools.meshsim.topology import SNR_FLOOR_DB
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode import radio_sim  # noqa: E402
-from loranode.radio_sim import SimRadio  # noqa: E402
-
 FREQ = 868_100_000
 
 
@@ -351,20 +349,25 @@ def test_stats_datagram(two_nodes: MediumThread) -> None:
         assert st_["sim_time_s"] > 0
         s.sendto(bytes([radio_sim.T_STATS_JSON]), two_nodes.medium.address)
         data = s.recv(65535)
-        assert data[0] == radio_sim.T_STATS_JSON_REPLY
+        assert data[0] == simproto.T_STATS_JSON_REPLY
         assert json.loads(data[1:])["nodes"]["a"]["tx"] == 1
     finally:
         s.close()
 
 
-def test_protocol_constants_match_firmware() -> None:
-    names = [n for n in dir(medium_mod) if n.startswith(("T_", "ST_")) or n.endswith("_FMT")]
-    assert len(names) >= 14
+def test_both_ends_speak_the_one_protocol_definition() -> None:
+    names = [n for n in dir(simproto) if n.startswith(("T_", "ST_", "MAX_", "DEFAULT_"))]
+    names += [n for n in dir(simproto) if n.endswith("_FMT")]
+    assert len(names) >= 22
+    for n in names:  # the medium uses lorawire.simproto's own objects
+        if hasattr(medium_mod, n):
+            assert getattr(medium_mod, n) is getattr(simproto, n), n
+    # and so does the firmware's SimRadio
     for n in names:
         if hasattr(radio_sim, n):
-            assert getattr(radio_sim, n) == getattr(medium_mod, n), n
+            assert getattr(radio_sim, n) is getattr(simproto, n), n
     for n in ("REGISTER_FMT", "TX_FMT", "REGISTERED_FMT", "TX_DONE_FMT", "RX_FMT", "T_RX"):
-        assert getattr(radio_sim, n) == getattr(medium_mod, n)
+        assert getattr(radio_sim, n) == getattr(simproto, n)
 
 
 def test_garbage_datagrams_do_not_stop_the_medium(two_nodes: MediumThread) -> None:
@@ -558,3 +561,116 @@ def test_cli_runs_and_prints_stats_on_sigterm(tmp_path: Path) -> None:
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "sent 1 delivered 1 collided 0 lost 0" in out
+
+
+# -- emulated chips: timed transmissions, corrupted frames, synthesizer steps ------------
+
+
+def _raw_node(m: MediumThread, name: str, freq: int = FREQ) -> socket.socket:
+    """A node speaking the datagram protocol directly, registered on `freq`."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    reg = struct.pack(
+        medium_mod.REGISTER_FMT, medium_mod.T_REGISTER, b"r" * 8, freq, 7, 125000, 14, 5
+    )
+    s.sendto(reg + name.encode(), m.medium.address)
+    assert s.recv(100)[0] == medium_mod.T_REGISTERED
+    return s
+
+
+def test_timed_tx_is_on_air_as_long_as_the_sender_says() -> None:
+    topo = from_dict({"links": [["chip", "b", {"rssi": -70, "snr": 20}]]})
+    with MediumThread(topo, speed=1) as m:
+        b = m.radio("b")
+        s = _raw_node(m, "chip", FREQ - 25)  # an SX1276 lands 25 Hz below 868.1 MHz
+        try:
+            hdr = struct.pack(
+                medium_mod.TX_TIMED_FMT,
+                medium_mod.T_TX_TIMED,
+                9,
+                FREQ - 25,
+                7,
+                125000,
+                14,
+                5,
+                123_456,
+            )
+            s.sendto(hdr + b"timed", m.medium.address)
+            done = struct.unpack(medium_mod.TX_DONE_FMT, s.recv(100))
+        finally:
+            s.close()
+        assert done[1:4] == (9, medium_mod.ST_OK, 123.456)
+        pkt = recv_wait(b)
+        assert pkt is not None and pkt[0] == b"timed"  # same channel within one PLL step
+        t0, t1 = b.last_rx_time
+        assert abs((t1 - t0) - 0.123456) < 1e-9
+        assert m.stats()["nodes"]["chip"]["tx_airtime_ms"] == 123.456
+
+
+def test_channels_differ_beyond_the_tolerance() -> None:
+    topo = from_dict({"links": [["a", "b", {"rssi": -70, "snr": 20}]]})
+    with MediumThread(topo, speed=20) as m:
+        a = m.radio("a")
+        b = m.radio("b")
+        b.configure(FREQ + medium_mod.CHANNEL_TOLERANCE_HZ + 1, 7, 125_000, 5, 14)
+        a.send(b"elsewhere")
+        assert recv_wait(b, 0.5) is None
+        b.configure(FREQ + medium_mod.CHANNEL_TOLERANCE_HZ, 7, 125_000, 5, 14)
+        a.send(b"close enough")
+        assert recv_wait(b)[0] == b"close enough"
+
+
+def test_corrupted_frames_arrive_as_rx_crc_and_simradio_never_sees_them() -> None:
+    topo = from_dict(
+        {
+            "links": [
+                ["a", "chip", {"rssi": -80, "snr": 9, "corrupt": 1.0, "oneway": True}],
+                ["a", "b", {"rssi": -80, "snr": 9, "corrupt": 1.0, "oneway": True}],
+            ]
+        }
+    )
+    with MediumThread(topo, speed=10) as m:
+        s = _raw_node(m, "chip")
+        a, b = m.radio("a"), m.radio("b")
+        try:
+            a.send(b"payload!")
+            data = s.recv(600)
+        finally:
+            s.close()
+        assert data[0] == medium_mod.T_RX_CRC
+        rssi, snr_q = struct.unpack(medium_mod.RX_FMT, data[: struct.calcsize(medium_mod.RX_FMT)])[
+            1:3
+        ]
+        body = data[struct.calcsize(medium_mod.RX_FMT) :]
+        assert (rssi, snr_q) == (-80, 36) and len(body) == 8 and body != b"payload!"
+        assert drain(b) == [] and b.rx_frames == 0  # RX_CRC is not a type SimRadio takes
+        st_ = m.stats()
+        assert st_["corrupted"] == 2 and st_["delivered"] == 0
+        assert st_["nodes"]["b"]["corrupted"] == 1
+
+
+def test_corruption_rate_is_seeded_and_leaves_losses_alone() -> None:
+    def run(corrupt: float) -> tuple[int, int]:
+        topo = from_dict(
+            {"links": [["a", "b", {"rssi": -70, "snr": 20, "loss": 0.3, "corrupt": corrupt}]]}
+        )
+        with MediumThread(topo, speed=50, seed=3) as m:
+            a, b = m.radio("a"), m.radio("b")
+            for i in range(60):
+                a.send(bytes([i]))
+            drain(b, 0.2)
+            st_ = m.stats()
+            return st_["lost"], st_["corrupted"]
+
+    lost, corrupted = run(0.5)
+    assert (lost, 0) == run(0.0)  # the loss stream is the same with or without corruption
+    assert 10 <= corrupted <= 35 and run(0.5) == (lost, corrupted)
+
+
+def test_topology_corrupt_option() -> None:
+    topo = from_dict({"links": [["a", "b", {"rssi": -70, "corrupt": 0.25}]]})
+    assert topo.reception("a", "b", 7, 14).corrupt == 0.25  # type: ignore[union-attr]
+    assert topo.reception("b", "a", 7, 20).corrupt == 0.25  # type: ignore[union-attr]
+    assert from_dict(topo.to_dict()).links == topo.links
+    with pytest.raises(ValueError, match=r"links\[0\].corrupt: corrupt 2 outside 0..1"):
+        from_dict({"links": [["a", "b", {"rssi": -70, "corrupt": 2}]]})

@@ -27,10 +27,11 @@ for _p in (str(_ROOT / "gateway"), str(_ROOT / "shared")):
         sys.path.insert(0, _p)
 
 from loragate.config import GatewayConfig  # noqa: E402
-from loragate.manager import ManagerTuning, PeerManager  # noqa: E402
+from loragate.manager import PeerManager  # noqa: E402
 from loragate.relay import RelayLimits  # noqa: E402
 from loragate.session import SessionLimits  # noqa: E402
 from loragate.store import AsyncStore  # noqa: E402
+from loragate.tuning import ManagerTuning  # noqa: E402
 from lorawire.identity import Identity  # noqa: E402
 
 N_TX = 20_000

@@ -26,15 +26,8 @@ from pathlib import Path
 
 import click
 
-from tools.board.interpreters import (
-    BOARD_NAMES,
-    BUILD,
-    ROOT,
-    TARBALL,
-    TARBALL_SHA256,
-    board_path,
-    build_hint,
-)
+from tools.board.interpreters import BOARD_NAMES, board_path, build_hint
+from tools.board.paths import BUILD, ROOT, TARBALL, TARBALL_SHA256
 
 VARIANT = ROOT / "tools" / "board" / "variant"
 SRC_DIR = BUILD / "src"

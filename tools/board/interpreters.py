@@ -17,11 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "board"
-VENDOR = ROOT.parent / "shared" / "vendor"
-TARBALL = VENDOR / "micropython-1.28.0-unix-src.tar.gz"
-TARBALL_SHA256 = "11f9dd18e98e2bd6def297703a3459a9b6a328d749fdc0434b2b8948e52d6877"
+from tools.board import mpytree
+from tools.board.paths import BUILD, ROOT, TARBALL
+
 ENV = "LORACHAIN_MICROPYTHON"
 NAMES = ("pypi", "plain", "frozen")
 BOARD_NAMES = ("plain", "frozen")
@@ -101,8 +99,6 @@ def module_path(interp: Interpreter, *extra: Path | str) -> str:
     """
     parts = [str(p) for p in extra]
     if interp.name == "plain":
-        from tools.board import mpytree
-
         parts.append(str(mpytree.ensure()))
     elif interp.name != "frozen":
         parts += [str(ROOT / "shared"), str(ROOT / "firmware")]

@@ -55,7 +55,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loragate.bounded import BoundedDict
 from tools import procs
+from tools.deploy import fwconfig
+from tools.meshsim import status as node_status
 from tools.meshsim.launcher import MAIN, Mesh, NodeProc, micropython_binary
 from tools.meshsim.topology import Topology, from_dict
 from tools.ptycable import PtyCable
@@ -214,15 +217,11 @@ class Tally:
     """Transactions by hash: where they were made and where they arrived (bounded)."""
 
     def __init__(self) -> None:
-        self.made_mesh: dict[str, str] = {}  # hash -> mesh node that made it
-        self.made_inet: dict[str, str] = {}  # hash -> internet peer that made it
-        self.got_mesh: dict[str, set[str]] = {}  # hash -> mesh nodes that received it
-        self.got_inet: dict[str, set[str]] = {}  # hash -> internet peers that received it
-
-    def trim(self) -> None:
-        for d in (self.made_mesh, self.made_inet, self.got_mesh, self.got_inet):
-            while len(d) > TALLY_MAX:
-                del d[next(iter(d))]
+        # hash -> the mesh node / internet peer that made it; -> those that received it
+        self.made_mesh: BoundedDict[str, str] = BoundedDict(TALLY_MAX)
+        self.made_inet: BoundedDict[str, str] = BoundedDict(TALLY_MAX)
+        self.got_mesh: BoundedDict[str, set[str]] = BoundedDict(TALLY_MAX)
+        self.got_inet: BoundedDict[str, set[str]] = BoundedDict(TALLY_MAX)
 
     def up(self) -> int:
         """Mesh-made transactions that reached an internet peer (through the bridge)."""
@@ -370,17 +369,17 @@ class Network:
     def bridge_config(self) -> dict[str, Any]:
         assert self.cable is not None
         d = self.workdir / "bridge"
-        raw = self.mesh.config_for(NodeProc(-1, "bridge", d))
+        raw = self.mesh.raw_config(NodeProc(-1, "bridge", d))
         raw["role"] = "bridge"
         raw["uart"] = {"path": self.cable.board_path, "baud": 115200}
         raw["node"]["status_interval_s"] = 0
         raw["bridge"] = {"stats_interval_s": 5}
-        return raw
+        return fwconfig.board_config(fwconfig.validate(raw))
 
     def _on_bridge_line(self, line: str) -> None:
         if line.startswith("STATUS "):
-            with contextlib.suppress(ValueError):
-                self.bridge_status = json.loads(line[7:])
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self.bridge_status = node_status.parse(line)
                 self.bridge_status_count += 1
         elif line.startswith("BRIDGE "):
             parts = line.split()
@@ -392,8 +391,9 @@ class Network:
         d = self.workdir / "bridge"
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(self.bridge_config(), indent=1) + "\n")
-        # firmware/main.py dispatches on "role": "bridge" (loranode.bridge.main), as at boot.
-        argv = [micropython_binary(), "-X", "heapsize=512K", str(MAIN), "config.json"]
+        # firmware/main.py runs the role the config names ("bridge"), as at boot
+        shutil.copyfile(MAIN, d / "main.py")
+        argv = [micropython_binary(), "-X", "heapsize=512K", "main.py", "config.json"]
         self.bridge = self._child("bridge", argv, on_line=self._on_bridge_line)
         self.bridge.start()
         if self.bridge.wait_line(r"^BRIDGE ", 30) is None:
@@ -585,7 +585,6 @@ class Network:
                         t.made_inet.setdefault(parts[1], name)
                     elif len(parts) >= 4 and parts[:2] == ["OBJ", "tx"] and parts[3] != "local":
                         t.got_inet.setdefault(parts[2], set()).add(name)
-        t.trim()
         return t
 
     def name_of(self, node_id: str | None) -> str:

@@ -20,15 +20,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from loragate import keys
 from loragate.config import GatewayConfig
 from loragate.control import ControlServer
+from loragate.liveview import RunningGatewayView
 from loragate.manager import PeerManager
-from loragate.relay import object_hash
+from loragate.relay import RelayPeer, object_hash
 from loragate.store import AsyncStore
 
 TX_BYTES = 48
@@ -48,13 +48,13 @@ async def run(data_dir: Path, host: str, connect: list[str], tx_every: float) ->
     store = await AsyncStore.open(cfg.db_path)
     manager = PeerManager(cfg, identity, store)
 
-    def on_object(kind: str, payload: bytes, source: Any) -> None:
-        nid = getattr(source, "node_id", None)
+    def on_object(kind: str, payload: bytes, source: RelayPeer | None) -> None:
+        nid = None if source is None else source.node_id
         who = nid.hex() if isinstance(nid, bytes) else "local"
         say(f"OBJ {kind} {object_hash(payload).hex()} {who}")
 
-    manager.on_object = on_object
-    control = ControlServer(manager, cfg.control_path)
+    manager.relay.on_object.add(on_object)
+    control = ControlServer(RunningGatewayView(manager), cfg.control_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

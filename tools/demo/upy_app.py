@@ -2,9 +2,10 @@
 # mypy: ignore-errors
 """A mesh node with a tiny demo application (MicroPython unix port; also runs on CPython).
 
-    micropython tools/demo/upy_app.py config.json   (MICROPYPATH=shared:firmware:.frozen)
+    micropython tools/demo/upy_app.py config.json
 
-It is firmware/main.py plus an `App` (loranode.app hook API) that behaves like a wallet
+It is firmware/main.py (loranode.start.run) with its own node class and an `App`
+(loranode.app hook API) that behaves like a wallet
 on a light node:
   * stdin `tx <hex>` broadcasts a TX with those raw bytes (hop limit of the node) and
     prints `TXNEW <sha256 hex> queued|refused`; `up <hex>` sends it toward the internet
@@ -96,40 +97,9 @@ class DemoNode(Node):
 
 
 def main():
-    import json
+    from loranode import start
 
-    from loranode import config
-    from loranode.identity import load_or_create
-    from loranode.radio_sim import SimRadio
-
-    path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
-    try:
-        with open(path) as f:
-            raw = json.loads(f.read())
-        cfg = config.validate(raw)  # the "node" section included
-    except (OSError, ValueError) as e:
-        print(str(e).split("\n")[0])
-        sys.exit(2)
-    d = cfg["node"]["state_dir"]
-    ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
-    sim = cfg["sim"]
-    radio = SimRadio(ident.id, sim["name"], sim["medium_host"], sim["medium_port"])
-    radio.configure(
-        cfg["frequency_hz"], cfg["sf"], cfg["bandwidth_hz"], cfg["coding_rate"], cfg["tx_power_dbm"]
-    )
-    app = DemoApp()
-    node = DemoNode(cfg, ident, radio, app=app, name=sim["name"])
-    node.app = app
-    print("NODE %s %s" % (ident.hex_id(), node.name))
-    import asyncio
-
-    try:
-        asyncio.run(node.run())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.shutdown()
-        radio.close()
+    start.run(sys.argv[1] if len(sys.argv) > 1 else "config.json", DemoNode, DemoApp())
 
 
 main()

@@ -1,8 +1,7 @@
 """Deploy tool: install drivers, copy code and config, provision a key, read the node id.
 
     python -m tools.deploy flash --port /dev/ttyUSB0 --board heltec-v3 --region EU868 \
-        --network-key-file network.key [--mpy|--romfs] [--key-on-host|--key-on-board] \
-        [--dry-run]
+        --network-key-file network.key [--romfs] [--key-on-host|--key-on-board] [--dry-run]
     python -m tools.deploy config --board heltec-v3 --region EU868 --network-key-file network.key
     python -m tools.deploy keygen > network.key
 
@@ -10,6 +9,13 @@ Every step is an external command (mpy-cross, mpremote); `--dry-run` prints them
 per line, exactly as they would run, and runs nothing. The config is generated from the
 board preset plus options and checked with the firmware's own `loranode.config` before
 any command runs. Errors are one line on stderr and a non-zero exit, never a traceback.
+
+What goes on the board: lorawire and loranode compiled to .mpy (`mpy-cross -O3
+-march=xtensawin`; never .py sources, which a board cannot compile within its C stack),
+or with --romfs one ROMFS image of them (a board whose firmware has a ROMFS partition;
+the tool asks the board first); main.py and boot.py as source (the board runs them by
+name); and config.json as `fwconfig.board_config` writes it, the only config a board
+reads (it does not validate: this tool did).
 """
 
 from __future__ import annotations
@@ -28,16 +34,11 @@ from typing import Any, NoReturn
 
 import click
 
+from tools.deploy import boards as fw_boards
+from tools.deploy import fwconfig as fw_config
 from tools.deploy import romfs as fw_romfs
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-_FIRMWARE = ROOT / "firmware"
-# The firmware config schema is MicroPython code shared with the board; import it as is.
-if str(_FIRMWARE) not in sys.path:
-    sys.path.append(str(_FIRMWARE))
-
-from loranode import boards as fw_boards  # noqa: E402
-from loranode import config as fw_config  # noqa: E402
 
 MARKER = ".lorachain-deploy"
 KEY_FILE = "key.bin"  # 32-byte Ed25519 seed, read by loranode.identity.load_or_create()
@@ -45,11 +46,23 @@ KEY_BYTES = 32
 NODE_ID_TAG = "NODE_ID"
 CLEAN_SCRIPT = Path(__file__).resolve().parent / "board_clean.py"
 MPY_ARCH = "xtensawin"
+MPY_OPT = "-O3"  # no line numbers, no asserts: a few KB less heap on a board
 ROMFS_IMAGE = "firmware.romfs"
 # Run a different mpremote / mpy-cross than the venv's (another install, or a test double).
 TOOL_ENV = {"mpremote": "LORACHAIN_MPREMOTE", "mpy-cross": "LORACHAIN_MPY_CROSS"}
 # Read back the node id: loranode.identity.load_or_create() returns the board's Identity,
 # creating key.bin (a random 32-byte Ed25519 seed) on the first call.
+# Ask the board for its ROMFS partitions before writing one (vfs.rom_ioctl(1): how many;
+# an AttributeError or a negative answer: the firmware has none).
+ROMFS_TAG = "ROMFS"
+ROMFS_CHECK_CODE = (
+    'import vfs; f = getattr(vfs, "rom_ioctl", None); print("' + ROMFS_TAG + '", f(1) if f else 0)'
+)
+NO_ROMFS = (
+    "this board's MicroPython has no ROMFS partition (stock ESP32 firmware has none): "
+    "deploy .mpy files (drop --romfs), or build firmware with the code frozen in "
+    "(FROZEN_MANIFEST=firmware/manifest.py, docs/DEPLOY.md)"
+)
 NODE_ID_CODE = (
     "import binascii, loranode.identity as i; "
     'print("' + NODE_ID_TAG + '", binascii.hexlify(i.load_or_create().id).decode())'
@@ -110,7 +123,7 @@ def _disp(path: Path) -> str:
         return str(path)
 
 
-def _sources(root: Path) -> list[tuple[Path, Path]]:
+def deployed_sources(root: Path) -> list[tuple[Path, Path]]:
     """(source file, path relative to the board's root) for every file that is deployed."""
     out: list[tuple[Path, Path]] = []
     for pkg_dir, name in (
@@ -137,7 +150,6 @@ def plan_flash(
     preset: dict[str, Any],
     root: Path,
     build_dir: Path,
-    mpy: bool,
     key_on_host: bool,
     romfs: bool = False,
 ) -> Plan:
@@ -160,26 +172,19 @@ def plan_flash(
     mpremote = ["mpremote", "connect", port]
     by_dir: dict[str, list[str]] = {}
     tops: list[str] = []
-    for src, rel in _sources(root):
+    for src, rel in deployed_sources(root):
         if len(rel.parts) == 1:  # main.py / boot.py stay source: the board runs them by name
             plan.copies.append((src, board_dir / rel))
             tops.append(rel.name)
             continue
         if not fw_romfs.ships(rel):  # CPython-only and unix-port-only modules
             continue
+        staged = (rom_dir if romfs else board_dir) / rel.with_suffix(".mpy")
+        plan.steps.append(
+            Step(["mpy-cross", MPY_OPT, f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
+        )
         if romfs:
-            staged = rom_dir / rel.with_suffix(".mpy")
-            plan.steps.append(
-                Step(["mpy-cross", f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
-            )
             continue
-        staged = board_dir / (rel.with_suffix(".mpy") if mpy else rel)
-        if mpy:
-            plan.steps.append(
-                Step(["mpy-cross", f"-march={MPY_ARCH}", "-o", _disp(staged), _disp(src)])
-            )
-        else:
-            plan.copies.append((src, staged))
         for i in range(1, len(rel.parts)):
             by_dir.setdefault(str(PurePosixPath(*rel.parts[:i])), [])
         by_dir[str(PurePosixPath(*rel.parts[:-1]))].append(_disp(staged))
@@ -187,6 +192,8 @@ def plan_flash(
     if romfs:
         build = ["romfs", "--no-mpy", "-o", _disp(image), "build", _disp(rom_dir)]
         plan.steps.append(Step(["mpremote", *build]))
+    if romfs:  # before anything is written: a board without a partition is refused
+        plan.steps.insert(0, Step(mpremote + ["exec", ROMFS_CHECK_CODE], capture=True))
     plan.steps.append(Step(mpremote + ["mip", "install", *fw_boards.packages(preset)]))
     plan.steps.append(Step(mpremote + ["run", _disp(build_dir / CLEAN_SCRIPT.name)]))
     if romfs:
@@ -355,7 +362,9 @@ def stage(plan: Plan, build_dir: Path, cfg: dict[str, Any], seed: bytes | None) 
         shutil.copyfile(src, dst)
     for remote_dir in plan.dirs:
         (plan.board_dir / remote_dir).mkdir(parents=True, exist_ok=True)
-    (plan.board_dir / "config.json").write_text(config_json(cfg), encoding="utf-8")
+    (plan.board_dir / "config.json").write_text(
+        config_json(fw_config.board_config(cfg)), encoding="utf-8"
+    )
     if seed is not None:
         key_path = plan.board_dir / KEY_FILE
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -376,6 +385,8 @@ def run_steps(steps: list[Step]) -> str | None:
             proc = subprocess.run(argv, capture_output=step.capture, text=True, check=False)
         except OSError as e:
             _fail(f"cannot run {step.argv[0]}: {e.strerror}")
+        if proc.returncode != 0 and ROMFS_TAG in step.argv[-1]:
+            _fail(NO_ROMFS)  # rom_ioctl raised: no partition either
         if proc.returncode != 0:
             detail = ""
             if step.capture:
@@ -383,10 +394,19 @@ def run_steps(steps: list[Step]) -> str | None:
                 detail = f": {lines[-1]}" if lines else ""
             _fail(f"step failed (exit {proc.returncode}): {step.line()}{detail}")
         if step.capture:
+            answers = {}
             for out_line in (proc.stdout or "").splitlines():
                 parts = out_line.split()
-                if len(parts) == 2 and parts[0] == NODE_ID_TAG:
-                    node_id = parts[1]
+                if len(parts) == 2:
+                    answers[parts[0]] = parts[1]
+            if ROMFS_TAG in step.argv[-1]:
+                if (
+                    not answers.get(ROMFS_TAG, "0").lstrip("-").isdigit()
+                    or int(answers.get(ROMFS_TAG, "0")) <= 0
+                ):
+                    _fail(NO_ROMFS)
+                continue
+            node_id = answers.get(NODE_ID_TAG)
             if node_id is None:
                 _fail("the board did not print its node id (is loranode.identity deployed?)")
     return node_id
@@ -470,12 +490,11 @@ def keygen_cmd() -> None:
 @cli.command("flash")
 @click.option("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
 @click.option("--board", type=_BOARD_CHOICE, required=True, help="board preset")
-@click.option("--mpy", is_flag=True, help="ship lorawire and loranode compiled to .mpy")
 @click.option(
     "--romfs",
     is_flag=True,
-    help="ship lorawire and loranode as a ROMFS image run in place from flash "
-    "(MicroPython >= 1.25 with a ROMFS partition; about half the heap of --mpy)",
+    help="ship lorawire and loranode as one ROMFS image run in place from flash "
+    "(custom firmware with a ROMFS partition; stock ESP32 firmware has none: refused)",
 )
 @click.option(
     "--key-on-host/--key-on-board",
@@ -502,7 +521,6 @@ def keygen_cmd() -> None:
 def flash_cmd(
     port: str,
     board: str,
-    mpy: bool,
     romfs: bool,
     key_on_host: bool,
     dry_run: bool,
@@ -521,7 +539,6 @@ def flash_cmd(
         preset=fw_config.radio(cfg),
         root=root.absolute(),
         build_dir=build_dir,
-        mpy=mpy,
         key_on_host=key_on_host,
         romfs=romfs,
     )

@@ -12,8 +12,8 @@ Modules only CPython imports (the msgpack and `cryptography` fast paths) and the
 gateway-side TCP handshake (CPYTHON_ONLY) are left out, and with --board also the
 unix-port radio (UNIX_PORT_ONLY): BOARD_EXCLUDE is the one list `tools.deploy flash`
 applies to every way it ships code (.py copies, --mpy, --romfs). Without --board the
-image keeps loranode/radio_sim.py, so the simulator can boot it on the unix port
-(tools/meshsim/romboot.py). The layout is the one `mpremote romfs build` makes
+image keeps loranode/radio_sim.py (and lorawire/simproto.py), so the simulator can boot
+it on the unix port (tools/meshsim/romboot.py). The layout is the one `mpremote romfs build` makes
 (mpremote.romfs.VfsRomWriter), so `mpremote romfs deploy OUT.romfs` writes it.
 """
 
@@ -35,13 +35,17 @@ PACKAGES = (
 )
 # Paths as on the board (package/module.py). Nothing a board runs imports these: the fast
 # paths are tried under try/except ImportError (lorawire.codec, lorawire.ed25519), the
-# handshake is the gateway's TCP link, and radio_sim is imported only for a config with a
-# "sim" section (the unix port), which `tools.deploy flash` refuses.
+# handshake is the gateway's TCP link, and radio_sim (with the protocol it speaks,
+# lorawire.simproto) is imported only for a config with a "sim" section (the unix port),
+# which `tools.deploy flash` refuses.
 CPYTHON_ONLY = frozenset(
     {"lorawire/_fastcodec.py", "lorawire/_ed25519_fast.py", "lorawire/handshake.py"}
 )
-UNIX_PORT_ONLY = frozenset({"loranode/radio_sim.py"})
-BOARD_EXCLUDE = CPYTHON_ONLY | UNIX_PORT_ONLY
+# The SHA-512 layout for ports whose small ints hold 62 bits (lorawire.sha512 picks it
+# there); an ESP32's hold 31, so a board never imports it.
+WIDE_PORT_ONLY = frozenset({"lorawire/_sha512_halves.py"})
+UNIX_PORT_ONLY = frozenset({"loranode/radio_sim.py", "lorawire/simproto.py"})
+BOARD_EXCLUDE = CPYTHON_ONLY | WIDE_PORT_ONLY | UNIX_PORT_ONLY
 
 
 def ships(rel: PurePath | str, exclude: Set[str] = BOARD_EXCLUDE) -> bool:

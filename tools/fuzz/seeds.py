@@ -12,6 +12,7 @@ from pathlib import Path
 from lorawire import auth, fragment, frame, handshake, link, messages, record, uart
 from lorawire.identity import Identity
 
+from . import host_targets
 from . import wire_targets as wt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,9 +135,14 @@ def ed25519_triples() -> list[bytes]:
     return out
 
 
-def node_configs() -> list[bytes]:
-    bridge = dict(wt.NODE_CONFIG, role="bridge")
-    return [json.dumps(c).encode() for c in (wt.NODE_CONFIG, bridge)]
+def host_configs() -> list[bytes]:
+    """What a user writes: the deploy tool's input."""
+    return [json.dumps(host_targets.raw_config(r)).encode() for r in ("node", "bridge")]
+
+
+def board_configs() -> list[bytes]:
+    """What the deploy tool writes to a board: the firmware's input."""
+    return [json.dumps(c).encode() for c in host_targets.board_configs().values()]
 
 
 def ban_files() -> list[bytes]:
@@ -184,8 +190,8 @@ SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "uart.cobs_decode": cobs_blocks,
     "uart.StreamDecoder": uart_streams,
     "link.decode": link_payloads,
-    "firmware.config.loads": node_configs,
-    "firmware.config.load": node_configs,
+    "firmware.start.load": board_configs,
+    "deploy.fwconfig.load": host_configs,
     "firmware.Node.handle_frame": frames,
     "firmware.Bridge.feed": uart_streams,
     "firmware.BanTable.load": ban_files,

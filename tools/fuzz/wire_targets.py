@@ -91,7 +91,9 @@ def outcome(name, data):
         result = t.fn(data)
     except t.allowed as e:
         return "E " + type(e).__name__
-    except Exception as e:  # noqa: BLE001 - anything else escaping is the finding
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - anything else escaping is the finding
         text = str(e).replace("\n", " ")[:120]
         return "X " + type(e).__name__ + " " + text
     return "ok" if t.clocked else "ok " + fingerprint(result)
@@ -254,62 +256,9 @@ def _link_decode(data):
 
 
 # ---- firmware ----------------------------------------------------------------------
-# Imported on first use: the CPython driver puts firmware/ on its path for these.
-
-
-def _fw_config():
-    from loranode import config
-
-    return config
-
-
-class ConfigRefused(Exception):
-    """loranode.config.ConfigError, after checking it is one line naming the config
-    (its text quotes the JSON parser, whose words differ between the runtimes)."""
-
-
-class NotJson(ConfigRefused):
-    """ConfigError for text the JSON parser refused."""
-
-
-def _config_call(fn, arg):
-    config = _fw_config()
-    try:
-        return fn(arg)
-    except config.ConfigError as e:
-        text = str(e)
-        if "\n" in text or not text.startswith("config"):
-            raise AssertionError("not a one-line config error: %r" % text[:80]) from None
-        raise (NotJson if "not valid JSON" in text else ConfigRefused)() from None
-
-
-@target("firmware.config.loads", allowed=(ConfigRefused,), max_len=4096)
-def _config_loads(data):
-    try:
-        text = data.decode()
-    except UnicodeError:
-        return "not text"
-    return _config_call(_fw_config().loads, text)
-
-
-@target("firmware.config.load", allowed=(ConfigRefused,), max_len=4096)
-def _config_load(data):
-    path = state_file("config.json")
-    with open(path, "wb") as f:
-        f.write(data)
-    return _config_call(_fw_config().load, path)
-
-
-NODE_CONFIG = {
-    "role": "node",
-    "board": "heltec-v3",
-    "region": "EU868",
-    "frequency_hz": 868100000,
-    "sf": 7,
-    "bandwidth_hz": 125000,
-    "network_key": binascii.hexlify(NETWORK_KEY).decode(),
-    "capacities": {"peers": 8, "bans": 4, "seen": 16, "key_cache": 4, "txqueue": 8},
-}
+# Imported on first use: the CPython driver puts firmware/ on its path for these. A
+# board reads a config the deploy tool validated and completed (tools/deploy/fwconfig);
+# the driver writes one per role into the state directory (node.json, bridge.json).
 
 # Set by the driver or the worker before a firmware target runs: a writable directory
 # of this process alone, and (for the bridge) the path of a pseudo-terminal.
@@ -320,17 +269,47 @@ def state_file(name):
     return "%s/%s" % (STATE["dir"], name)
 
 
+class BoardConfigRefused(Exception):
+    """loranode.start.load stopped (SystemExit) after printing one line naming the
+    config; what the board does with a config.json it cannot use."""
+
+
+@target("firmware.start.load", allowed=(BoardConfigRefused,), max_len=4096)
+def _start_load(data):
+    from loranode import start
+
+    path = state_file("config.json")
+    with open(path, "wb") as f:
+        f.write(data)
+    said = []
+    start.print = lambda *a: said.append(" ".join([str(x) for x in a]))  # its one line
+    try:
+        return start.load(path)
+    except SystemExit:
+        if len(said) != 1 or "\n" in said[0] or not said[0].startswith("config"):
+            raise AssertionError("not one line naming the config: %r" % said) from None
+        raise BoardConfigRefused() from None
+
+
+def _board_config(role):
+    import json
+
+    with open(state_file(role + ".json")) as f:
+        cfg = json.loads(f.read())
+    cfg["node"]["state_dir"] = STATE["dir"]
+    cfg["node"]["stdin"] = False
+    return cfg
+
+
 class _NoRadio:
     speed = 1.0
     name = "fuzz"
 
 
 def _node():
-    from loranode import config
     from loranode.node import Node
 
-    cfg = config.validate(dict(NODE_CONFIG))
-    return Node(cfg, Identity(MY_SEED), _NoRadio(), {"state_dir": STATE["dir"], "stdin": False})
+    return Node(_board_config("node"), Identity(MY_SEED), _NoRadio())
 
 
 @target("firmware.Node.handle_frame", allowed=(), clocked=True)
@@ -342,15 +321,11 @@ def _node_frame(data):
 
 
 def _bridge():
-    from loranode import bridge, config
+    from loranode import bridge
     from loranode.uart_port import UartPort
 
-    cfg = dict(NODE_CONFIG)
-    cfg["role"] = "bridge"
-    cfg = config.validate(cfg)
     port = UartPort(path=STATE["pty"])
-    opts = {"state_dir": STATE["dir"], "stdin": False}
-    return bridge.Bridge(cfg, Identity(MY_SEED), None, port, opts)
+    return bridge.Bridge(_board_config("bridge"), Identity(MY_SEED), None, port)
 
 
 @target("firmware.Bridge.feed", allowed=(), clocked=True, max_len=1200)

@@ -15,14 +15,16 @@ import sys
 
 import click
 
+from lorawire.simproto import DEFAULT_HOST, DEFAULT_PORT
+
 from .medium import Medium, serve
 from .topology import load
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--topology", "topology_path", required=True, help="Topology JSON file.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=47000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--speed",
     default=1.0,

@@ -10,8 +10,7 @@
   * starts `micropython -X heapsize=H firmware/main.py config.json` per node on the
     interpreter LORACHAIN_MICROPYTHON names (tools.board.interpreters: the PyPI port
     runs the sources, the plain board-shaped build their .mpy files, the frozen one its
-    frozen modules), or with `romfs=IMAGE` the code from a ROMFS
-    image as a board runs it (tools/meshsim/romboot.py), one reader thread per process collecting
+    frozen modules), one reader thread per process collecting
     `STATUS ` lines (the latest per node) and the last lines of other output;
   * `request_status()` writes `status` to every node's stdin; `wait_until(pred)` polls
     until a predicate over the statuses holds; `converged()` says whether every node
@@ -19,6 +18,19 @@
   * `stop()` ends every process it started: `quit` on stdin, then SIGINT, then SIGKILL
     after a timeout -- nodes first, the medium last; it is idempotent and also runs
     from `__exit__` and at interpreter exit, so no process is orphaned.
+
+Radios: by default every node is a SimRadio (firmware/loranode/radio_sim.py). `radio=`
+(CLI `--radio KIND`) gives every node another radio and `radios={name: KIND}` (CLI
+`--radio NAME=KIND`) single nodes: KIND "sx1276" (a Heltec V2 board), "sx1262" (a Heltec
+V3 board) or a board preset name of tools/deploy/boards.py. Such a node is a board whose radio
+chip is emulated (tools/chipsim): its config names the board (no "sim" section), the
+firmware opens the radio as on the board (loranode.radio_lora.open_radio with
+micropython-lib's real driver: frozen in the frozen build, .mpy files on the plain one
+and on the PyPI port), and tools/chipsim/boot.py wires the chip to the preset's pins and
+to the medium. An emulated board keeps real time, like the board it stands for (its
+clock and its driver's waits are not scaled), so a mesh with one runs at speed 1. At the
+end such a node prints `CHIPSIM-END {...}` (the chip's counters and any access the chip
+refused: NodeProc.chip_report).
 
 Region: `region=` (CLI `--region`, default EU868) names a region of lorawire.regions; every
 node gets its first 125 kHz default channel (`region_frequency`) and enforces its duty-cycle
@@ -33,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,11 +59,13 @@ from typing import Any
 
 import click
 
-from lorawire import airtime as lw_airtime
 from lorawire import regions
 
 from .. import procs
 from ..board import interpreters
+from ..deploy import boards as fwboards
+from ..deploy import fwconfig
+from . import status as node_status
 from . import topology as topo_mod
 from .topology import Topology
 
@@ -58,23 +73,18 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SHARED = ROOT / "shared"
 MAIN = FIRMWARE / "main.py"
-ROMBOOT = Path(__file__).resolve().with_name("romboot.py")
+TOOLS = ROOT / "tools"
+CHIPBOOT = TOOLS / "chipsim" / "boot.py"
+CHIP_REPORT_PREFIX = "CHIPSIM-END "
+SIM_RADIO = "sim"
+# emulated chip -> the board preset it sits on
+CHIP_BOARDS = {"sx1276": "heltec-v2", "sx1262": "heltec-v3"}
 VERIFIED = 0x10  # loranode.peers.VERIFIED
 STATUS_PREFIX = "STATUS "
 DEFAULT_HEAP = "512K"
 DEFAULT_REGION = "EU868"
 BANDWIDTH_HZ = 125000
 KEEP_LINES = 200
-
-
-def _firmware_config() -> Any:
-    """loranode.config, imported on CPython from firmware/ (it runs on both runtimes)."""
-    for p in (str(FIRMWARE), str(SHARED)):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    from loranode import config
-
-    return config
 
 
 def region_frequency(region: str, bw_hz: int = BANDWIDTH_HZ) -> int:
@@ -90,11 +100,11 @@ def region_frequency(region: str, bw_hz: int = BANDWIDTH_HZ) -> int:
 
 
 def duty_limits(region: str, freq_hz: int, bw_hz: int = BANDWIDTH_HZ) -> dict[str, int]:
-    """The region's rules at freq_hz, from lorawire.regions and lorawire.airtime.DutyCycle:
+    """The region's rules at freq_hz, from lorawire.regions and its DutyCycle:
     duty_ppm, dwell_ms (0 = none), budget_ms and bg_budget_ms per duty-cycle window
     (what a node reports in STATUS "airtime"), window_ms."""
     band = regions.sub_band(region, freq_hz, bw_hz)
-    duty = lw_airtime.DutyCycle(region)
+    duty = regions.DutyCycle(region)
     return {
         "duty_ppm": int(band[regions.SB_DUTY_PPM]),
         "dwell_ms": int(regions.dwell_limit_ms(region, freq_hz, bw_hz)),
@@ -105,6 +115,56 @@ def duty_limits(region: str, freq_hz: int, bw_hz: int = BANDWIDTH_HZ) -> dict[st
 
 
 FREQ_HZ = region_frequency(DEFAULT_REGION)  # 868.1 MHz, kept for existing importers
+
+
+def radio_board(kind: str) -> str | None:
+    """The board preset of radio KIND (None for a SimRadio); ValueError for an unknown one."""
+    if kind == SIM_RADIO:
+        return None
+    if kind in CHIP_BOARDS:
+        return CHIP_BOARDS[kind]
+    if kind in fwboards.BOARDS:
+        return kind
+    known = [SIM_RADIO, *CHIP_BOARDS, *sorted(fwboards.BOARDS)]
+    raise ValueError(f"radio {kind!r} is not one of {', '.join(known)}")
+
+
+def emulated_board(board: str, name: str, medium_port: int | None) -> dict[str, Any]:
+    """The BOARD_JSON of tools/chipsim/boot.py for preset `board` (its wiring, its TCXO),
+    on the medium at 127.0.0.1:medium_port (None: no antenna)."""
+    preset = fwboards.BOARDS[board]
+    chip = preset["chip"]
+    pins = {
+        "nss": preset["cs"],
+        "sck": preset["sck"],
+        "mosi": preset["mosi"],
+        "miso": preset["miso"],
+        "nreset": preset["reset"],
+        "dio1": preset["dio1"],
+    }
+    if chip == "sx1276":
+        pins["dio0"] = preset["dio0"]
+    else:
+        pins["busy"] = preset["busy"]
+    return {
+        "chip": chip,
+        "pins": {k: v for k, v in pins.items() if v is not None},
+        "tcxo_mv": preset.get("tcxo_mv"),
+        "medium": None if medium_port is None else ["127.0.0.1", medium_port],
+        "name": name,
+        "preset": preset,  # what the deploy tool writes into the board's config ("radio")
+    }
+
+
+def chip_module_path() -> str:
+    """MICROPYPATH for a node on an emulated board: chipsim, the firmware, the drivers."""
+    interp = interpreters.current()
+    extra: list[Path | str] = [TOOLS]
+    if interp.name == "pypi":  # the board-shaped builds have them (.mpy tree / frozen)
+        from ..board import mpytree
+
+        extra.append(mpytree.ensure_lora(mpytree.BUILD / "mpy-lora"))
+    return interpreters.module_path(interp, *extra)
 
 
 def micropython_binary() -> str:
@@ -150,11 +210,15 @@ def hops_diameter(topology: Topology, sf: int) -> int | None:
 class NodeProc:
     """One unix-port node process and what it printed."""
 
-    def __init__(self, index: int, name: str, directory: Path) -> None:
+    def __init__(self, index: int, name: str, directory: Path, radio: str = SIM_RADIO) -> None:
         self.index = index
         self.name = name
         self.dir = directory
+        self.radio = radio
+        self.board = radio_board(radio)
         self.config_path = directory / "config.json"
+        self.board_path = directory / "chipsim.json"
+        self.chip_report: dict[str, Any] | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.node_id: str | None = None
         self.status: dict[str, Any] | None = None
@@ -174,14 +238,19 @@ class NodeProc:
             with self.cond:
                 if line.startswith(STATUS_PREFIX):
                     try:
-                        self.status = json.loads(line[len(STATUS_PREFIX) :])
-                    except ValueError:
+                        self.status = node_status.parse(line)
+                    except (ValueError, KeyError, TypeError):
                         self.lines.append(line[:200])
                     else:
                         self.status_count += 1
                 else:
                     if line.startswith("NODE ") and len(line.split()) >= 2:
                         self.node_id = line.split()[1]
+                    elif line.startswith(CHIP_REPORT_PREFIX):
+                        try:
+                            self.chip_report = json.loads(line[len(CHIP_REPORT_PREFIX) :])
+                        except ValueError:
+                            pass
                     self.lines.append(line)
                 self.cond.notify_all()
         with self.cond:
@@ -286,8 +355,9 @@ class Mesh:
         node_options: dict[str, Any] | None = None,
         capacities: dict[str, int] | None = None,
         network_key: str | None = None,
-        romfs: Path | None = None,
         region: str = DEFAULT_REGION,
+        radio: str = SIM_RADIO,
+        radios: dict[str, str] | None = None,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
@@ -306,7 +376,6 @@ class Mesh:
         self.speed = speed
         self.seed = seed
         self.heap = heap
-        self.romfs = romfs
         self.sf = sf
         self.announce = (announce_min_s, announce_max_s)
         self.status_interval_s = status_interval_s
@@ -316,21 +385,42 @@ class Mesh:
         self.medium: subprocess.Popen[str] | None = None
         self.port = 0
         self.medium_lines: deque[str] = deque(maxlen=KEEP_LINES)
-        self.nodes = [NodeProc(i, nm, self.workdir / nm) for i, nm in enumerate(self.names)]
+        radios = dict(radios or {})
+        unknown = sorted(set(radios) - set(self.names))
+        if unknown:
+            raise ValueError(
+                f"radios: no node named {unknown[0]!r} (nodes {', '.join(self.names)})"
+            )
+        self.nodes = [
+            NodeProc(i, nm, self.workdir / nm, radios.get(nm, radio))
+            for i, nm in enumerate(self.names)
+        ]
+        if any(nd.board for nd in self.nodes):
+            if speed != 1.0:
+                raise ValueError(
+                    f"speed {speed:g}: emulated boards run in real time, so a mesh with one "
+                    "runs at speed 1"
+                )
         self.started_at = 0.0
 
     # -- configuration -------------------------------------------------------
 
     def config_for(self, node: NodeProc) -> dict[str, Any]:
-        return self._config(node, self.port)
+        """What the deploy tool would write to the board: the raw config, validated and
+        completed by tools/deploy/fwconfig.py (ValueError, one line, when it is refused)."""
+        return fwconfig.board_config(fwconfig.validate(self.raw_config(node)))
 
     def check_config(self) -> None:
         """Validate a node's config before anything starts (ValueError, one line)."""
-        self._config(self.nodes[0], self.port or 1)
+        fwconfig.validate(self._raw(self.nodes[0], self.port or 1))
 
-    def _config(self, node: NodeProc, port: int) -> dict[str, Any]:
+    def raw_config(self, node: NodeProc) -> dict[str, Any]:
+        """The config a user would hand the deploy tool for `node`."""
+        return self._raw(node, self.port)
+
+    def _raw(self, node: NodeProc, port: int) -> dict[str, Any]:
         raw: dict[str, Any] = {
-            "board": "heltec-v3",
+            "board": node.board or "heltec-v3",
             "region": self.region,
             "frequency_hz": self.frequency_hz,
             "sf": self.sf,
@@ -338,14 +428,14 @@ class Mesh:
             "network_key": self.network_key,
             "announce_interval_min_s": self.announce[0],
             "announce_interval_max_s": self.announce[1],
-            "sim": {"medium_host": "127.0.0.1", "medium_port": port, "name": node.name},
         }
+        if node.board is None:  # a SimRadio; an emulated board opens its radio as a board
+            raw["sim"] = {"medium_host": "127.0.0.1", "medium_port": port, "name": node.name}
         if self.capacities:
             raw["capacities"] = dict(self.capacities)
         opts = {"status_interval_s": self.status_interval_s}
         opts.update(self.node_options)
         raw["node"] = opts
-        _firmware_config().validate(dict(raw))  # the board's own check, before any process
         return raw
 
     def limits(self) -> dict[str, int]:
@@ -353,13 +443,23 @@ class Mesh:
         return duty_limits(self.region, self.frequency_hz, BANDWIDTH_HZ)
 
     def write_configs(self) -> None:
+        """Each node's directory as a board's flash: config.json and main.py (run from
+        there, so the interpreter imports our packages from MICROPYPATH, as a board
+        imports them from its own copies, and never from firmware/ beside the script)."""
         for node in self.nodes:
             node.dir.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text(json.dumps(self.config_for(node), indent=1) + "\n")
+            shutil.copyfile(MAIN, node.dir / "main.py")
+            if node.board is not None:
+                desc = emulated_board(node.board, node.name, self.port)
+                node.board_path.write_text(json.dumps(desc, indent=1) + "\n")
 
-    def env(self) -> dict[str, str]:
+    def env(self, node: NodeProc | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env["MICROPYPATH"] = interpreters.module_path(interpreters.current())
+        if node is not None and node.board is not None:
+            env["MICROPYPATH"] = chip_module_path()
+        else:
+            env["MICROPYPATH"] = interpreters.module_path(interpreters.current())
         env["PYTHONPATH"] = f"{ROOT}:{SHARED}"
         return env
 
@@ -393,9 +493,9 @@ class Mesh:
 
     def node_argv(self, node: NodeProc) -> list[str]:
         argv = [micropython_binary(), "-X", f"heapsize={self.heap}"]
-        if self.romfs is not None:  # code from a ROMFS image, as on a board (romboot.py)
-            argv += [str(ROMBOOT), str(self.romfs)]
-        return [*argv, str(MAIN), "config.json"]
+        if node.board is not None:  # a board with an emulated radio chip
+            argv += [str(CHIPBOOT), node.board_path.name]
+        return [*argv, "main.py", "config.json"]
 
     def start_node(self, i: int, timeout: float = 20.0) -> str:
         node = self.nodes[i]
@@ -403,7 +503,7 @@ class Mesh:
             raise RuntimeError(f"node {node.name} is already running")
         node.node_id = None
         node.status = None
-        node.start(self.node_argv(node), self.env())
+        node.start(self.node_argv(node), self.env(node))
         return node.wait_id(timeout)
 
     def start(self) -> Mesh:
@@ -411,7 +511,7 @@ class Mesh:
             self.start_medium()
             self.write_configs()
             for node in self.nodes:
-                node.start(self.node_argv(node), self.env())
+                node.start(self.node_argv(node), self.env(node))
             for node in self.nodes:
                 node.wait_id(30.0)
         except BaseException:
@@ -574,6 +674,14 @@ def run_convergence(mesh: Mesh, timeout: float, echo: Callable[[str], None] | No
     type=click.Choice(list(regions.REGION_NAMES), case_sensitive=False),
     help="Region (lorawire.regions): its first 125 kHz default channel and its limits.",
 )
+@click.option(
+    "--radio",
+    "radio_opts",
+    multiple=True,
+    metavar="KIND | NAME=KIND",
+    help="sim (default), sx1276, sx1262 or a board preset: for every node, or NAME=KIND "
+    "for one (repeatable). Emulated boards need --speed 1.",
+)
 @click.option("--timeout", default=120.0, show_default=True, help="Wall seconds to wait.")
 @click.option("--workdir", default=None, help="Keep node files here (default: a temp dir).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
@@ -585,13 +693,33 @@ def main(
     heap: str,
     sf: int,
     region: str,
+    radio_opts: tuple[str, ...],
     timeout: float,
     workdir: str | None,
     as_json: bool,
 ) -> None:
     """Launch a simulated mesh of unix-port nodes and wait until it converges."""
+    radio = SIM_RADIO
+    radios: dict[str, str] = {}
+    for opt in radio_opts:
+        name, eq, kind = opt.partition("=")
+        if eq:
+            radios[name] = kind
+        else:
+            radio = opt
     try:
-        mesh = Mesh(n, topology, workdir, speed, seed, heap=heap, sf=sf, region=region)
+        mesh = Mesh(
+            n,
+            topology,
+            workdir,
+            speed,
+            seed,
+            heap=heap,
+            sf=sf,
+            region=region,
+            radio=radio,
+            radios=radios,
+        )
         mesh.check_config()  # e.g. an SF over the region's dwell limit: one line, no process
     except ValueError as e:
         raise click.ClickException(str(e)) from None

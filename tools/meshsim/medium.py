@@ -4,31 +4,8 @@ Each simulated node (a `SimRadio`, on the unix port or CPython) is a UDP client.
 The medium decides, per transmission, who hears it, with which RSSI/SNR, and
 whether it survives collisions, half-duplex and link loss.
 
-Datagram protocol (all integers big-endian; `struct` formats)
--------------------------------------------------------------
-node -> medium
-  REGISTER    0x01  ">B8sIBIbB" type, node_id[8], freq_hz u32, sf u8, bw_hz u32,
-                    tx_power_dbm i8, coding_rate u8 (5..8 = 4/5..4/8), then the
-                    node name (UTF-8, 1..32 bytes; the topology's name for the node).
-                    Sent again to change radio parameters. Answer: REGISTERED.
-  TX          0x02  ">BHIBIbB"  type, seq u16, freq_hz, sf, bw_hz, tx_power_dbm,
-                    coding_rate, then the payload (1..255 bytes). Answer: TX_DONE
-                    after the simulated time on air.
-  STATS       0x03  ">B"        Answer: STATS_REPLY. Any client may ask.
-  BYE         0x04  ">B"        The node leaves; no answer.
-  STATS_JSON  0x05  ">B"        Answer: STATS_JSON_REPLY (per-node detail).
-medium -> node
-  REGISTERED  0x81  ">Bdf"      type, sim_now_s f64, speed f32
-  TX_DONE     0x82  ">BHBdd"    type, seq, status u8 (0 ok, 1 busy: already sending,
-                    2 unregistered, 3 bad parameters or payload), airtime_ms f64,
-                    sim_end_s f64
-  STATS_REPLY 0x83  ">BIIIIIId" type, sent, delivered, collided, lost, half_duplex,
-                    rejected, sim_now_s
-  RX          0x84  ">Bhhdd"    type, rssi_dbm i16, snr_q i16 (dB*4, as the SX127x
-                    register), sim_start_s, sim_end_s, then the payload.
-  STATS_JSON_REPLY 0x85         type, then a UTF-8 JSON object (see Medium.stats());
-                                "nodes" is null (and "nodes_omitted" the count) when
-                                the detail would not fit one datagram.
+Datagram protocol: `lorawire.simproto` (one definition for the medium and the
+firmware's SimRadio).
 
 Simulated time
 --------------
@@ -40,7 +17,9 @@ receivers that got it.
 
 Who receives
 ------------
-Every other registered node on the same frequency, SF and bandwidth for which the
+Every other registered node on the same channel (SF and bandwidth equal, frequencies
+within CHANNEL_TOLERANCE_HZ: a chip's synthesizer lands one step -- 61 Hz on the
+SX1276, 1 Hz on the SX1262 -- from the frequency asked for) for which the
 topology gives a link whose SNR (after the sender's power offset) clears the SF's
 demodulation floor. Transmissions on another frequency/SF/BW do not interfere
 (LoRa spreading factors are treated as orthogonal; a simplification).
@@ -60,6 +39,9 @@ Fates of one reception (a frame at one receiver), decided in this order:
   lost         the per-link loss probability, drawn from a random stream per
                directed link seeded from (seed, sender, receiver), so the pattern
                is reproducible whatever the interleaving of other links.
+  corrupted    the per-link corruption probability (topology link option "corrupt"),
+               from a second stream per directed link: the frame arrives, but its
+               payload CRC fails; sent as RX_CRC.
   delivered    otherwise.
 Out-of-range pairs are not counted (they never were receptions).
 """
@@ -75,40 +57,45 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from lorawire.simproto import (
+    MAX_NAME,
+    REGISTER_FMT,
+    REGISTERED_FMT,
+    RX_FMT,
+    ST_BAD_PARAMS,
+    ST_BUSY,
+    ST_OK,
+    ST_UNREGISTERED,
+    STATS_FMT,
+    T_BYE,
+    T_REGISTER,
+    T_REGISTERED,
+    T_RX,
+    T_RX_CRC,
+    T_STATS,
+    T_STATS_JSON,
+    T_STATS_JSON_REPLY,
+    T_STATS_REPLY,
+    T_TX,
+    T_TX_DONE,
+    T_TX_TIMED,
+    TX_DONE_FMT,
+    TX_FMT,
+    TX_TIMED_FMT,
+)
+
 from .topology import Topology
-
-T_REGISTER = 0x01
-T_TX = 0x02
-T_STATS = 0x03
-T_BYE = 0x04
-T_STATS_JSON = 0x05
-T_REGISTERED = 0x81
-T_TX_DONE = 0x82
-T_STATS_REPLY = 0x83
-T_RX = 0x84
-T_STATS_JSON_REPLY = 0x85
-
-REGISTER_FMT = ">B8sIBIbB"
-TX_FMT = ">BHIBIbB"
-REGISTERED_FMT = ">Bdf"
-TX_DONE_FMT = ">BHBdd"
-STATS_FMT = ">BIIIIIId"
-RX_FMT = ">Bhhdd"
-
-ST_OK = 0
-ST_BUSY = 1
-ST_UNREGISTERED = 2
-ST_BAD_PARAMS = 3
 
 CAPTURE_DB = 6.0
 PREAMBLE_SYMBOLS = 8
 MAX_PAYLOAD = 255
-MAX_NAME = 32
 MAX_NODES = 4096  # registrations beyond this are refused (no unbounded growth)
 MAX_JSON = 60000  # bytes of STATS_JSON_REPLY; beyond it the per-node detail is left out
+CHANNEL_TOLERANCE_HZ = 1000
 
 _REG_LEN = struct.calcsize(REGISTER_FMT)
 _TX_LEN = struct.calcsize(TX_FMT)
+_TX_TIMED_LEN = struct.calcsize(TX_TIMED_FMT)
 
 AirtimeFn = Callable[..., float]
 
@@ -135,6 +122,11 @@ class Params:
         return (PREAMBLE_SYMBOLS + 4.25) * (2**self.sf) / self.bw_hz
 
 
+def same_channel(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
+    """Two (freq_hz, sf, bw_hz) channels a receiver cannot tell apart."""
+    return a[1:] == b[1:] and abs(a[0] - b[0]) <= CHANNEL_TOLERANCE_HZ
+
+
 @dataclass
 class NodeStats:
     tx: int = 0
@@ -143,6 +135,7 @@ class NodeStats:
     collided: int = 0
     lost: int = 0
     half_duplex: int = 0
+    corrupted: int = 0
 
 
 @dataclass
@@ -162,6 +155,7 @@ class Reception:
     rssi: float
     snr: float
     loss: float
+    corrupt: float
     start: float
     end: float
     preamble_end: float
@@ -230,6 +224,7 @@ class Medium:
             "lost": 0,
             "half_duplex": 0,
             "rejected": 0,
+            "corrupted": 0,
         }
         self.address: tuple[str, int] = (host, port)
 
@@ -273,6 +268,8 @@ class Medium:
                 self._on_register(data, addr)
             elif t == T_TX:
                 self._on_tx(data, addr)
+            elif t == T_TX_TIMED:
+                self._on_tx(data, addr, timed=True)
             elif t == T_STATS:
                 c = self.counters
                 self._send(
@@ -333,11 +330,16 @@ class Medium:
     ) -> None:
         self._send(struct.pack(TX_DONE_FMT, T_TX_DONE, seq, status, airtime, end), addr)
 
-    def _on_tx(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) < _TX_LEN:
+    def _on_tx(self, data: bytes, addr: tuple[str, int], timed: bool = False) -> None:
+        head = _TX_TIMED_LEN if timed else _TX_LEN
+        if len(data) < head:
             raise ValueError("TX length")
-        _, seq, freq, sf, bw, power, cr = struct.unpack(TX_FMT, data[:_TX_LEN])
-        payload = data[_TX_LEN:]
+        given_us = None
+        if timed:
+            _, seq, freq, sf, bw, power, cr, given_us = struct.unpack(TX_TIMED_FMT, data[:head])
+        else:
+            _, seq, freq, sf, bw, power, cr = struct.unpack(TX_FMT, data[:head])
+        payload = data[head:]
         now = self.now()
         node = self.by_addr.get(addr)
         if node is None:
@@ -352,7 +354,12 @@ class Medium:
         try:
             if not 1 <= len(payload) <= MAX_PAYLOAD:
                 raise ValueError("payload length")
-            airtime = float(self._airtime(len(payload), sf, bw, coding_rate=cr))
+            if given_us is not None:
+                if given_us == 0:
+                    raise ValueError("airtime 0")
+                airtime = given_us / 1000.0
+            else:
+                airtime = float(self._airtime(len(payload), sf, bw, coding_rate=cr))
         except (ValueError, TypeError):
             self.counters["rejected"] += 1
             self._done(addr, seq, ST_BAD_PARAMS, 0.0, now)
@@ -376,7 +383,7 @@ class Medium:
                 r.fate = "half_duplex"
         receptions: list[Reception] = []
         for other in list(self.by_addr.values()):
-            if other is node or other.params.channel != params.channel:
+            if other is node or not same_channel(other.params.channel, params.channel):
                 continue
             link = self.topology.reception(node.name, other.name, params.sf, params.power_dbm)
             if link is None:
@@ -387,6 +394,7 @@ class Medium:
                 link.rssi,
                 link.snr,
                 link.loss,
+                link.corrupt,
                 now,
                 end,
                 now + params.preamble_s(),
@@ -395,7 +403,7 @@ class Medium:
             if other.tx_until > now:
                 rec.fate = "half_duplex"
             for e in other.receptions:
-                if e.channel != rec.channel:
+                if not same_channel(e.channel, rec.channel):
                     continue
                 self._collide(e, rec)
             other.receptions.append(rec)
@@ -417,11 +425,12 @@ class Medium:
             e.fate = e.fate or "collided"
             n.fate = n.fate or "collided"
 
-    def _rng(self, a: str, b: str) -> random.Random:
-        key = (a, b)
+    def _rng(self, a: str, b: str, what: str = "") -> random.Random:
+        key = (a, b) if not what else (a, b + "/" + what)
         rng = self._rngs.get(key)
         if rng is None:
-            rng = self._rngs[key] = random.Random(f"{self.seed}/{a}/{b}")
+            seed = f"{self.seed}/{a}/{b}" + (f"/{what}" if what else "")
+            rng = self._rngs[key] = random.Random(seed)
         return rng
 
     def _finish(self, tx: Transmission) -> None:
@@ -435,17 +444,27 @@ class Medium:
             fate = r.fate
             if fate is None:
                 current = self.by_addr.get(node.addr) is node
-                if not current or node.params.channel != r.channel:
+                if not current or not same_channel(node.params.channel, r.channel):
                     continue  # left or retuned mid-frame: not a reception any more
                 if r.loss > 0 and self._rng(sender.name, node.name).random() < r.loss:
                     fate = "lost"
-            if fate is None:
-                self.counters["delivered"] += 1
-                node.stats.delivered += 1
+                elif (
+                    r.corrupt > 0 and self._rng(sender.name, node.name, "crc").random() < r.corrupt
+                ):
+                    fate = "corrupted"
+            if fate is None or fate == "corrupted":
                 rssi = max(-32768, min(32767, round(r.rssi)))
                 snr_q = max(-32768, min(32767, round(r.snr * 4)))
-                hdr = struct.pack(RX_FMT, T_RX, rssi, snr_q, r.start, r.end)
-                self._send(hdr + tx.payload, node.addr)
+                kind, payload = T_RX, tx.payload
+                if fate is None:
+                    self.counters["delivered"] += 1
+                    node.stats.delivered += 1
+                else:
+                    self.counters["corrupted"] += 1
+                    node.stats.corrupted += 1
+                    kind, payload = T_RX_CRC, garble(tx.payload)
+                hdr = struct.pack(RX_FMT, kind, rssi, snr_q, r.start, r.end)
+                self._send(hdr + payload, node.addr)
             else:
                 self.counters[fate] += 1
                 setattr(node.stats, fate, getattr(node.stats, fate) + 1)
@@ -466,6 +485,7 @@ class Medium:
                     "collided": n.stats.collided,
                     "lost": n.stats.lost,
                     "half_duplex": n.stats.half_duplex,
+                    "corrupted": n.stats.corrupted,
                 }
                 for n in self.by_addr.values()
             },
@@ -478,6 +498,13 @@ class Medium:
             f"lost {c['lost']} half_duplex {c['half_duplex']} rejected {c['rejected']} "
             f"sim_time {self.now():.3f}s"
         )
+
+
+def garble(payload: bytes) -> bytes:
+    """What a receiver makes of a payload its CRC rejects: here, the middle byte flipped."""
+    b = bytearray(payload)
+    b[len(b) // 2] ^= 0xFF
+    return bytes(b)
 
 
 def parse_stats(data: bytes) -> dict[str, float]:

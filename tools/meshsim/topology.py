@@ -17,6 +17,9 @@ Explicit links (each entry is both directions unless "oneway": true)::
     {"links": [["a", "b", {"rssi": -90, "snr": 5, "loss": 0.1}], ["b", "c"]],
      "nodes": ["a", "b", "c", "d"]}          (optional: adds nodes with no links)
 
+    "corrupt" (0..1, default 0) is the share of the frames on that link that arrive
+    with a bad payload CRC (the medium's fate "corrupted").
+
     A link without "snr" gets snr = rssi - noise_floor; without "rssi", rssi =
     noise_floor + snr; with neither, the model (positions) decides, else -> error.
     An explicit link overrides the path-loss model for that direction.
@@ -39,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorawire.simproto import MAX_NAME  # bytes, as in the REGISTER datagram
+
 SNR_FLOOR_DB: dict[int, float] = {
     6: -5.0,
     7: -7.5,
@@ -48,7 +53,6 @@ SNR_FLOOR_DB: dict[int, float] = {
     11: -17.5,
     12: -20.0,
 }
-MAX_NAME = 32  # bytes, as in the REGISTER datagram
 # Default model at SF7: grid neighbours hear each other, diagonals and two hops do not.
 DEFAULT_SPACING_M = 4500.0
 
@@ -60,7 +64,7 @@ _MODEL_KEYS = {
     "loss",
     "sensitivity_dbm",
 }
-_LINK_KEYS = {"rssi", "snr", "loss", "oneway"}
+_LINK_KEYS = {"rssi", "snr", "loss", "oneway", "corrupt"}
 _TOP_KEYS = {"nodes", "model", "links"}
 
 
@@ -99,6 +103,7 @@ class Link:
     rssi: float
     snr: float
     loss: float
+    corrupt: float = 0.0
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Topology:
         sens = self.model.sensitivity_dbm
         if sens is not None and sf in sens and rssi < sens[sf]:
             return None
-        return Link(rssi, snr, base.loss)
+        return Link(rssi, snr, base.loss, base.corrupt)
 
     def neighbours(self, a: str, sf: int = 7, tx_power_dbm: float | None = None) -> list[str]:
         p = self.model.tx_power_dbm if tx_power_dbm is None else tx_power_dbm
@@ -147,14 +152,18 @@ class Topology:
             if any(p is not None for p in self.nodes.values()):
                 raise ValueError("cannot serialise a topology mixing placed and unplaced nodes")
         if self.links:
-            out["links"] = [
-                [a, b, {"rssi": lk.rssi, "snr": lk.snr, "loss": lk.loss, "oneway": True}]
-                for (a, b), lk in sorted(self.links.items())
-            ]
+            out["links"] = [[a, b, _link_options(lk)] for (a, b), lk in sorted(self.links.items())]
         return out
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def _link_options(lk: Link) -> dict[str, Any]:
+    opts: dict[str, Any] = {"rssi": lk.rssi, "snr": lk.snr, "loss": lk.loss, "oneway": True}
+    if lk.corrupt:
+        opts["corrupt"] = lk.corrupt
+    return opts
 
 
 # -- parsing ----------------------------------------------------------------------
@@ -169,7 +178,7 @@ def _num(v: Any, where: str, src: str) -> float:
 def _prob(v: Any, where: str, src: str) -> float:
     p = _num(v, where, src)
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{src}: {where}: loss {v!r} outside 0..1")
+        raise ValueError(f"{src}: {where}: {where.rsplit('.', 1)[-1]} {v!r} outside 0..1")
     return p
 
 
@@ -268,6 +277,7 @@ def from_dict(data: Any, source: str = "topology") -> Topology:
         rssi = _num(opts["rssi"], f"{where}.rssi", src) if "rssi" in opts else None
         snr = _num(opts["snr"], f"{where}.snr", src) if "snr" in opts else None
         loss = _prob(opts["loss"], f"{where}.loss", src) if "loss" in opts else model.loss
+        corrupt = _prob(opts["corrupt"], f"{where}.corrupt", src) if "corrupt" in opts else 0.0
         oneway = opts.get("oneway", False)
         if not isinstance(oneway, bool):
             raise ValueError(f"{src}: {where}.oneway: expected true or false")
@@ -282,7 +292,7 @@ def from_dict(data: Any, source: str = "topology") -> Topology:
             rssi = model.noise_floor_dbm + snr
         elif snr is None:
             snr = rssi - model.noise_floor_dbm
-        link = Link(rssi, snr, loss)
+        link = Link(rssi, snr, loss, corrupt)
         links[(a, b)] = link
         if not oneway and (b, a) not in links:
             links[(b, a)] = link
