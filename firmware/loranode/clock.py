@@ -19,6 +19,9 @@ On CPython `time.ticks_*` is replaced by the same arithmetic over `time.monotoni
 
 import time
 
+from lorawire.airtime import ticks_add as add
+from lorawire.airtime import ticks_since as diff
+
 try:
     from micropython import const
 except ImportError:  # CPython: every const() here is an int
@@ -27,33 +30,23 @@ except ImportError:  # CPython: every const() here is an int
 
 PERIOD = const(0x40000000)
 _MASK = const(0x3FFFFFFF)
-_HALF = const(0x20000000)
 _STEP_MS = const(50000)  # real ms folded in one step: d * milli stays a small int
+
+# diff(a, b): a - b for node ticks, signed, exact while |a - b| < 2**29 ms (6.2 days);
+# add(t, ms): the tick `ms` after (before, for ms < 0) tick t, for |ms| <= 2**29. Both
+# never leave the small-int range of a 32-bit board (see lorawire.airtime).
 
 try:
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
-except AttributeError:  # CPython
+except AttributeError:  # CPython: the same period, over time.monotonic()
 
     def ticks_ms():
         return int(time.monotonic() * 1000) & _MASK  # type: ignore[attr-defined]  # CPython
 
-    def ticks_diff(end, start):
-        return ((end - start + _HALF) & _MASK) - _HALF
-
-    def ticks_add(ticks, delta):
-        return (ticks + delta) & _MASK
-
-
-def diff(a, b):
-    """a - b for node ticks, signed; exact while |a - b| < 2**29 ms (6.2 days)."""
-    return ((a - b + _HALF) & _MASK) - _HALF
-
-
-def add(t, ms):
-    """The node tick `ms` after (or before, for ms < 0) tick t."""
-    return (t + ms) & _MASK
+    ticks_diff = diff
+    ticks_add = add
 
 
 class NodeClock:
@@ -74,7 +67,7 @@ class NodeClock:
                 step = d if d < _STEP_MS else _STEP_MS
                 d -= step
                 x = step * self.milli + self._frac
-                self._t = (self._t + x // 1000) & _MASK
+                self._t = add(self._t, x // 1000)
                 self._frac = x % 1000
         return self._t
 

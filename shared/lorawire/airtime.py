@@ -148,9 +148,24 @@ def ceil_ms(airtime):
     return ms + 1 if ms < airtime else ms
 
 
+# Tick arithmetic that never leaves the 31-bit small-int range of a 32-bit board: a
+# temporary of 2**30 or more (t + ms near the wrap, or now - then + 2**29) would be a
+# long int allocated on every call. Both take ticks in 0..2**30 - 1.
+
+
 def ticks_since(now, then):
     """now - then for ticks (signed, correct while the distance is below 2**29 ms)."""
-    return ((now - then + _HALF) & _MASK) - _HALF
+    d = (now - then) & _MASK
+    return d - _HALF - _HALF if d >= _HALF else d
+
+
+def ticks_add(t, ms):
+    """The tick `ms` after tick t (before it for ms < 0), for |ms| <= 2**29."""
+    r = t - _HALF + ms
+    if r >= _HALF:
+        return r - _HALF
+    r += _HALF
+    return r if r >= 0 else r + _HALF + _HALF
 
 
 class Budget:
@@ -229,7 +244,7 @@ class Budget:
         if ms <= 0:
             return
         self._prune(now)
-        end = (now + ms) & _MASK
+        end = ticks_add(now, ms)
         cap = self.cap
         if self.n:
             last = self.end[(self.head + self.n - 1) % cap]

@@ -47,7 +47,8 @@ def _accept(tops, bits, i, seq):
         return False
     if ahead < _HALF:
         tops[i] = seq
-        bits[i] = 1 if ahead >= WINDOW else ((bits[i] << ahead) | 1) & _BITS
+        # mask before shifting: bits << ahead could pass 2**30, a long int on a board
+        bits[i] = 1 if ahead >= WINDOW else ((bits[i] & (_BITS >> ahead)) << ahead) | 1
         return True
     back = SEQ_MOD - ahead
     if back >= WINDOW or (bits[i] >> back) & 1:
@@ -121,13 +122,20 @@ class ReplayTable:
 
     def _touch(self, s):
         c = self._clock + 1
-        if c >= _RENUMBER_AT:  # keep stamps small ints: ranks 1..capacity, in order
-            order = sorted(range(self.capacity), key=lambda i: self._stamp[i])
-            for rank, i in enumerate(order):
-                self._stamp[i] = rank + 1
-            c = self.capacity + 1
+        if c >= _RENUMBER_AT:
+            c = self._renumber()
         self._clock = c
         self._stamp[s] = c
+
+    def _renumber(self):
+        """Keep stamps small ints: ranks 1..capacity, in order; returns the next stamp.
+        (A method of its own: the sort key's closure would cost a heap cell on every
+        _touch, which runs per frame.)"""
+        stamp = self._stamp
+        order = sorted(range(self.capacity), key=lambda i: stamp[i])
+        for rank, i in enumerate(order):
+            stamp[i] = rank + 1
+        return self.capacity + 1
 
     def check_and_update(self, source, seq, channel=0):
         """True (and remember) when seq is fresh for `source` on `channel`; else False."""

@@ -105,3 +105,39 @@ def status_of(node: Any) -> dict[str, Any]:
     out = parse(lines[0])
     assert out is not None
     return out
+
+
+# MicroPython code (after upy_prelude) for runs that fast-forward a node through weeks:
+# the board's ticks_ms is replaced by a counter the script moves (wrapping at 2**30 as
+# ticks_ms does), so NodeClock itself runs over the wraps; `peer` and `stranger` are
+# fixed identities whose frames the script builds (`frame_from`), `REC` is the peer's
+# signed record, `node` a started Node on that clock, `drain()` sends what it queued;
+# `advance(ms)` moves the clock and `elapsed[0]` is the uptime so far.
+UPY_FAST_FORWARD = """
+import gc
+from loranode import clock as ck
+TICKS = [0]
+elapsed = [0]  # ms the script has moved the clock in all (the node's uptime)
+def _fake_ticks():
+    return TICKS[0]
+ck.ticks_ms = _fake_ticks
+def advance(ms):
+    TICKS[0] = (TICKS[0] + ms) & 0x3FFFFFFF
+    elapsed[0] += ms
+peer = Identity(bytes(range(1, 33)))
+stranger = Identity(bytes(range(2, 34)))
+REC = record.encode_record({"seq": 1, "kind": 3, "services": 0, "mesh": (0, 7)}, peer)
+_fseq = [100]
+def frame_from(who, mt, body, dest=None, hop_limit=0):
+    _fseq[0] = (_fseq[0] + 1) & 0xFFFF
+    f = fr.Frame(mt, who.id, _fseq[0], dest, hop_limit=hop_limit)
+    return auth.seal_frame(f, body, key)
+node = Node(cfg, Identity(bytes(range(32))), R(), clock=ck.NodeClock(1, 0))
+node.start()
+def drain():
+    while True:
+        d = node.next_frame()
+        if d is None:
+            return
+        node.charge(d, node.clock.now())
+"""

@@ -192,3 +192,60 @@ def test_grid_identical_on_both_runtimes() -> None:
     assert expected.count("\n") == 7 * 3 * 4 * 8 * 2 + 1
     assert " False\n" not in expected  # round(ms * 1000) == us on every line
     assert got == expected
+
+
+PERIOD = 1 << 30
+HALF = 1 << 29
+
+
+@given(st.integers(0, PERIOD - 1), st.integers(0, PERIOD - 1))
+def test_ticks_since_is_the_signed_distance_mod_the_period(now: int, then: int) -> None:
+    from lorawire.airtime import ticks_since
+
+    assert ticks_since(now, then) == (now - then + HALF) % PERIOD - HALF
+
+
+@given(st.integers(0, PERIOD - 1), st.integers(-HALF, HALF))
+def test_ticks_add_wraps_like_ticks_ms(t: int, ms: int) -> None:
+    from lorawire.airtime import ticks_add, ticks_since
+
+    r = ticks_add(t, ms)
+    assert r == (t + ms) % PERIOD
+    if abs(ms) < HALF:
+        assert ticks_since(r, t) == ms
+
+
+TICKS_ALLOC_SCRIPT = f"""
+import gc
+from lorawire.airtime import ticks_add, ticks_since
+P = {PERIOD}
+H = {HALF}
+edges = (0, 1, H - 1, H, H + 1, P - 2, P - 1)
+deltas = (-H, -H + 1, -1, 0, 1, H - 1, H)
+out = [0, 0]
+
+
+def run():
+    for t in edges:
+        for u in edges:
+            out[0] = ticks_since(t, u)
+        for d in deltas:
+            out[1] = ticks_add(t, d)
+
+
+run()  # warm-up
+gc.collect()
+gc.disable()
+a = gc.mem_alloc()
+run()
+b = gc.mem_alloc()
+gc.enable()
+print(b - a)
+"""
+
+
+@pytest.mark.upy("plain")
+def test_tick_arithmetic_allocates_nothing_on_a_32_bit_board() -> None:
+    """At the edges of the period (where t + ms or now - then + 2**29 would pass 2**30,
+    a long int on a 32-bit board) neither function allocates."""
+    assert run_upy(TICKS_ALLOC_SCRIPT).stdout.strip() == "0"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lorawire.replay import REPLAY_SOURCES, WINDOW, ReplayTable, ReplayWindow
+from upy import run_upy
 
 
 def test_basics() -> None:
@@ -123,3 +125,38 @@ def test_default_capacity() -> None:
     for i in range(REPLAY_SOURCES * 3):
         t.check_and_update(i.to_bytes(8, "big"), 1)
     assert len(t) == REPLAY_SOURCES == t.capacity
+
+
+WINDOW_ALLOC_SCRIPT = """
+import gc
+from lorawire.replay import ReplayTable
+t = ReplayTable(4)
+src = b"\\x01" * 8
+seqs = list(range(100, 140)) + [139 - k for k in range(1, 29)] + [150, 151, 181]
+ok = [0]
+
+
+def run(base):
+    for s in seqs:
+        if t.check_and_update(src, (base + s) & 0xFFFF, 0):
+            ok[0] += 1
+
+
+run(0)  # warm-up: the source has its slot
+gc.collect()
+gc.disable()
+a = gc.mem_alloc()
+run(1000)
+b = gc.mem_alloc()
+gc.enable()
+print(b - a, ok[0])
+"""
+
+
+@pytest.mark.upy("plain")
+def test_window_slides_without_allocating_on_a_32_bit_board() -> None:
+    """A full window shifted by up to WINDOW - 1 (bits << ahead would pass 2**30, a long
+    int on a 32-bit board) allocates nothing; the same frames are accepted both times."""
+    alloc, accepted = run_upy(WINDOW_ALLOC_SCRIPT).stdout.split()
+    assert alloc == "0"
+    assert int(accepted) == 2 * (40 + 3)
