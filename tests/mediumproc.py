@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools import procs
 from tools.meshsim import medium as medium_mod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ class MediumProc:
             stderr=subprocess.PIPE,
             text=True,
             env={"PYTHONPATH": f"{ROOT}:{ROOT / 'shared'}", "PATH": "/usr/bin:/bin"},
+            **procs.child_options(new_session=False),
         )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()

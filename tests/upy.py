@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools import procs
 from tools.board import interpreters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +98,7 @@ def run_upy(
             timeout=timeout,
             env=run_env,
             cwd=str(cwd) if cwd is not None else None,
+            **procs.child_options(new_session=False),
         )
     except subprocess.TimeoutExpired as e:  # show what it printed before it hung
         out, err = (_text(x) for x in (e.stdout, e.stderr))

@@ -2,6 +2,15 @@
 
 * `spawn(argv, cwd=..., env=...)` starts a child in a new session (so its process group
   is its own), stdout and stderr merged into one text pipe, line-buffered.
+* `child_options()`: the keyword arguments that do the same for any other way of
+  starting a child (`subprocess.Popen`/`run`, `asyncio.create_subprocess_exec`): a new
+  session, and on Linux the child dies with us. A child in its own session gets none of
+  the signals sent to ours, and atexit never runs when we are SIGKILLed (a timeout, the
+  OOM killer, a killed test run), so before exec the child asks the kernel for SIGKILL
+  when its parent dies (`prctl(PR_SET_PDEATHSIG)`, prctl(2)), and exits at once if that
+  already happened. The kernel ties this to the *thread* that started the child, so it
+  is set only for children started from the main thread (`DIES_WITH_PARENT`: whether
+  this platform has it at all).
 * `end_process(proc, steps)` sends each signal of `steps` to the child's group in turn
   and waits the step's seconds, until the child has exited; `sweep=True` then SIGKILLs
   whatever the child left in its group.
@@ -14,12 +23,62 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+# Looked up once here: the function runs between fork and exec, where nothing may be
+# imported or loaded.
+_prctl = _load_prctl()
+DIES_WITH_PARENT = _prctl is not None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child die with this process, or None where it
+    cannot (no prctl, or not the main thread: see the module docstring)."""
+    prctl = _prctl
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request: too late
+            os._exit(1)
+
+    return in_child
+
+
+def child_options(*, new_session: bool = True) -> dict[str, Any]:
+    """Keyword arguments for starting a child that dies with us, in a session of its
+    own unless `new_session` is False (then it also gets our terminal's Ctrl-C)."""
+    opts: dict[str, Any] = {"start_new_session": new_session}
+    fn = die_with_parent()
+    if fn is not None:
+        opts["preexec_fn"] = fn
+    return opts
 
 
 def spawn(
@@ -29,7 +88,8 @@ def spawn(
     env: dict[str, str],
     stdin: int | IO[Any] | None = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
-    """Start `argv` in a new session; its output (stdout + stderr) on `proc.stdout`."""
+    """Start `argv` in a new session, dying with us; its output (stdout + stderr) on
+    `proc.stdout`."""
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -39,7 +99,7 @@ def spawn(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        start_new_session=True,
+        **child_options(),
     )
 
 

@@ -18,8 +18,12 @@ far below 100 forever; a burst of errors still crosses the threshold.
 ``permanent_after``-th ban (default 5) is permanent. Manual bans take an explicit
 duration, or the same rule.
 
-**Targets:** ``node:<16 hex>`` or an IP network (a single address is a /32 or /128).
-``is_banned`` checks a node id in O(1) and an IP against every prefix length that has
+**Targets:** ``node:<16 hex>`` or an IP network. An address stands for its peer
+network (``netgroup.peer_network``): points earned by an address, its bans and a
+manual ban or unban of a single address apply to the IPv4 address itself and to the
+IPv6 /64 by default (``BanPolicy.ipv4_prefix`` / ``ipv6_prefix``, from ``[peer_prefix]``),
+so a peer rotating through its own /64 stays one target. A CIDR subnet is taken as
+given. ``is_banned`` checks a node id in O(1) and an IP against every prefix length that has
 at least one ban (at most 33 for IPv4, 129 for IPv6), never against every ban.
 
 Everything is bounded: points, history and evidence are kept for at most
@@ -35,14 +39,14 @@ import heapq
 import ipaddress
 import time
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from loragate.bounded import BoundedDict
-from loragate.config import BanSettings
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from loragate.config import BanSettings, PeerPrefix
+from loragate.netgroup import PEER_PREFIX_IPV4, PEER_PREFIX_IPV6, IPNetwork, peer_network
 
 
 class Misbehaviour(StrEnum):
@@ -167,6 +171,8 @@ class BanPolicy:
     max_tracked: int = 100_000
     evidence_per_target: int = 16
     history_per_target: int = 16
+    ipv4_prefix: int = PEER_PREFIX_IPV4  # the leading bits of an address that name a peer
+    ipv6_prefix: int = PEER_PREFIX_IPV6
 
     def duration(self, count: int) -> float | None:
         """Length of the count-th ban; None means permanent."""
@@ -175,9 +181,12 @@ class BanPolicy:
         return min(self.base_duration_s * 2.0 ** (count - 1), self.max_duration_s)
 
 
-def policy_from(settings: BanSettings) -> BanPolicy:
-    """The policy the `[bans]` settings describe."""
+def policy_from(settings: BanSettings, prefix: PeerPrefix | None = None) -> BanPolicy:
+    """The policy the `[bans]` (and `[peer_prefix]`) settings describe."""
+    prefix = prefix or PeerPrefix()
     return BanPolicy(
+        ipv4_prefix=prefix.ipv4,
+        ipv6_prefix=prefix.ipv6,
         threshold=settings.threshold,
         base_duration_s=float(settings.base_duration_s),
         max_duration_s=float(settings.max_duration_s),
@@ -203,6 +212,27 @@ class BanManager:
         self._history: BoundedDict[BanTarget, deque[BanHistoryEntry]] = BoundedDict(cap)
         self._evidence: BoundedDict[BanTarget, deque[Evidence]] = BoundedDict(cap)
 
+    # ---- targets -----------------------------------------------------------------
+
+    def address_target(self, host: str) -> BanTarget:
+        """The target an address stands for: its peer network. Raises ValueError."""
+        p = self.policy
+        return BanTarget("net", str(peer_network(host, p.ipv4_prefix, p.ipv6_prefix)))
+
+    def peer_target(self, target: BanTarget) -> BanTarget:
+        """A single-address target widened to its peer network; others unchanged."""
+        if target.kind != "net":
+            return target
+        net = target.network
+        if net.prefixlen != net.max_prefixlen:
+            return target
+        return self.address_target(str(net.network_address))
+
+    def _known(self, target: BanTarget, table: Container[BanTarget]) -> BanTarget:
+        """`target` if `table` holds it (a single-address ban from before peer networks),
+        else the peer network it stands for."""
+        return target if target in table else self.peer_target(target)
+
     # ---- queries -----------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -224,7 +254,7 @@ class BanManager:
         return list(self._bans.values())
 
     def get(self, target: BanTarget) -> Ban | None:
-        return self._bans.get(target)
+        return self._bans.get(self._known(target, self._bans))
 
     def find_ban(
         self, node_id: bytes | None = None, host: str | None = None, now: float | None = None
@@ -261,17 +291,17 @@ class BanManager:
         """Current (decayed) misbehaviour points of a target."""
         if now is None:
             now = time.time()
-        entry = self._points.get(target)
+        entry = self._points.get(self._known(target, self._points))
         return 0.0 if entry is None else self._decayed(entry, now)
 
     def history(self, target: BanTarget) -> list[BanHistoryEntry]:
-        return list(self._history.get(target, ()))
+        return list(self._history.get(self._known(target, self._history), ()))
 
     def evidence(self, target: BanTarget) -> list[Evidence]:
-        return list(self._evidence.get(target, ()))
+        return list(self._evidence.get(self._known(target, self._evidence), ()))
 
     def ban_count(self, target: BanTarget) -> int:
-        return self._counts.get(target, 0)
+        return self._counts.get(self._known(target, self._counts), 0)
 
     # ---- misbehaviour ------------------------------------------------------------
 
@@ -299,7 +329,7 @@ class BanManager:
         if node_id is not None:
             target = node_target(node_id)
         elif host is not None:
-            target = net_target(host)
+            target = self.address_target(host)
         else:
             raise ValueError("misbehaviour needs a node id or a host")
         pts = self.policy.points.get(kind, 0) if points is None else points
@@ -328,7 +358,7 @@ class BanManager:
         new: list[Ban] = []
         targets = [target]
         if node_id is not None and host is not None and self.policy.ban_address_with_node:
-            targets.append(net_target(host))
+            targets.append(self.address_target(host))
         for t in targets:
             existing = self._bans.get(t)
             if existing is not None and existing.active(now):
@@ -347,9 +377,11 @@ class BanManager:
         permanent: bool = False,
         reason: str = "manual",
     ) -> Ban:
-        """Manual ban; without ``duration_s`` the growing-duration rule applies."""
+        """Manual ban; without ``duration_s`` the growing-duration rule applies. A single
+        address bans its peer network."""
         if now is None:
             now = time.time()
+        target = self.peer_target(target)
         if duration_s is not None and duration_s <= 0:
             raise ValueError("ban duration must be positive")
         if permanent:
@@ -391,6 +423,7 @@ class BanManager:
     def unban(self, target: BanTarget, *, now: float | None = None, reason: str = "manual") -> bool:
         if now is None:
             now = time.time()
+        target = self._known(target, self._bans)
         ban = self._bans.get(target)
         if ban is None:
             return False

@@ -4,7 +4,8 @@
   (flags win). The flags are generated from the dataclass fields, so they never drift:
   ``outbound_target`` -> ``--outbound-target``, lists are repeatable singular flags
   (``--connect``, ``--dns-seed``, ``--preferred-kind``), booleans are ``--mdns/--no-mdns``,
-  and the ``[score]``/``[bans]`` sections become ``--score-...``/``--ban-...``
+  and the sections ``[score]``, ``[bans]``, ``[relay]``, ``[peer_prefix]`` become
+  ``--score-...``, ``--ban-...``, ``--relay-...``, ``--peer-prefix-...``
   (``bans.threshold`` -> ``--ban-threshold``).
 * ``peers``, ``bans``, ``status``, ``ban``, ``unban``: ask the gateway running with this
   data dir over its control socket; when none answers, read (or, for ban/unban, write)
@@ -177,7 +178,12 @@ def show_id(data_dir: Path | None) -> None:
 # ---- settings flags, generated from GatewayConfig ----------------------------------------
 
 SETTING_PREFIX = "set__"
-_SECTION_FLAG = {"score": "score", "bans": "ban"}
+_SECTION_FLAG = {
+    "score": "score",
+    "bans": "ban",
+    "relay": "relay",
+    "peer_prefix": "peer-prefix",
+}
 _LIST_FLAG = {"dns_seeds": "dns-seed", "preferred_kinds": "preferred-kind"}
 _NOT_FLAGS = {"data_dir"}  # --data-dir is shared by every command (and has an env var)
 _TOML_ONLY = {("bans", "points")}  # a table (the price list): only in the settings file

@@ -91,6 +91,32 @@ class BanSettings:
 
 
 @dataclass
+class RelaySettings:
+    """What a gateway accepts to relay without the blockchain: the network's size limits.
+
+    An object above its kind's limit is invalid (the sender earns invalid_sync_data
+    points), so every node of a network must use the same values. 3,610 bytes is the
+    largest transaction the mesh can carry (16 LoRa fragments); 65,000 bytes leaves a
+    block room for its header and tag in a 64 KiB TCP frame.
+    """
+
+    max_tx_bytes: int = 3610
+    max_block_bytes: int = 65000
+
+
+@dataclass
+class PeerPrefix:
+    """How many leading bits of an address name one peer for bans and rate limits.
+
+    IPv4: the address (32). IPv6: the /64 a single host is usually given, so a peer
+    rotating through its own /64 stays one peer (RFC 4291 §2.5.4 interface ids).
+    """
+
+    ipv4: int = 32
+    ipv6: int = 64
+
+
+@dataclass
 class GatewayConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     listen_host: str = "127.0.0.1"
@@ -115,6 +141,8 @@ class GatewayConfig:
     log_level: str = "info"
     score: ScoreSettings = field(default_factory=ScoreSettings)
     bans: BanSettings = field(default_factory=BanSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    peer_prefix: PeerPrefix = field(default_factory=PeerPrefix)
 
     @property
     def db_path(self) -> Path:
@@ -182,7 +210,12 @@ def _hex_key(name: str, text: str) -> bytes:
     return key
 
 
-_SECTIONS: dict[str, type] = {"score": ScoreSettings, "bans": BanSettings}
+_SECTIONS: dict[str, type] = {
+    "score": ScoreSettings,
+    "bans": BanSettings,
+    "relay": RelaySettings,
+    "peer_prefix": PeerPrefix,
+}
 _RANGES: dict[str, tuple[float, float]] = {
     "listen_port": (0, 65535),
     "metrics_port": (0, 65535),
@@ -203,6 +236,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "bans.permanent_after": (1, 1000),
     "bans.points_half_life_s": (1, 10**8),
     "bans.points.*": (0, 10**6),
+    "relay.max_tx_bytes": (1, 65000),
+    "relay.max_block_bytes": (1, 65000),
+    "peer_prefix.ipv4": (8, 32),
+    "peer_prefix.ipv6": (16, 128),
 }
 
 

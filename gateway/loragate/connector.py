@@ -58,7 +58,7 @@ from loragate.peertable import (
     score_key,
 )
 from loragate.pool import Backoff, ConnectionPolicy, PeerSlot
-from loragate.ratelimit import BucketTable
+from loragate.ratelimit import AddressBuckets
 from loragate.relay import Relay
 from loragate.scoring import node_key
 from loragate.session import PRIO_CONTROL, HandshakeFailed, PeerSession, cancel_all
@@ -116,8 +116,12 @@ class Connector:
         self.manual: list[Addr] = [parse_endpoint(e, "connect") for e in cfg.connect]
         self.pending_out: dict[Addr, PeerSlot] = {}  # dials in flight
         self._pending_in = 0
-        self._conn_buckets: BucketTable[str] = BucketTable(
-            tuning.conn_rate, tuning.conn_burst, tuning.conn_buckets_max
+        self._conn_buckets = AddressBuckets(
+            tuning.conn_rate,
+            tuning.conn_burst,
+            tuning.conn_buckets_max,
+            cfg.peer_prefix.ipv4,
+            cfg.peer_prefix.ipv6,
         )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -401,7 +405,7 @@ class Connector:
             self.telemetry.metric("dropped", "banned")
             await stream.close()
             return
-        if not self._conn_buckets.take(host):
+        if not self._conn_buckets.take(host):  # one bucket per peer network (IPv6: its /64)
             self.stats["refused_rate"] += 1
             self.handler.misbehaving(
                 Misbehaviour.FLOODING, None, host, "connection rate above the limit"

@@ -59,6 +59,7 @@ from loragate.session import PeerSession
 from loragate.store import AsyncStore
 from loragate.telemetry import Telemetry
 from loragate.tuning import ManagerTuning
+from loragate.validation import DefaultValidator
 from lorawire.identity import Identity
 from lorawire.record import Record
 
@@ -94,12 +95,12 @@ class PeerManager:
         self.own = OwnNode(identity, (cfg.listen_host, cfg.listen_port))
         # The shared tables.
         self.book = AddrMan(rng=rng)
-        self.banman = BanManager(policy_from(cfg.bans), sink=store)
+        self.banman = BanManager(policy_from(cfg.bans, cfg.peer_prefix), sink=store)
         self.scores = ScoreTable(weights_from(cfg.score), t.scores_max)
         self.records = RecordTable(t.records_max)
         self.mesh_peers = MeshPeerTable(t.mesh_max)
         self.table = PeerTable(self.scores, self.telemetry)
-        self.relay = Relay(validator=validator, limits=t.relay)
+        self.relay = Relay(validator=DefaultValidator(cfg.relay, validator), limits=t.relay)
         self.policy = ConnectionPolicy(
             cfg.outbound_target, cfg.inbound_cap, cfg.max_outbound_per_group, cfg.preferred_kinds
         )

@@ -7,7 +7,9 @@ Time is passed in (monotonic seconds) so that tests can drive it.
 
 `BucketTable` keeps one bucket per key (address, node id, origin) in a bounded table:
 a key seen for the first time starts with a full bucket, the least recently used key
-is forgotten first when the table is full.
+is forgotten first when the table is full. `AddressBuckets` is one keyed by peer
+network (`netgroup.peer_network`: the IPv4 address, the IPv6 /64), so a host rotating
+through its own /64 spends one bucket.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from loragate.bounded import BoundedDict
+from loragate.netgroup import PEER_PREFIX_IPV4, PEER_PREFIX_IPV6, IPNetwork, peer_network
 
 K = TypeVar("K", bound=Hashable)
 
@@ -76,3 +79,33 @@ class BucketTable(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class AddressBuckets:
+    """A BucketTable keyed by the peer network of an address."""
+
+    __slots__ = ("prefixes", "_table")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        maxlen: int,
+        ipv4_prefix: int = PEER_PREFIX_IPV4,
+        ipv6_prefix: int = PEER_PREFIX_IPV6,
+    ) -> None:
+        self.prefixes = (ipv4_prefix, ipv6_prefix)
+        self._table: BucketTable[IPNetwork | str] = BucketTable(rate, burst, maxlen)
+
+    def take(self, host: str, n: float = 1, now: float | None = None) -> bool:
+        """Spend n tokens of the bucket of `host`'s peer network (a host that is no IP
+        literal has a bucket of its own)."""
+        key: IPNetwork | str
+        try:
+            key = peer_network(host, *self.prefixes)
+        except ValueError:
+            key = host
+        return self._table.take(key, n, now)
+
+    def __len__(self) -> int:
+        return len(self._table)

@@ -2,7 +2,10 @@
 
 * A new object (hash = SHA-256 of its raw bytes) is announced by INV to every peer
   not known to have it; a peer that wants it asks with GETDATA; we answer from a
-  bounded object store (by count and by bytes, oldest dropped first).
+  bounded object store (by count and by bytes, oldest dropped first). The store keeps
+  one copy of each object, its encoded TX/BLOCK body (the raw bytes are its tail), and
+  counts what that costs: the body plus STORE_ENTRY_OVERHEAD for the key, the entry
+  and the object headers, so `store_max_bytes` bounds the memory the store holds.
 * Dedupe: a bounded LRU of every hash seen (`seen_max`, 100,000 by default). An object
   seen before is neither validated nor relayed again; an announced hash we already
   have or have asked someone for is not requested again (until `getdata_timeout_s`).
@@ -16,7 +19,8 @@
   GETDATA is control traffic. A new block is announced at once; transactions wait
   `inv_delay_s` (20 ms) so that announcements leave in batches of up to INV_MAX.
 * The node judges objects through `validator(kind, payload) -> bool | None` ("tx" or
-  "block"; None = cannot tell, relay anyway). False is reported to the
+  "block"; None = cannot tell, relay anyway); the peer manager passes one that applies
+  the configured size limits first (`validation.DefaultValidator`). False is reported to the
   `on_invalid(peer, kind, reason)` listeners (the peer manager charges its TCP peers
   INVALID_SYNC_DATA points, the mesh wing the mesh node it came from) and the object is
   neither stored nor relayed.
@@ -71,6 +75,13 @@ class RelayPeer(Protocol):
 
 
 Validator = Callable[[str, bytes], "bool | None"]
+
+# What one stored object costs beyond its encoded body on CPython 3.11: the 32-byte key
+# (65 B), the entry tuple (64 B), the body's bytes header (33 B) and the ordered
+# table's share of its tables, which a full store churning old objects out leaves
+# between half and fully used (measured with tracemalloc: 272-346 B per entry in all),
+# rounded up.
+STORE_ENTRY_OVERHEAD = 384
 
 
 @dataclass
@@ -141,7 +152,8 @@ class Relay:
         self.limits = lim = limits or RelayLimits()
         self._peers: dict[int, _PeerState] = {}
         self._seen: BoundedDict[bytes, None] = BoundedDict(lim.seen_max)
-        self._objects: BoundedDict[bytes, tuple[int, bytes, bytes]] = BoundedDict(
+        # hash -> (kind code, offset of the raw object in the body, encoded body)
+        self._objects: BoundedDict[bytes, tuple[int, int, bytes]] = BoundedDict(
             lim.store_max_objects, on_evict=self._forget_object
         )
         self._object_bytes = 0
@@ -181,7 +193,7 @@ class Relay:
 
     def get(self, h: bytes) -> bytes | None:
         obj = self._objects.get(h)
-        return None if obj is None else obj[1]
+        return None if obj is None else obj[2][obj[1] :]
 
     @property
     def object_count(self) -> int:
@@ -189,6 +201,7 @@ class Relay:
 
     @property
     def object_bytes(self) -> int:
+        """What the store holds: encoded bodies plus STORE_ENTRY_OVERHEAD per object."""
         return self._object_bytes
 
     def submit_local(self, kind: str, payload: bytes) -> bytes:
@@ -209,16 +222,17 @@ class Relay:
     def _mark_seen(self, h: bytes) -> None:
         self._seen.put(h, None)
 
-    def _forget_object(self, h: bytes, obj: tuple[int, bytes, bytes]) -> None:
-        self._object_bytes -= len(obj[1])
+    def _forget_object(self, h: bytes, obj: tuple[int, int, bytes]) -> None:
+        self._object_bytes -= len(obj[2]) + STORE_ENTRY_OVERHEAD
 
     def _store(self, code: int, h: bytes, payload: bytes) -> None:
         body = messages.encode_body(_OBJECT_TYPE[code], {0: payload})
         held = self._objects.pop(h)
         if held is not None:
             self._forget_object(h, held)
-        self._object_bytes += len(payload)
-        self._objects.put(h, (code, payload, body))  # beyond the count: oldest forgotten
+        self._object_bytes += len(body) + STORE_ENTRY_OVERHEAD
+        # beyond the count: oldest forgotten
+        self._objects.put(h, (code, len(body) - len(payload), body))
         while self._objects and self._object_bytes > self.limits.store_max_bytes:
             self._forget_object(*self._objects.pop_oldest())
 

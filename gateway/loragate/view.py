@@ -310,7 +310,7 @@ class StoppedGatewayView:
     # ---- writes ------------------------------------------------------------------
 
     def _manager(self, store: Store) -> BanManager:
-        bm = BanManager(policy_from(self.cfg.bans), sink=store)
+        bm = BanManager(policy_from(self.cfg.bans, self.cfg.peer_prefix), sink=store)
         bm.restore(store.load_bans(), store.load_ban_counts())
         return bm
 

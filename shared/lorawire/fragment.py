@@ -8,8 +8,17 @@ type byte followed by the inner body).
 
 The Reassembler keeps a fixed number of slots keyed by (source, msg_id). Buffered bytes
 never exceed slots * max_message, whatever arrives: sizes are checked against
-max_message as soon as a fragment shows them, a slot lives at most timeout_ms after its
-first fragment, and a message that would need a slot when none is free is refused.
+max_message as soon as a fragment shows them and a slot lives at most timeout_ms after
+its first fragment.
+
+Slots go to sources in proportion. One source holds at most per_source slots. When
+every slot is busy, a new message takes a slot from the source holding the most, if
+that source holds at least two more than the newcomer's source does (the oldest of
+them), else the slot of the oldest message that has held its slot for hold_ms or more;
+with neither it is refused (BUSY). So sources opening messages they never finish can
+keep an honest source out only while they hold slots younger than hold_ms and no more
+than their share: two sources re-opening first fragments whenever their slots time out
+no longer shut out a third, and a message is sure of its slot for hold_ms.
 """
 
 from lorawire.codec import packb, unpackb
@@ -150,7 +159,7 @@ class _Slot:
 
 
 class Reassembler:
-    """Fixed-slot reassembly. Counters: completed, duplicates, expired, rejected."""
+    """Fixed-slot reassembly. Counters: completed, duplicates, expired, evicted, rejected."""
 
     def __init__(
         self,
@@ -158,6 +167,7 @@ class Reassembler:
         timeout_ms=DEFAULT_TIMEOUT_MS,
         max_message=DEFAULT_MAX_MESSAGE,
         per_source=None,
+        hold_ms=None,
     ):
         if slots < 1 or timeout_ms < 1 or max_message < 1:
             raise ValueError("slots, timeout_ms and max_message must be positive")
@@ -166,6 +176,8 @@ class Reassembler:
         self.max_message = max_message
         # One source may hold at most half the slots, so it cannot lock others out.
         self.per_source = per_source if per_source else max(1, slots // 2)
+        # Under contention a message is sure of its slot for half the timeout.
+        self.hold_ms = hold_ms if hold_ms else max(1, timeout_ms // 2)
         # Recently completed (source, msg_id, time): a late copy of one of their
         # fragments (relays repeat frames) is a duplicate, not the start of a new message.
         self._done = [None] * (2 * slots)
@@ -173,6 +185,7 @@ class Reassembler:
         self.completed = 0
         self.duplicates = 0
         self.expired = 0
+        self.evicted = 0
         self.rejected = 0
 
     def live_slots(self):
@@ -200,6 +213,22 @@ class Reassembler:
                 if 0 <= now_ms - entry[2] < self.timeout_ms:
                     return True
         return False
+
+    def _victim(self, mine, now_ms):
+        """The slot a new message from a source holding `mine` slots may take, or None."""
+        most = stale = None
+        most_n = mine + 1
+        for s in self.slots:
+            n = 0
+            for o in self.slots:
+                if o.source == s.source:
+                    n += 1
+            if n > most_n or (n == most_n and most is not None and s.started < most.started):
+                most = s
+                most_n = n
+            if now_ms - s.started >= self.hold_ms and (stale is None or s.started < stale.started):
+                stale = s
+        return most if most is not None else stale
 
     def _reject(self, reason, source, msg_id, detail, slot=None):
         """Count a refusal and free `slot`; the ReassemblyError for the caller to raise."""
@@ -279,7 +308,11 @@ class Reassembler:
             if mine >= self.per_source:
                 raise self._reject(QUOTA, source, msg_id, "%d slots held" % mine)
             if free is None:
-                raise self._reject(BUSY, source, msg_id, "all %d slots busy" % len(self.slots))
+                free = self._victim(mine, now_ms)
+                if free is None:
+                    raise self._reject(BUSY, source, msg_id, "all %d slots busy" % len(self.slots))
+                free.clear()
+                self.evicted += 1
             slot = free
             slot.source = source
             slot.msg_id = msg_id

@@ -7,6 +7,8 @@ cannot. `StreamDecoder` keeps one fixed buffer: bytes beyond MAX_PACKET are disc
 to the next delimiter, so no input grows memory.
 """
 
+from lorawire.errors import DecodeError
+
 MAX_PACKET = 300  # a 255-byte LoRa frame plus link header, rssi/snr and CRC
 MAX_ENCODED = MAX_PACKET + MAX_PACKET // 254 + 2
 DELIMITER = 0
@@ -48,20 +50,20 @@ def cobs_encode(data):
 
 
 def cobs_decode(data):
-    """Inverse of cobs_encode; ValueError for a block that runs past the end or a zero."""
+    """Inverse of cobs_encode; DecodeError for a block that runs past the end or a zero."""
     out = bytearray()
     i = 0
     n = len(data)
     while i < n:
         code = data[i]
         if code == 0:
-            raise ValueError("zero byte inside a COBS packet")
+            raise DecodeError("zero byte inside a COBS packet")
         end = i + code
         if end > n:
-            raise ValueError("COBS block runs past the end")
+            raise DecodeError("COBS block runs past the end")
         for j in range(i + 1, end):
             if data[j] == 0:
-                raise ValueError("zero byte inside a COBS packet")
+                raise DecodeError("zero byte inside a COBS packet")
         out.extend(data[i + 1 : end])
         i = end
         if code != 0xFF and i < n:
@@ -118,7 +120,7 @@ class StreamDecoder:
     def _finish(self, encoded):
         try:
             body = cobs_decode(encoded)
-        except ValueError:
+        except DecodeError:
             self.bad_cobs += 1
             return None
         if len(body) < 2 or crc16(body[:-2]) != (body[-2] << 8 | body[-1]):

@@ -34,6 +34,7 @@ from loranode.radio_sim import SimRadio
 from lorawire import frame as wf
 from lorawire import link, uart
 from lorawire.airtime import time_on_air_ms
+from tools import procs
 from tools.deploy import fwconfig
 from tools.ptycable import RawPty
 from upy import micropython_binary, micropython_path
@@ -88,6 +89,7 @@ def _medium(tmp_path: Path, speed: float) -> Iterator[int]:
         stderr=subprocess.PIPE,
         text=True,
         env={"PYTHONPATH": f"{ROOT}:{ROOT / 'shared'}", "PATH": "/usr/bin:/bin"},
+        **procs.child_options(new_session=False),
     )
     try:
         assert p.stdout is not None

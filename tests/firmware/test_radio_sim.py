@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loranode.radio_sim import RX_QUEUE_LEN, SimRadio
+from tools import procs
 from upy import run_upy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ def medium(tmp_path: Path) -> Iterator[int]:
         stderr=subprocess.PIPE,
         text=True,
         env={"PYTHONPATH": f"{ROOT}:{ROOT / 'shared'}", "PATH": "/usr/bin:/bin"},
+        **procs.child_options(new_session=False),
     )
     try:
         assert p.stdout is not None

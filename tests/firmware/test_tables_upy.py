@@ -1,7 +1,9 @@
 """The firmware tables inside the MicroPython unix port.
 
-* every table filled to capacity under a 64 KB heap, then 1,000 distinct ids churned
-  through: the heap in use (gc.mem_alloc after gc.collect) must not grow once full;
+* every table filled to capacity, then 1,000 distinct ids churned through: the heap in
+  use (gc.mem_alloc after gc.collect) must not grow once full. On the board-shaped
+  32-bit build the heap is 64 KB, as a board's first GC heap; on the 64-bit PyPI port
+  (pointers twice as wide) it is 80 KB, see HEAP;
 * a deterministic scenario prints a transcript on both runtimes: they must agree line
   for line (same eviction decisions, same scores, same queue order).
 """
@@ -138,6 +140,17 @@ TABLE_MODULES = (
 )
 
 
+# The heap the scenario runs in, per interpreter. With every table full the 32-bit build
+# holds 39.8 KB and leaves 24 KB free in 64 KB. The 64-bit port holds 58.9 KB of 64 KB,
+# and the 6 KB left are fragmented among the tables' id objects: whether the script's
+# own 592-byte call state for churn() finds a contiguous block then depends on where
+# earlier objects landed, which moves with the length of every path the interpreter
+# keeps (tmp dir, script, module files) - so it failed in some runs and passed in others.
+# Measured over 160 path lengths: 20 failed at 64 KB, 63 at 66 KB, 16 at 68 KB, none at
+# 72 or 80 KB. The scenario needs 72 KB on the 64-bit port; it gets 80 KB.
+HEAP = {"pypi": "80K", "plain": "64K"}
+
+
 def compile_mpy(dest: Path) -> Path:
     """Bytecode .mpy of the table modules, as a board runs them: importing .py
     compiles on the heap, which a 64 KB heap cannot spare (DESIGN.md)."""
@@ -149,6 +162,8 @@ def compile_mpy(dest: Path) -> Path:
             [
                 str(mpy_cross),
                 str(FIRMWARE / "loranode" / f"{name}.py"),
+                "-s",  # the module's name as a board has it, not this checkout's path
+                f"loranode/{name}.py",
                 "-o",
                 str(pkg / f"{name}.mpy"),
             ],
@@ -158,11 +173,12 @@ def compile_mpy(dest: Path) -> Path:
     return dest
 
 
-def test_tables_full_do_not_grow_heap_64k(tmp_path: Path) -> None:
+@pytest.mark.upy(*HEAP)
+def test_tables_full_do_not_grow_the_heap(tmp_path: Path, upy_interpreter) -> None:  # noqa: ANN001
     script = tmp_path / "heap.py"
     script.write_text(HEAP_SCRIPT)
     lib = compile_mpy(tmp_path / "lib")
-    res = run_upy(script=script, heap="64K", timeout=120, path=[lib])
+    res = run_upy(script=script, heap=HEAP[upy_interpreter.name], timeout=120, path=[lib])
     f = _figures(res.stdout)
     print(res.stdout)  # with -s: heap for modules, with full tables, after churn, peak, free
     # 2,000 distinct ids churned through full tables: a leak of even one id per

@@ -12,6 +12,7 @@ from typing import Any
 
 from lorawire import compose
 from lorawire import frame as wframe
+from tools import procs
 
 BOARD_SIM = str(Path(__file__).resolve().parent / "board_sim.py")
 SHARED = str(Path(__file__).resolve().parents[2] / "shared")  # lorawire, for the subprocess
@@ -41,6 +42,7 @@ class BoardProc:
                 **os.environ,
                 "PYTHONPATH": os.pathsep.join([SHARED, os.environ.get("PYTHONPATH", "")]),
             },
+            **procs.child_options(new_session=False),
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_event(lambda e: e["ev"] == "ready")

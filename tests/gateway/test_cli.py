@@ -32,6 +32,7 @@ from loragate.control import ControlServer
 from loragate.logsetup import OneLineFormatter, setup_logging, syslog_priority, under_journald
 from loragate.scoring import PeerScore
 from loragate.store import Store
+from tools import procs
 
 LORAGATE = str(Path(sys.executable).with_name("loragate"))
 BAD_NODE = bytes.fromhex("0badc0de0badc0de")
@@ -62,6 +63,7 @@ async def asub(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **procs.child_options(new_session=False),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -615,6 +617,7 @@ async def test_every_command_against_the_real_gateway_process(tmp_path: Path) ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **procs.child_options(new_session=False),
     )
     try:
         for _ in range(200):

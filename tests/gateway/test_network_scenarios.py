@@ -32,6 +32,7 @@ from loragate.transport import FrameStream
 from lorawire import messages
 from lorawire.identity import Identity
 from lorawire.record import KIND_FULL, decode_record, encode_record
+from tools import procs
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +156,7 @@ def spawn_gateway(data_dir: Path, host: str, port: int) -> subprocess.Popen[byte
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        **procs.child_options(new_session=False),
     )
 
 

@@ -10,7 +10,7 @@ from peerkit import endpoint, objects_of, start_node, stop_node, view, wait_unti
 
 from loragate.bans import node_target
 from loragate.events import EventKind
-from loragate.relay import KIND_CODES, Relay, RelayLimits, object_hash
+from loragate.relay import KIND_CODES, STORE_ENTRY_OVERHEAD, Relay, RelayLimits, object_hash
 from loragate.session import PRIO_TX
 from lorawire import messages
 
@@ -114,11 +114,14 @@ class FakePeer:
 
 
 def test_object_store_and_seen_cache_are_bounded() -> None:
-    r = Relay(limits=RelayLimits(seen_max=50, store_max_objects=10, store_max_bytes=100))
-    hs = [r.submit_local("tx", b"%03d-payload" % i) for i in range(60)]  # 11 bytes each
-    assert r.object_count <= 10 and r.object_bytes <= 100
-    assert r.get(hs[-1]) is not None and r.get(hs[0]) is None
-    assert r.seen_count == 50
+    entry = STORE_ENTRY_OVERHEAD + 15  # an 11-byte payload encodes to a 15-byte body
+    for max_objects, max_bytes, held in ((10, 100 * entry, 10), (100, 7 * entry + 5, 7)):
+        lim = RelayLimits(seen_max=50, store_max_objects=max_objects, store_max_bytes=max_bytes)
+        r = Relay(limits=lim)
+        hs = [r.submit_local("tx", b"%03d-payload" % i) for i in range(60)]  # 11 bytes each
+        assert r.object_count == held and r.object_bytes == held * entry
+        assert r.get(hs[-1]) is not None and r.get(hs[-held - 1]) is None
+        assert r.seen_count == 50
 
 
 def test_blocks_announced_before_transactions() -> None:
@@ -150,14 +153,17 @@ def test_blocks_announced_before_transactions() -> None:
     )
 )
 def test_relay_tables_never_exceed_capacity(objects: list[tuple[str, bytes]]) -> None:
-    lim = RelayLimits(seen_max=20, store_max_objects=8, store_max_bytes=200, known_per_peer=10)
+    max_bytes = 5 * (STORE_ENTRY_OVERHEAD + 40)
+    lim = RelayLimits(
+        seen_max=20, store_max_objects=8, store_max_bytes=max_bytes, known_per_peer=10
+    )
     r = Relay(limits=lim)
     p = FakePeer(1)
     r.add_peer(p)
     for kind, payload in objects:
         h = r.submit_local(kind, payload)
         assert r.has(h)
-        assert r.object_count <= 8 and r.object_bytes <= 200 and r.seen_count <= 20
+        assert r.object_count <= 8 and r.object_bytes <= max_bytes and r.seen_count <= 20
         assert r.known_count(p) <= 10
     # Asking for everything returns only what is still held, each at most once.
     items = [[KIND_CODES[k], object_hash(v)] for k, v in objects][-32:]

@@ -17,6 +17,7 @@ import pytest
 
 from loragate.bans import BanManager, Misbehaviour, net_target, node_target
 from loragate.store import SCHEMA_VERSION, AddrRow, AsyncStore, Store, StoreError
+from tools import procs
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
@@ -165,7 +166,11 @@ def test_bans_survive_sigkill_mid_batch(tmp_path) -> None:
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "gateway"), str(ROOT / "shared")])
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", CHILD, str(db)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+        **procs.child_options(new_session=False),
     )
     try:
         last = -1

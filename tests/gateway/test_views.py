@@ -24,6 +24,7 @@ from loragate.config import GatewayConfig, ScoreSettings
 from loragate.scoring import DEFAULT_WEIGHTS, PeerScore, node_key, weights_from
 from loragate.store import Store
 from loragate.view import StoppedGatewayView
+from tools import procs
 
 LORAGATE = str(Path(sys.executable).with_name("loragate"))
 CONFIG = """
@@ -43,7 +44,12 @@ half_life_s = 7200.0
 async def loragate(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "LORAGATE_DATA_DIR"}
     proc = await asyncio.create_subprocess_exec(
-        LORAGATE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        LORAGATE,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        **procs.child_options(new_session=False),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -60,7 +66,12 @@ async def test_peers_shows_the_same_scores_running_and_stopped(tmp_path: Path, g
     conf.write_text(CONFIG.format(peer=endpoint(peer)))
     args = ("--config", str(conf), "--data-dir", str(data))
     gw = await asyncio.create_subprocess_exec(
-        LORAGATE, "run", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        LORAGATE,
+        "run",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        **procs.child_options(new_session=False),
     )
     try:
         running = None

@@ -102,7 +102,8 @@ def test_missing_fragment_times_out_and_frees_the_slot() -> None:
 
 
 def test_slot_exhaustion_refuses_the_newcomer_until_the_oldest_times_out() -> None:
-    r = Reassembler(slots=2, timeout_ms=1000, per_source=2)
+    # hold_ms = timeout_ms: no message yields its slot before it times out.
+    r = Reassembler(slots=2, timeout_ms=1000, per_source=2, hold_ms=1000)
     r.add(A, [1, 0, 2, b"ab"], 0)
     r.add(B, [1, 0, 2, b"ab"], 500)
     err = refusal(r, C, [1, 0, 2, b"ab"], 999)

@@ -421,6 +421,9 @@ def test_load_reads_json_file(tmp_path):
     assert msg.startswith("config: not valid JSON") and "\n" not in msg
     msg = str(pytest.raises(config.ConfigError, config.load, str(tmp_path / "nope.json")).value)
     assert msg.startswith("config: cannot read") and "\n" not in msg
+    path.write_bytes(b'{"board": "heltec-v3\xff"}')  # found by tools/fuzz
+    msg = str(pytest.raises(config.ConfigError, config.load, str(path)).value)
+    assert msg.endswith("is not UTF-8 text (byte 0xff at offset 20)") and "\n" not in msg
 
 
 def test_network_key_bytes():

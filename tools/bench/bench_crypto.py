@@ -27,6 +27,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from tools import procs
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "shared"
 MSG_LEN = 150  # a typical signed peer record body
@@ -127,7 +129,13 @@ for i in range(%(n)d):
 
 def _child_cpu_s(argv: list[str], env: dict[str, str]) -> float:
     """User + system CPU seconds of one child process (immune to other load on the cores)."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **procs.child_options(new_session=False),
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:

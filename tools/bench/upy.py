@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools import procs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,7 @@ def run_micropython(code: str, heap: str = "2M", timeout: float = 300.0) -> str:
         text=True,
         timeout=timeout,
         env=env,
+        **procs.child_options(new_session=False),
     )
     if proc.returncode != 0:
         raise RuntimeError(f"micropython failed:\n{proc.stdout}\n{proc.stderr}")

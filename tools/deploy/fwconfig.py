@@ -684,10 +684,12 @@ def loads(text: str) -> dict[str, Any]:
 def load(path: str) -> dict[str, Any]:
     """Read and validate the JSON config file at `path`."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         _fail(f"cannot read {path} ({e})")
+    except UnicodeDecodeError as e:
+        _fail(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})")
     return loads(text)
 
 

@@ -35,9 +35,9 @@ PACKAGES = (
 )
 # Paths as on the board (package/module.py). Nothing a board runs imports these: the fast
 # paths are tried under try/except ImportError (lorawire.codec, lorawire.ed25519), the
-# handshake is the gateway's TCP link, compose the hosts' message builders, and radio_sim (with the protocol it speaks,
-# lorawire.simproto) is imported only for a config with a "sim" section (the unix port),
-# which `tools.deploy flash` refuses.
+# handshake is the gateway's TCP link, compose holds the hosts' message builders, and
+# radio_sim (with the protocol it speaks, lorawire.simproto) is imported only for a config
+# with a "sim" section (the unix port), which `tools.deploy flash` refuses.
 CPYTHON_ONLY = frozenset(
     {
         "lorawire/_fastcodec.py",

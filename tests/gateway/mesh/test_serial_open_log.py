@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loragate.mesh.serial import SerialLink, open_error_text
+from tools import procs
 from tools.ptycable import PtyCable
 
 LOGGER = "loragate.mesh.serial"
@@ -161,6 +162,7 @@ async def test_gateway_process_warns_about_a_missing_serial_port(tmp_path: Path)
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **procs.child_options(new_session=False),
     )
     assert proc.stderr is not None
     try:
