@@ -188,19 +188,9 @@ def make_topology(spec: str | Path | Topology, n: int, seed: int = 0) -> Topolog
 def hops_diameter(topology: Topology, sf: int) -> int | None:
     """Longest shortest path (in links) between two nodes; None if disconnected."""
     names = sorted(topology.nodes)
-    nb = {a: topology.neighbours(a, sf) for a in names}
     worst = 0
     for a in names:
-        dist = {a: 0}
-        frontier = [a]
-        while frontier:
-            nxt = []
-            for x in frontier:
-                for y in nb[x]:
-                    if y not in dist:
-                        dist[y] = dist[x] + 1
-                        nxt.append(y)
-            frontier = nxt
+        dist = topo_mod.hop_distances(topology, [a], sf)
         if len(dist) != len(names):
             return None
         worst = max(worst, max(dist.values()))
