@@ -50,7 +50,7 @@ class MeshSpec:
     gateway_capacity: int | None = None
     boot_spread_s: float = 2.0  # nodes boot at uniform random times in [0, spread)
     clock_start: int = 0  # every node's clock reads this tick at boot
-    app: Callable[[str], App | None] | None = None  # name -> the node's application
+    app: Callable[[str, EventQueue], App | None] | None = None  # the node's application
 
 
 @dataclass
@@ -131,7 +131,7 @@ class FirmwareMesh:
         )  # fmt: skip
         radio = VirtualRadio(name, params)
         clock = VirtualClock(self.queue, self.spec.clock_start)
-        app = self.spec.app(name) if self.spec.app is not None else None
+        app = self.spec.app(name, self.queue) if self.spec.app is not None else None
         node = Node(cfg, ident, radio, app=app, name=name, clock=clock)
         return FirmwareHost(i, node, radio, clock, self.queue, self.air, self._on_tx)
 

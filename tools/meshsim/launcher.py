@@ -348,6 +348,7 @@ class Mesh:
         region: str = DEFAULT_REGION,
         radio: str = SIM_RADIO,
         radios: dict[str, str] | None = None,
+        frame_log: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
@@ -375,6 +376,7 @@ class Mesh:
         self.medium: subprocess.Popen[str] | None = None
         self.port = 0
         self.medium_lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self.frames_path = self.workdir / "frames.jsonl" if frame_log else None
         radios = dict(radios or {})
         unknown = sorted(set(radios) - set(self.names))
         if unknown:
@@ -461,6 +463,9 @@ class Mesh:
         self.topology.save(path)
         argv = [sys.executable, "-m", "tools.meshsim", "--topology", str(path), "--port", "0"]
         argv += ["--speed", str(self.speed), "--seed", str(self.seed)]
+        if self.frames_path is not None:
+            self.frames_path.unlink(missing_ok=True)
+            argv += ["--frames", str(self.frames_path)]
         self.medium = procs.spawn(argv, cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL)
         _LIVE.add(self)
         assert self.medium.stdout is not None
@@ -613,6 +618,18 @@ class Mesh:
         for node in self.nodes:
             s = node.status
             out[node.name] = s["airtime"]["tx_ms"] if s else -1
+        return out
+
+    def frames(self) -> list[dict[str, Any]]:
+        """The medium's frame log so far (Mesh(frame_log=True); see tools.meshsim --frames)."""
+        if self.frames_path is None or not self.frames_path.exists():
+            return []
+        out = []
+        for line in self.frames_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # the line being written
         return out
 
     def iter_status(self) -> Iterator[tuple[str, dict[str, Any] | None]]:

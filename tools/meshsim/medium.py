@@ -112,6 +112,7 @@ class Medium:
         port: int = 0,
         airtime_fn: AirtimeFn | None = None,
         log: Callable[[str], None] | None = None,
+        on_transmit: Callable[[Transmission], None] | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
@@ -122,6 +123,7 @@ class Medium:
         self.port = port
         self._airtime = airtime_fn or _default_airtime()
         self._log = log or (lambda msg: None)
+        self.on_transmit = on_transmit  # called as each transmission begins
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -280,6 +282,8 @@ class Medium:
         self, node: Station, seq: int, params: Params, payload: bytes, now: float, airtime_ms: float
     ) -> Transmission:
         tx = self.air.begin(node, seq, params, payload, now, airtime_ms)
+        if self.on_transmit is not None:
+            self.on_transmit(tx)
         assert self._loop is not None
         tx.handle = self._loop.call_at(self._t0 + tx.end / self.speed, self._finish, tx)
         self._timers.add(tx.handle)
@@ -327,6 +331,21 @@ class Medium:
         )
 
 
+def frame_record(tx: Transmission) -> dict[str, Any]:
+    """One transmission as a line of the frame log (`--frames`): start (simulated s),
+    sender name, length, time on air (ms), and the frame's message type and hop count
+    (bytes 1 and 2 of a Lorachain frame; null for a shorter payload)."""
+    p = tx.payload
+    return {
+        "t": round(tx.start, 6),
+        "name": tx.sender.name,
+        "len": len(p),
+        "airtime_ms": tx.airtime_ms,
+        "type": p[1] if len(p) > 2 else None,
+        "hops": p[2] & 0x0F if len(p) > 2 else None,
+    }
+
+
 def parse_stats(data: bytes) -> dict[str, float]:
     """Decode a STATS_REPLY datagram (for tools and tests)."""
     if len(data) != struct.calcsize(STATS_FMT) or data[0] != T_STATS_REPLY:
@@ -352,6 +371,7 @@ async def serve(
     seed: int = 0,
     ready: Callable[[tuple[str, int]], None] | None = None,
     stop: asyncio.Event | None = None,
+    on_transmit: Callable[[Transmission], None] | None = None,
 ) -> Medium:
     """Run a medium until `stop` is set (or the task is cancelled); returns it, closed."""
     medium = Medium(
@@ -361,6 +381,7 @@ async def serve(
         host=host,
         port=port,
         log=lambda m: print(m, file=sys.stderr, flush=True),
+        on_transmit=on_transmit,
     )
     await medium.start()
     if ready is not None:
