@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from tools.bench import __main__ as runner
-from tools.bench import bench_addrman, bench_codec, bench_crypto, bench_mesh, bench_relay
+from tools.bench import (
+    bench_addrman,
+    bench_codec,
+    bench_crypto,
+    bench_mesh,
+    bench_relay,
+    bench_scale,
+)
 
 BENCH_DIR = Path(bench_codec.__file__).resolve().parent
 NUM = r"-?[0-9][0-9,]*(?:\.[0-9]+)?"
@@ -123,3 +130,39 @@ def test_bench_mesh(capsys: pytest.CaptureFixture[str]) -> None:
     assert mean, got[f"{label} airtime per node"]
     air = re.fullmatch(r"\[(\d+), (\d+), (\d+)\] ms", got[f"{label} airtime list"])
     assert air and all(int(x) > 0 for x in air.groups())
+
+
+@pytest.mark.slow
+def test_bench_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_scale.main(sizes=(12,), kinds=("grid",), sfs=(7,))
+    got = figures(capsys.readouterr().out)
+    lab = "scale grid 12 SF7"
+    disc = got[f"{lab} discovery"]
+    assert re.fullmatch(
+        rf"(?:({NUM}) simulated s|not reached) \(goal <= 600 s: (?:met|NOT met); routed "
+        rf"{NUM} %, gateways know {NUM} %; managed flooding: routed {NUM} %, known {NUM} %\)",
+        disc,
+    ), disc
+    air = got[f"{lab} discovery airtime"]
+    m = re.fullmatch(
+        rf"({NUM}) s \(naive x{NUM}, managed x{NUM}, flood bound x{NUM}, "
+        rf"discovery bound x{NUM}; \|CDS\| (\d+)\)",
+        air,
+    )
+    assert m, air
+    assert float(m.group(1)) > 0 and int(m.group(2)) >= 1
+    steady = got[f"{lab} steady background"]
+    assert number(steady, "s per node per hour") >= 0
+    ld = got[f"{lab} load"]
+    m = re.fullmatch(
+        rf"({NUM}) % of (\d+) txs at a gateway within 5 min, worst of (\d+) blocks reached "
+        rf"({NUM}) % of the nodes, busiest node ({NUM}) % of its duty cycle \((?:met|NOT met); "
+        rf"60 min\)",
+        ld,
+    )
+    assert m, ld
+    assert int(m.group(2)) > 0 and int(m.group(3)) > 0
+    assert float(m.group(5)) <= 100.0  # the duty cycle holds
+    assert "scale table" in got
+    (row,) = rows
+    assert row["fw"]["errors"] == {} and row["load"]["errors"] == {}

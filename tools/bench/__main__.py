@@ -14,6 +14,7 @@ BENCHES = [
     "tools.bench.bench_addrman",
     "tools.bench.bench_relay",
     "tools.bench.bench_mesh",
+    "tools.bench.bench_scale",
 ]
 
 

@@ -188,19 +188,9 @@ def make_topology(spec: str | Path | Topology, n: int, seed: int = 0) -> Topolog
 def hops_diameter(topology: Topology, sf: int) -> int | None:
     """Longest shortest path (in links) between two nodes; None if disconnected."""
     names = sorted(topology.nodes)
-    nb = {a: topology.neighbours(a, sf) for a in names}
     worst = 0
     for a in names:
-        dist = {a: 0}
-        frontier = [a]
-        while frontier:
-            nxt = []
-            for x in frontier:
-                for y in nb[x]:
-                    if y not in dist:
-                        dist[y] = dist[x] + 1
-                        nxt.append(y)
-            frontier = nxt
+        dist = topo_mod.hop_distances(topology, [a], sf)
         if len(dist) != len(names):
             return None
         worst = max(worst, max(dist.values()))
@@ -358,6 +348,7 @@ class Mesh:
         region: str = DEFAULT_REGION,
         radio: str = SIM_RADIO,
         radios: dict[str, str] | None = None,
+        frame_log: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("need at least one node")
@@ -385,6 +376,7 @@ class Mesh:
         self.medium: subprocess.Popen[str] | None = None
         self.port = 0
         self.medium_lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self.frames_path = self.workdir / "frames.jsonl" if frame_log else None
         radios = dict(radios or {})
         unknown = sorted(set(radios) - set(self.names))
         if unknown:
@@ -471,6 +463,9 @@ class Mesh:
         self.topology.save(path)
         argv = [sys.executable, "-m", "tools.meshsim", "--topology", str(path), "--port", "0"]
         argv += ["--speed", str(self.speed), "--seed", str(self.seed)]
+        if self.frames_path is not None:
+            self.frames_path.unlink(missing_ok=True)
+            argv += ["--frames", str(self.frames_path)]
         self.medium = procs.spawn(argv, cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL)
         _LIVE.add(self)
         assert self.medium.stdout is not None
@@ -623,6 +618,18 @@ class Mesh:
         for node in self.nodes:
             s = node.status
             out[node.name] = s["airtime"]["tx_ms"] if s else -1
+        return out
+
+    def frames(self) -> list[dict[str, Any]]:
+        """The medium's frame log so far (Mesh(frame_log=True); see tools.meshsim --frames)."""
+        if self.frames_path is None or not self.frames_path.exists():
+            return []
+        out = []
+        for line in self.frames_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # the line being written
         return out
 
     def iter_status(self) -> Iterator[tuple[str, dict[str, Any] | None]]:

@@ -15,46 +15,18 @@ explicit header, CRC on) occupies [t, t + T/1000] simulated seconds and ends
 T / speed real milliseconds later, when TX_DONE goes to the sender and RX to the
 receivers that got it.
 
-Who receives
-------------
-Every other registered node on the same channel (SF and bandwidth equal, frequencies
-within CHANNEL_TOLERANCE_HZ: a chip's synthesizer lands one step -- 61 Hz on the
-SX1276, 1 Hz on the SX1262 -- from the frequency asked for) for which the
-topology gives a link whose SNR (after the sender's power offset) clears the SF's
-demodulation floor. Transmissions on another frequency/SF/BW do not interfere
-(LoRa spreading factors are treated as orthogonal; a simplification).
-
-Fates of one reception (a frame at one receiver), decided in this order:
-  half_duplex  the receiver was transmitting when the frame began, or began to
-               transmit before it ended.
-  collided     another reception overlapped it in time at the same receiver.
-               Capture rule, per overlapping pair (E earlier, N later):
-                 - E >= 6 dB stronger than N: E survives, N is lost;
-                 - N >= 6 dB stronger than E and N began within E's preamble
-                   (preamble + 4.25 symbols): the receiver re-locks onto N,
-                   N survives, E is lost;
-                 - otherwise (closer than 6 dB, or the stronger one arrived after
-                   the receiver locked onto the weaker's header): both are lost.
-               A reception survives only if it survives every overlap.
-  lost         the per-link loss probability, drawn from a random stream per
-               directed link seeded from (seed, sender, receiver), so the pattern
-               is reproducible whatever the interleaving of other links.
-  corrupted    the per-link corruption probability (topology link option "corrupt"),
-               from a second stream per directed link: the frame arrives, but its
-               payload CRC fails; sent as RX_CRC.
-  delivered    otherwise.
-Out-of-range pairs are not counted (they never were receptions).
+Who receives, and the fate of each reception (half-duplex, collisions with the 6 dB
+capture rule, per-link loss and corruption): `air.Air`, the physics this medium shares
+with the discrete-event simulator (tools/dessim). A corrupted frame is sent as RX_CRC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lorawire.simproto import (
@@ -84,96 +56,36 @@ from lorawire.simproto import (
     TX_TIMED_FMT,
 )
 
+from .air import (  # noqa: F401 - re-exported: the medium's physics, for importers
+    CAPTURE_DB,
+    CHANNEL_TOLERANCE_HZ,
+    PREAMBLE_SYMBOLS,
+    Air,
+    Params,
+    Reception,
+    Station,
+    Transmission,
+    garble,
+    same_channel,
+)
 from .topology import Topology
 
-CAPTURE_DB = 6.0
-PREAMBLE_SYMBOLS = 8
 MAX_PAYLOAD = 255
 MAX_NODES = 4096  # registrations beyond this are refused (no unbounded growth)
 MAX_JSON = 60000  # bytes of STATS_JSON_REPLY; beyond it the per-node detail is left out
-CHANNEL_TOLERANCE_HZ = 1000
 
 _REG_LEN = struct.calcsize(REGISTER_FMT)
 _TX_LEN = struct.calcsize(TX_FMT)
 _TX_TIMED_LEN = struct.calcsize(TX_TIMED_FMT)
 
 AirtimeFn = Callable[..., float]
+Node = Station  # a registered node: a Station whose owner is its UDP address
 
 
 def _default_airtime() -> AirtimeFn:
     from lorawire.airtime import time_on_air_ms
 
     return time_on_air_ms
-
-
-@dataclass
-class Params:
-    freq_hz: int
-    sf: int
-    bw_hz: int
-    power_dbm: int
-    cr: int
-
-    @property
-    def channel(self) -> tuple[int, int, int]:
-        return (self.freq_hz, self.sf, self.bw_hz)
-
-    def preamble_s(self) -> float:
-        return (PREAMBLE_SYMBOLS + 4.25) * (2**self.sf) / self.bw_hz
-
-
-def same_channel(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
-    """Two (freq_hz, sf, bw_hz) channels a receiver cannot tell apart."""
-    return a[1:] == b[1:] and abs(a[0] - b[0]) <= CHANNEL_TOLERANCE_HZ
-
-
-@dataclass
-class NodeStats:
-    tx: int = 0
-    tx_airtime_ms: float = 0.0
-    delivered: int = 0
-    collided: int = 0
-    lost: int = 0
-    half_duplex: int = 0
-    corrupted: int = 0
-
-
-@dataclass
-class Node:
-    name: str
-    node_id: bytes
-    addr: tuple[str, int]
-    params: Params
-    tx_until: float = -1.0  # sim time the current transmission ends
-    receptions: list[Reception] = field(default_factory=list)
-    stats: NodeStats = field(default_factory=NodeStats)
-
-
-@dataclass
-class Reception:
-    node: Node
-    rssi: float
-    snr: float
-    loss: float
-    corrupt: float
-    start: float
-    end: float
-    preamble_end: float
-    channel: tuple[int, int, int]
-    fate: str | None = None
-
-
-@dataclass
-class Transmission:
-    sender: Node
-    seq: int
-    params: Params
-    payload: bytes
-    start: float
-    end: float
-    airtime_ms: float
-    receptions: list[Reception]
-    handle: asyncio.TimerHandle | None = None
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -200,6 +112,7 @@ class Medium:
         port: int = 0,
         airtime_fn: AirtimeFn | None = None,
         log: Callable[[str], None] | None = None,
+        on_transmit: Callable[[Transmission], None] | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
@@ -210,22 +123,16 @@ class Medium:
         self.port = port
         self._airtime = airtime_fn or _default_airtime()
         self._log = log or (lambda msg: None)
+        self.on_transmit = on_transmit  # called as each transmission begins
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
-        self.by_addr: dict[tuple[str, int], Node] = {}
-        self.by_name: dict[str, Node] = {}
-        self._rngs: dict[tuple[str, str], random.Random] = {}
+        self.air = Air(topology, seed)
+        self.by_addr: dict[tuple[str, int], Station] = {}
+        self.by_name = self.air.by_name
         self._timers: set[asyncio.TimerHandle] = set()
-        self.counters = {
-            "sent": 0,
-            "delivered": 0,
-            "collided": 0,
-            "lost": 0,
-            "half_duplex": 0,
-            "rejected": 0,
-            "corrupted": 0,
-        }
+        self.counters = self.air.counters  # the fates, plus what the medium refused
+        self.counters["rejected"] = 0
         self.address: tuple[str, int] = (host, port)
 
     # -- lifecycle -------------------------------------------------------------
@@ -296,8 +203,8 @@ class Medium:
                 self._send(bytes([T_STATS_JSON_REPLY]) + blob, addr)
             elif t == T_BYE:
                 node = self.by_addr.pop(addr, None)
-                if node is not None and self.by_name.get(node.name) is node:
-                    del self.by_name[node.name]
+                if node is not None:
+                    self.air.leave(node)
             # anything else: ignored (a stray datagram never stops the medium)
         except (struct.error, UnicodeDecodeError, ValueError) as e:
             self._log(f"meshsim: bad datagram from {addr}: {e}")
@@ -309,20 +216,22 @@ class Medium:
         name = data[_REG_LEN:].decode()
         params = Params(freq, sf, bw, power, cr)
         old = self.by_name.get(name)
-        if old is not None and old.addr != addr:
-            self.by_addr.pop(old.addr, None)  # same node restarted on a new port
+        if old is not None and old.owner != addr:
+            self.by_addr.pop(old.owner, None)  # same node restarted on a new port
         node = self.by_addr.get(addr)
         if node is None or node.name != name:
             if len(self.by_addr) >= MAX_NODES and addr not in self.by_addr:
                 raise ValueError("too many nodes")
-            node = Node(name, node_id, addr, params)
+            if node is not None:
+                self.air.leave(node)  # this address now speaks for another name
+            node = Station(name, node_id, params, owner=addr)
             self.by_addr[addr] = node
             if name not in self.topology.nodes:
                 self._log(f"meshsim: node {name!r} is not in the topology: it hears nobody")
         else:
             node.params = params
             node.node_id = node_id
-        self.by_name[name] = node
+        self.air.join(node)
         self._send(struct.pack(REGISTERED_FMT, T_REGISTERED, self.now(), self.speed), addr)
 
     def _done(
@@ -367,107 +276,29 @@ class Medium:
         node.params = params
         self.transmit(node, seq, params, payload, now, airtime)
 
-    # -- the physics -----------------------------------------------------------
+    # -- the physics (air.Air) and the clock ------------------------------------
 
     def transmit(
-        self, node: Node, seq: int, params: Params, payload: bytes, now: float, airtime_ms: float
+        self, node: Station, seq: int, params: Params, payload: bytes, now: float, airtime_ms: float
     ) -> Transmission:
-        end = now + airtime_ms / 1000.0
-        node.tx_until = end
-        node.stats.tx += 1
-        node.stats.tx_airtime_ms += airtime_ms
-        self.counters["sent"] += 1
-        # Half-duplex: whatever this node was receiving is lost.
-        for r in node.receptions:
-            if r.end > now and r.fate is None:
-                r.fate = "half_duplex"
-        receptions: list[Reception] = []
-        for other in list(self.by_addr.values()):
-            if other is node or not same_channel(other.params.channel, params.channel):
-                continue
-            link = self.topology.reception(node.name, other.name, params.sf, params.power_dbm)
-            if link is None:
-                continue
-            other.receptions = [r for r in other.receptions if r.end > now]
-            rec = Reception(
-                other,
-                link.rssi,
-                link.snr,
-                link.loss,
-                link.corrupt,
-                now,
-                end,
-                now + params.preamble_s(),
-                params.channel,
-            )
-            if other.tx_until > now:
-                rec.fate = "half_duplex"
-            for e in other.receptions:
-                if not same_channel(e.channel, rec.channel):
-                    continue
-                self._collide(e, rec)
-            other.receptions.append(rec)
-            receptions.append(rec)
-        tx = Transmission(node, seq, params, payload, now, end, airtime_ms, receptions)
+        tx = self.air.begin(node, seq, params, payload, now, airtime_ms)
+        if self.on_transmit is not None:
+            self.on_transmit(tx)
         assert self._loop is not None
-        tx.handle = self._loop.call_at(self._t0 + end / self.speed, self._finish, tx)
+        tx.handle = self._loop.call_at(self._t0 + tx.end / self.speed, self._finish, tx)
         self._timers.add(tx.handle)
         return tx
-
-    @staticmethod
-    def _collide(e: Reception, n: Reception) -> None:
-        """Apply the capture rule to an earlier reception e and a new overlapping one n."""
-        if e.rssi - n.rssi >= CAPTURE_DB:
-            n.fate = n.fate or "collided"
-        elif n.rssi - e.rssi >= CAPTURE_DB and n.start <= e.preamble_end:
-            e.fate = e.fate or "collided"
-        else:
-            e.fate = e.fate or "collided"
-            n.fate = n.fate or "collided"
-
-    def _rng(self, a: str, b: str, what: str = "") -> random.Random:
-        key = (a, b) if not what else (a, b + "/" + what)
-        rng = self._rngs.get(key)
-        if rng is None:
-            seed = f"{self.seed}/{a}/{b}" + (f"/{what}" if what else "")
-            rng = self._rngs[key] = random.Random(seed)
-        return rng
 
     def _finish(self, tx: Transmission) -> None:
         if tx.handle is not None:
             self._timers.discard(tx.handle)
         sender = tx.sender
-        if self.by_addr.get(sender.addr) is sender:
-            self._done(sender.addr, tx.seq, ST_OK, tx.airtime_ms, tx.end)
-        for r in tx.receptions:
-            node = r.node
-            fate = r.fate
-            if fate is None:
-                current = self.by_addr.get(node.addr) is node
-                if not current or not same_channel(node.params.channel, r.channel):
-                    continue  # left or retuned mid-frame: not a reception any more
-                if r.loss > 0 and self._rng(sender.name, node.name).random() < r.loss:
-                    fate = "lost"
-                elif (
-                    r.corrupt > 0 and self._rng(sender.name, node.name, "crc").random() < r.corrupt
-                ):
-                    fate = "corrupted"
-            if fate is None or fate == "corrupted":
-                rssi = max(-32768, min(32767, round(r.rssi)))
-                snr_q = max(-32768, min(32767, round(r.snr * 4)))
-                kind, payload = T_RX, tx.payload
-                if fate is None:
-                    self.counters["delivered"] += 1
-                    node.stats.delivered += 1
-                else:
-                    self.counters["corrupted"] += 1
-                    node.stats.corrupted += 1
-                    kind, payload = T_RX_CRC, garble(tx.payload)
-                hdr = struct.pack(RX_FMT, kind, rssi, snr_q, r.start, r.end)
-                self._send(hdr + payload, node.addr)
-            else:
-                self.counters[fate] += 1
-                setattr(node.stats, fate, getattr(node.stats, fate) + 1)
+        if self.by_addr.get(sender.owner) is sender:
+            self._done(sender.owner, tx.seq, ST_OK, tx.airtime_ms, tx.end)
+        for d in self.air.finish(tx):
+            kind = T_RX_CRC if d.corrupted else T_RX
+            hdr = struct.pack(RX_FMT, kind, d.rssi, d.snr_q, d.start, d.end)
+            self._send(hdr + d.payload, d.station.owner)
 
     # -- reporting -------------------------------------------------------------
 
@@ -500,11 +331,19 @@ class Medium:
         )
 
 
-def garble(payload: bytes) -> bytes:
-    """What a receiver makes of a payload its CRC rejects: here, the middle byte flipped."""
-    b = bytearray(payload)
-    b[len(b) // 2] ^= 0xFF
-    return bytes(b)
+def frame_record(tx: Transmission) -> dict[str, Any]:
+    """One transmission as a line of the frame log (`--frames`): start (simulated s),
+    sender name, length, time on air (ms), and the frame's message type and hop count
+    (bytes 1 and 2 of a Lorachain frame; null for a shorter payload)."""
+    p = tx.payload
+    return {
+        "t": round(tx.start, 6),
+        "name": tx.sender.name,
+        "len": len(p),
+        "airtime_ms": tx.airtime_ms,
+        "type": p[1] if len(p) > 2 else None,
+        "hops": p[2] & 0x0F if len(p) > 2 else None,
+    }
 
 
 def parse_stats(data: bytes) -> dict[str, float]:
@@ -532,6 +371,7 @@ async def serve(
     seed: int = 0,
     ready: Callable[[tuple[str, int]], None] | None = None,
     stop: asyncio.Event | None = None,
+    on_transmit: Callable[[Transmission], None] | None = None,
 ) -> Medium:
     """Run a medium until `stop` is set (or the task is cancelled); returns it, closed."""
     medium = Medium(
@@ -541,6 +381,7 @@ async def serve(
         host=host,
         port=port,
         log=lambda m: print(m, file=sys.stderr, flush=True),
+        on_transmit=on_transmit,
     )
     await medium.start()
     if ready is not None:

@@ -111,6 +111,16 @@ class Topology:
     nodes: dict[str, tuple[float, float] | None]
     model: Model = field(default_factory=Model)
     links: dict[tuple[str, str], Link] = field(default_factory=dict)
+    _hearers: dict[tuple[str, int, float], list[tuple[str, Link]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _order: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _shape: tuple[int, int, Model] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _cells: dict[float, dict[tuple[int, int], list[str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def link(self, a: str, b: str) -> Link | None:
         """Reference-power link a -> b, or None when the two have no path at all."""
@@ -141,7 +151,61 @@ class Topology:
 
     def neighbours(self, a: str, sf: int = 7, tx_power_dbm: float | None = None) -> list[str]:
         p = self.model.tx_power_dbm if tx_power_dbm is None else tx_power_dbm
-        return sorted(b for b in self.nodes if self.reception(a, b, sf, p) is not None)
+        return sorted(b for b, _ in self.hearers(a, sf, p))
+
+    def hearers(self, a: str, sf: int, tx_power_dbm: float) -> list[tuple[str, Link]]:
+        """Every node that receives `a` sending with `sf` at `tx_power_dbm`, with the link,
+        in the order of `nodes`; computed once per (a, sf, power) (replacing nodes, links
+        or the model starts the cache again; editing a link in place does not). Where
+        every node has a position, only those within the model's radio range (and
+        explicit links) are tried, through a grid of cells one range wide, so a large
+        mesh costs O(n)."""
+        shape = (len(self.nodes), len(self.links), self.model)
+        if shape != self._shape:  # nodes, links or model replaced: start again
+            self._shape = shape
+            self._hearers.clear()
+            self._cells.clear()
+            self._order.clear()
+            self._order.update((b, i) for i, b in enumerate(self.nodes))
+        key = (a, sf, tx_power_dbm)
+        cache = self._hearers
+        out = cache.get(key)
+        if out is not None:
+            return out
+        if a not in self.nodes:
+            return []
+        order = self._order
+        reach = radio_range_m(self.model, sf, tx_power_dbm)
+        pa = self.nodes[a]
+        if pa is None or any(p is None for p in self.nodes.values()):
+            cands: set[str] = set(self.nodes)
+        else:
+            cands = set(self._near(pa, reach))
+        cands.update(b for (x, b) in self.links if x == a)
+        cands.discard(a)
+        out = []
+        for b in sorted(cands, key=order.__getitem__):
+            link = self.reception(a, b, sf, tx_power_dbm)
+            if link is not None:
+                out.append((b, link))
+        cache[key] = out
+        return out
+
+    def _near(self, p: tuple[float, float], reach: float) -> list[str]:
+        size = max(reach, 1.0)
+        grid = self._cells.get(size)
+        if grid is None:
+            grid = {}
+            for b, q in self.nodes.items():
+                assert q is not None
+                grid.setdefault((math.floor(q[0] / size), math.floor(q[1] / size)), []).append(b)
+            self._cells[size] = grid
+        cx, cy = math.floor(p[0] / size), math.floor(p[1] / size)
+        out: list[str] = []
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                out.extend(grid.get((cx + dx, cy + dy), ()))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model.to_dict()}
@@ -377,3 +441,63 @@ def random(
         x: (rng.uniform(0, area), rng.uniform(0, area)) for x in ns
     }
     return Topology(pos, model or Model())
+
+
+def radio_range_m(model: Model, sf: int, tx_power_dbm: float | None = None) -> float:
+    """The distance at which the model's SNR falls to the SF's demodulation floor."""
+    p = model.tx_power_dbm if tx_power_dbm is None else tx_power_dbm
+    floor = SNR_FLOOR_DB.get(sf, SNR_FLOOR_DB[12])
+    # snr(d) = p - ref_loss - 10 n log10(d) - noise_floor >= floor
+    budget = p - model.ref_loss_db - model.noise_floor_dbm - floor
+    return float(10 ** (budget / (10 * model.path_loss_exponent)))
+
+
+def hop_distances(topology: Topology, sources: list[str], sf: int = 7) -> dict[str, int]:
+    """Links from the nearest of `sources` to every node reachable at SF `sf`."""
+    p = topology.model.tx_power_dbm
+    dist = dict.fromkeys(sources, 0)
+    frontier = list(sources)
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for b, _ in topology.hearers(a, sf, p):
+                if b not in dist:
+                    dist[b] = dist[a] + 1
+                    nxt.append(b)
+        frontier = nxt
+    return dist
+
+
+def components(topology: Topology, sf: int = 7) -> list[list[str]]:
+    """The connected components of the topology's links at SF `sf` (each sorted)."""
+    seen: set[str] = set()
+    out = []
+    for a in topology.nodes:
+        if a not in seen:
+            comp = sorted(hop_distances(topology, [a], sf))
+            seen.update(comp)
+            out.append(comp)
+    return out
+
+
+def geometric(
+    n: int,
+    seed: int = 0,
+    degree: float = 10.0,
+    sf: int = 7,
+    *,
+    model: Model | None = None,
+    prefix: str = "n",
+    tries: int = 200,
+) -> Topology:
+    """A random geometric graph: n nodes uniform in a square sized so that a node has
+    `degree` neighbours on average at SF `sf` (the model's radio range), redrawn (seed,
+    1), (seed, 2), ... until it is connected. Same arguments, same topology."""
+    m = model or Model()
+    r = radio_range_m(m, sf)
+    side = math.sqrt(n * math.pi * r * r / max(degree, 1e-9))
+    for attempt in range(tries):
+        topo = random(n, seed=seed * 1000 + attempt, area=side, model=m, prefix=prefix)
+        if n == 1 or len(components(topo, sf)) == 1:
+            return topo
+    raise ValueError(f"no connected geometric graph of {n} nodes (degree {degree}, {tries} tries)")
