@@ -62,10 +62,14 @@ bench: venv
 	$(BIN)/python -m tools.bench
 
 # make flash PORT=/dev/ttyUSB0 BOARD=heltec-v3 REGION=EU868 [NETWORK_KEY=network.key] [ROMFS=1]
-#            [KEY_ON_HOST=1] [DRY_RUN=1]        (the code goes as .mpy files, or one ROMFS image)
+#            [KEY_ON_HOST=1] [DRY_RUN=1] [CONFIG=board.json]  (code as .mpy files or one ROMFS image)
 NETWORK_KEY ?= network.key
+FLASH_USAGE := make flash needs PORT, BOARD and REGION, e.g. make flash PORT=/dev/ttyUSB0 \
+  BOARD=heltec-v3 REGION=EU868 (BOARD and REGION may come from CONFIG=board.json)
 flash: venv
-	$(BIN)/python -m tools.deploy flash --port "$(PORT)" --board "$(BOARD)" \
+	@$(if $(and $(PORT),$(or $(BOARD),$(CONFIG))),:,echo "error: $(FLASH_USAGE)" >&2; exit 2)
+	$(BIN)/python -m tools.deploy flash --port "$(PORT)" $(if $(BOARD),--board "$(BOARD)") \
+	  $(if $(CONFIG),--config "$(CONFIG)") \
 	  $(if $(REGION),--region "$(REGION)") --network-key-file "$(NETWORK_KEY)" \
 	  $(if $(ROMFS),--romfs) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
 

@@ -322,7 +322,7 @@ def run(ctx: click.Context, config_file: Path | None, data_dir: Path | None, **p
     """Run the gateway (settings: defaults < --config FILE < flags)."""
     check_only = bool(params.pop("check_config", False))
     cfg = load_config(config_file, data_dir, overrides_from(params))
-    cfg.network_key_bytes()  # a missing or malformed key file is reported now
+    cfg.require_network_key()  # a missing, malformed or weak key is reported now
     ensure_writable_dir(cfg.data_dir)
     if check_only:
         click.echo(json.dumps(_config_dict(cfg), indent=2, sort_keys=True))

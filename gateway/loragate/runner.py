@@ -57,7 +57,7 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         identity = keys.load_identity(cfg.key_path)
     else:
         identity = keys.create_identity(cfg.key_path)
-    cfg.network_key_bytes()  # a bad key file is a config error now, not later
+    cfg.require_network_key()  # a bad key file is a config error now, not later
     store = await AsyncStore.open(cfg.db_path)
     bus = EventBus()
     metrics: GatewayMetrics | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -372,7 +373,7 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
         (["run", "--listen-host", "localhost", *d], 2, "must be an IP address"),
         (["run", "--log-level", "loud", *d], 2, "log_level='loud'"),
         (["run", "--connect", "example.org", *d], 2, "must be IP:PORT"),
-        (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "cannot be read"),
+        (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "keygen --out"),
         (["run", "--network-key", "abcd", *d], 2, "64 hex digits"),
         (["run", "--ban-base-duration-s", "9999999", *d], 2, "exceeds"),
         (["run", "--data-dir", str(afile / "gw")], 1, "not writable"),
@@ -482,7 +483,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         "--dns-seed",
         "seed.example",
         "--network-key",
-        "11" * 32,
+        hashlib.sha256(b"k").hexdigest(),
     )
     assert code == 0, err
     cfg = json.loads(out)
