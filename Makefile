@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MPY_SOURCES = $(shell find shared firmware -name '*.py' -not -path '*/__pycache__/*')
 
-.PHONY: venv test lint mpy typecheck pytest run bench clean flash board board-if-possible
+.PHONY: venv test lint mpy typecheck pytest run bench clean flash board board-if-possible \
+	install-gateway
 
 venv: $(STAMP)
 
@@ -22,6 +23,18 @@ $(STAMP): pyproject.toml
 	@$(BIN)/micropython -c "import sys; assert sys.implementation.name == 'micropython'" || { \
 	  echo "error: the MicroPython unix port did not start; unix-port tests cannot run."; exit 1; }
 	@touch $(STAMP)
+
+# The gateway alone with its run-time dependencies (a Raspberry Pi: docs/DEPLOY.md); no
+# dev tools, nothing x86-only. make install-gateway GATEWAY_VENV=/opt/lorachain/venv
+GATEWAY_VENV ?= venv-gateway
+GATEWAY_PYTHON ?= python3
+install-gateway:
+	@$(GATEWAY_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: the gateway needs Python 3.11 or newer ($(GATEWAY_PYTHON) is older)"; exit 1; }
+	@test -x $(GATEWAY_VENV)/bin/python || $(GATEWAY_PYTHON) -m venv $(GATEWAY_VENV)
+	$(GATEWAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GATEWAY_VENV)/bin/python -m pip install --quiet --upgrade .
+	@$(GATEWAY_VENV)/bin/loragate --version
 
 lint: venv
 	$(BIN)/ruff check .
@@ -74,6 +87,6 @@ flash: venv
 	  $(if $(ROMFS),--romfs) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) venv-gateway .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info
 	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
 	find . -name '*.mpy' -delete

@@ -899,7 +899,7 @@ def test_systemd_unit_runs_loragate_hardened():
     s = unit_settings()
     assert s["User"] == ["loragate"]
     assert s["ExecStart"] == [
-        "/opt/lorachain/.venv/bin/loragate run --config /etc/lorachain/gateway.toml"
+        "/opt/lorachain/venv/bin/loragate run --config /etc/lorachain/gateway.toml"
     ]
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["loragate"]
@@ -922,7 +922,7 @@ def test_systemd_unit_verifies(tmp_path):
     unit = tmp_path / "loragate.service"
     text = (ROOT / "deploy" / "loragate.service").read_text()
     # verify checks that ExecStart exists; the real path is only there on the Pi
-    unit.write_text(text.replace("/opt/lorachain/.venv/bin/loragate", "/bin/true"))
+    unit.write_text(text.replace("/opt/lorachain/venv/bin/loragate", "/bin/true"))
     proc = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
