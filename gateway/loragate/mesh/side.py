@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from loragate.config import GatewayConfig
+from loragate.events import EventKind
 from loragate.mesh.announce import MeshAnnouncer
 from loragate.mesh.bans import MeshBans
 from loragate.mesh.counters import MeshCounters
@@ -43,6 +44,8 @@ from loragate.mesh.tuning import MeshTuning
 from lorawire import auth
 
 log = logging.getLogger(__name__)
+
+SMALL_FRAME = 64  # bytes: a budget without room for one of these is exhausted
 
 
 class MeshSide:
@@ -115,6 +118,7 @@ class MeshSide:
             newcomer=lambda: self.announcer.schedule(t.announce_first_s),
         )
         self._shaper_seen: Counter[str] = Counter()
+        self.budget_exhausted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._removers: list[Callable[[], None]] = []
@@ -138,6 +142,7 @@ class MeshSide:
             link.on_frame.add(self.receiver.on_frame),
             link.on_hello.add(self._on_hello),
             link.on_stats.add(self._on_stats),
+            link.on_link.add(self._on_link),
             relay.on_object.add(self.offers.on_object),
             self.host.telemetry.bus.add_callback(self.bans.on_event),
         ]
@@ -145,6 +150,7 @@ class MeshSide:
         if link.board is not None:
             self.receiver.bridge_id = bytes(link.board.get("node_id", self.bridge_id))
         self.bans.push_mesh_bans()
+        self.stats.metric("set_bridge", self.port, link.ready)
         if self._own_shaper:
             await self.shaper.start()
         if link.ready:
@@ -193,7 +199,76 @@ class MeshSide:
         while True:
             await asyncio.sleep(self.tuning.sync_interval_s)
             self.sync_metrics()
+            self.check_budget()
             self.receiver.expire()
+
+    # ---- the bridge's link and budget, as an operator sees them ------------------------------
+
+    @property
+    def port(self) -> str:
+        return str(self.link.serial.port)
+
+    def _on_link(self, up: bool, why: str) -> None:
+        self.stats.metric("set_bridge", self.port, up)
+        info = self.link.link_info()
+        if up:
+            self.host.telemetry.emit(
+                EventKind.BRIDGE_UP,
+                port=self.port,
+                board=info["board_id"],
+                firmware=info["firmware"],
+            )
+        else:
+            self.host.telemetry.emit(EventKind.BRIDGE_DOWN, port=self.port, why=why)
+
+    def check_budget(self) -> None:
+        """Say once when the bridge's duty-cycle budget has no room for a small frame any
+        more (the board deferred a frame, or its stats say so), and once when it returns."""
+        link = self.link
+        used, budget = link.airtime_used_ms, link.airtime_budget_ms
+        if used is None or budget is None or not link.ready:
+            return
+        small = link.airtime_estimate_ms(SMALL_FRAME)
+        at = link.budget_returns_at
+        returns = None if at is None else at - link.clock()
+        deferred = returns is not None and returns > 0
+        left = budget - used
+        if not self.budget_exhausted and (left < small or deferred):
+            self.budget_exhausted = True
+            self.host.telemetry.emit(
+                EventKind.BUDGET_EXHAUSTED,
+                port=self.port,
+                used_s=used / 1000,
+                budget_s=budget / 1000,
+                returns_in_s=returns,
+            )
+        elif self.budget_exhausted and not deferred and left >= 2 * small:
+            self.budget_exhausted = False
+            self.host.telemetry.emit(
+                EventKind.BUDGET_RETURNED,
+                port=self.port,
+                used_s=used / 1000,
+                budget_s=budget / 1000,
+            )
+
+    def bridge_info(self) -> dict[str, Any]:
+        """The bridge for `loragate status`: its link (mesh.link.MeshLink.link_info), the
+        budget state and what the downlink queued, offered and refused."""
+        info = self.link.link_info()
+        info["budget_exhausted"] = self.budget_exhausted
+        info["downlink"] = self.downlink_counts()
+        return info
+
+    def downlink_counts(self) -> dict[str, int]:
+        c = self.counters
+        return {
+            "queued": len(self.shaper),
+            "offers_waiting": len(self.offers),
+            "sent": self.shaper.stats.sent,
+            "inv_items_offered": c["inv_items_queued"],
+            "refused": sum(n for k, n in c.items() if k.startswith("dropped_")),
+            "shaper_dropped": sum(self.shaper.stats.dropped.values()),
+        }
 
     def status(self) -> dict[str, Any]:
         """Figures for the live view and tests."""
@@ -231,7 +306,8 @@ class MeshSide:
     def _on_stats(self, stats: dict[str, Any]) -> None:
         used, budget = stats.get("airtime_used_ms"), stats.get("airtime_budget_ms")
         if isinstance(used, int) and isinstance(budget, int):
-            self.stats.metric("set_airtime", used, budget)
+            self.stats.metric("set_airtime", self.port, used, budget)
+        self.check_budget()
 
     # ---- send --------------------------------------------------------------------------------
 

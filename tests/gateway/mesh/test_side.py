@@ -153,15 +153,21 @@ async def _mesh_peer(gw: PeerManager, node_id: bytes) -> Any:
 async def test_announce_creates_a_mesh_peer_and_the_gateway_announces_itself(rig: Any) -> None:
     r = await rig()
     gw, board = r.gw, r.board
-    node = MeshNode()
-    await board.up([node.announce(hop=1)], rssi=-97, snr_q4=22)
-    await wait_until(lambda: r.side.peers.has_record(node.id), timeout=5)
+    node, far = MeshNode(), MeshNode()
+    await board.up([node.announce(), far.announce(hop=2)], rssi=-97, snr_q4=22)
+    await wait_until(lambda: r.side.peers.has_record(far.id), timeout=5)
     peer = await _mesh_peer(gw, node.id)
     assert peer is not None
-    assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 1)
-    assert (peer["rssi"], peer["snr"]) == (-97, 5.5)
+    assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 0)
+    assert (peer["state"], peer["rssi"], peer["snr"]) == ("heard", -97, 5.5)
     assert peer["group"] == "mesh " + BRIDGE_ID.hex()  # next hop: the bridge
     assert gw.scores.get(node_key(node.id)).rssi is not None  # scored on link quality
+    # Two relays away: what the bridge radio measured is the last relay's link, not its.
+    relayed = await _mesh_peer(gw, far.id)
+    assert relayed is not None and relayed["hops"] == 2
+    assert (relayed["rssi"], relayed["snr"]) == (None, None)
+    held = gw.scores.get(node_key(far.id))
+    assert held is None or held.rssi is None
     # The gateway's own signed record went out, kind gateway, under the network key.
     await board.wait(lambda e: e["ev"] == "tx")
     f, value, data = board.sent()[0]
