@@ -32,6 +32,7 @@ from loragate.events import EventKind
 from loragate.mesh.announce import MeshAnnouncer
 from loragate.mesh.bans import MeshBans
 from loragate.mesh.counters import MeshCounters
+from loragate.mesh.downlink import DownlinkBudget
 from loragate.mesh.frames import MeshFramer
 from loragate.mesh.host import MeshHost
 from loragate.mesh.link import MeshLink
@@ -87,7 +88,19 @@ class MeshSide:
             submit=self.submit,
             charge=self.blame.charge,
         )
-        self.offers = MeshOffers(self.relay, self.framer, t, self.stats, submit=self.submit)
+        self.downlink = DownlinkBudget(
+            link,
+            self.stats,
+            host.telemetry,
+            reserve_share=t.downlink_reserve_share,
+            commit_s=t.downlink_commit_s,
+            acks_per_object=t.downlink_acks_per_object,
+            report_s=t.downlink_report_s,
+            port=str(link.serial.port),
+        )
+        self.offers = MeshOffers(
+            self.relay, self.framer, t, self.stats, submit=self.submit, budget=self.downlink
+        )
         self.bans = MeshBans(
             link,
             host.banman,
@@ -200,6 +213,7 @@ class MeshSide:
             await asyncio.sleep(self.tuning.sync_interval_s)
             self.sync_metrics()
             self.check_budget()
+            self.downlink.report()
             self.receiver.expire()
 
     # ---- the bridge's link and budget, as an operator sees them ------------------------------
@@ -259,15 +273,24 @@ class MeshSide:
         info["downlink"] = self.downlink_counts()
         return info
 
-    def downlink_counts(self) -> dict[str, int]:
+    def downlink_counts(self) -> dict[str, Any]:
+        """What went down and what did not: frames the shaper sent and holds, objects
+        offered by INV, objects refused before any INV (by reason: `budget`, `backlog`,
+        `origin_rate`, `too_large`) and frames the shaper dropped (by reason)."""
         c = self.counters
+        refused = dict(self.downlink.shed)
+        for reason in ("origin_rate", "too_large"):
+            if c["dropped_" + reason]:
+                refused[reason] = c["dropped_" + reason]
         return {
             "queued": len(self.shaper),
             "offers_waiting": len(self.offers),
             "sent": self.shaper.stats.sent,
+            "objects_offered": self.downlink.offered,
             "inv_items_offered": c["inv_items_queued"],
-            "refused": sum(n for k, n in c.items() if k.startswith("dropped_")),
-            "shaper_dropped": sum(self.shaper.stats.dropped.values()),
+            "refused": sum(refused.values()),
+            "refused_by_reason": refused,
+            "shaper_dropped": dict(self.shaper.stats.dropped),
         }
 
     def status(self) -> dict[str, Any]:
