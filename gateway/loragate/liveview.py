@@ -154,7 +154,9 @@ class RunningGatewayView:
             for mp in mesh:
                 kinds[KIND_NAMES[mp.record.kind]] += 1
         bridge = None if self.bridge is None else self.bridge()
-        regular_out = sum(1 for p in peers if p.slot.outbound and not p.slot.feeler)
+        regular_out = sum(
+            1 for p in peers if p.slot.outbound and not p.slot.feeler and not p.slot.manual
+        )
         return StatusInfo(
             state="running",
             node_id=m.identity.hex_id(),
