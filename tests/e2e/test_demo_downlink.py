@@ -16,6 +16,7 @@ and prints the figures (offered, refused by reason, frames sent, the shaper's dr
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -29,7 +30,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.upy]
 
 SPEED = 30.0  # simulated seconds per real second: an hour in two minutes
 SIM_HOUR_S = 3600.0
-INET_TX_EVERY_S = 1.5  # real seconds: 45 simulated s, 80 an hour (the demo makes 12 s)
+# The internet peer makes a transaction every 10 real seconds (the gateway offers at most
+# 6 a minute per internet origin, in real time), each 400 bytes: two LoRa fragments, so
+# each one the mesh fetches costs about 2 s of the bridge's 36 s per hour.
+INET_TX_EVERY_S = 10.0
+INET_TX_BYTES = 400
 MESH_TX_EVERY_S = 6.0
 SAMPLE_S = 5.0
 
@@ -41,12 +46,12 @@ def _downlink(net: Network) -> dict[str, Any] | None:
 
 
 def test_an_hour_of_traffic_sheds_loudly_and_keeps_the_downlink_moving(tmp_path: Path) -> None:
-    net = Network(tmp_path / "demo", nodes=8, speed=SPEED, seed=3, tx_every=INET_TX_EVERY_S)
+    net = Network(tmp_path / "demo", nodes=8, speed=SPEED, seed=3, tx_every=0)
     samples: list[tuple[float, dict[str, Any]]] = []
     with net:
         t0 = time.monotonic()
         end = t0 + SIM_HOUR_S / SPEED
-        next_tx = t0
+        next_tx = next_inet = t0
         turn = 0
         while time.monotonic() < end:
             now = time.monotonic()
@@ -54,6 +59,9 @@ def test_an_hour_of_traffic_sheds_loudly_and_keeps_the_downlink_moving(tmp_path:
                 net.make_mesh_tx(turn % net.n)
                 turn += 1
                 next_tx = now + MESH_TX_EVERY_S
+            if now >= next_inet:
+                net.make_peer_tx(os.urandom(INET_TX_BYTES))
+                next_inet = now + INET_TX_EVERY_S
             down = _downlink(net)
             if down is not None:
                 samples.append(((now - t0) * SPEED, down))
@@ -78,7 +86,11 @@ def test_an_hour_of_traffic_sheds_loudly_and_keeps_the_downlink_moving(tmp_path:
     assert shed_metric == refused["budget"]
     assert shed_lines and all(" WARNING loragate.events: downlink_shed " in x for x in shed_lines)
     assert all(re.search(r" refused=\d+ ", x) for x in shed_lines)
-    # ... and the downlink kept moving: objects offered in the second half too.
+    # ... and nothing stalled silently: in the second half objects were offered or
+    # refused (counted, and said in a line), and some reached the mesh.
     half = [d for t, d in samples if t >= SIM_HOUR_S / 2]
-    assert half and final["objects_offered"] > half[0]["objects_offered"], samples[-3:]
+    assert half, samples
+    moved = final["objects_offered"] - half[0]["objects_offered"]
+    said = final["refused"] - half[0]["refused"]
+    assert moved > 0 or (said > 0 and len(shed_lines) >= 2), (half[0], final)
     assert arrived > 0

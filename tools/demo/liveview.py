@@ -16,6 +16,13 @@ metrics; the mesh nodes' STATUS lines; transactions made and received), and
   transactions that made it end to end between the two worlds);
 * a footer: "Ctrl-C stops everything".
 
+The header names the gateway's data dir, its metrics URL and the `loragate status
+--data-dir ...` command that queries it. `render(net, snap, width, height)` draws that
+full layout when it fits, else `render_compact`: one line per peer and per ban and one
+for each of the rest, so 80x24 shows everything that matters (peers that do not fit are
+counted in a last line that points at `loragate peers`). Hop counts are the CLI's
+(relays between the node and the bridge: "direct", "2 hops").
+
 `run_view(net, ...)` refreshes about once a second: on a terminal it clears the screen
 and redraws (plain ANSI: clear + home); otherwise (or with `plain=True`) it prints a
 compact snapshot every `plain_every` seconds. It also drives the traffic: every

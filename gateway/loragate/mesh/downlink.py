@@ -20,7 +20,8 @@ until the window slides: the downlink stalls.
 Objects are taken most valuable first (`value`: blocks before transactions, then the
 cheapest on the air, then the oldest); what does not fit is refused before any INV,
 counted (`downlink_shed_<reason>`, metrics `mesh_downlink_shed_<reason>`), and said in one
-log line (a DOWNLINK_SHED event) at most every `report_s` seconds.
+log line (a DOWNLINK_SHED event) at most every `report_s` seconds, together with the
+objects `MeshRelay.admit` refused before (an internet origin over its rate, too large).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from lorawire import messages
 
 SHED_BUDGET = "budget"  # the air cannot carry it now
 SHED_BACKLOG = "backlog"  # more offers waiting than the backlog holds
+# Refused before the budget is asked (mesh.relay.MeshRelay.admit counts them): reported
+# in the same line, so one line says everything the downlink did not carry.
+ADMIT_REASONS = ("origin_rate", "too_large")
 
 INV_ITEM_BYTES = 36  # one (kind, 32-byte hash) item of an INV body, with its framing
 ACK_BYTES = wframe.OVERHEAD_UNICAST + 4
@@ -69,6 +73,7 @@ class DownlinkBudget:
         self.clock = clock
         self._committed: deque[tuple[float, float]] = deque()  # (when, ms), oldest first
         self._unreported: Counter[str] = Counter()
+        self._admit_seen: Counter[str] = Counter()
         self._last_report = -float("inf")
         self.offered = 0
         self.shed: Counter[str] = Counter()
@@ -129,10 +134,15 @@ class DownlinkBudget:
 
     def report(self, force: bool = False) -> None:
         """One DOWNLINK_SHED event (a log line) for what was shed since the last one."""
-        if not self._unreported:
-            return
         now = self.clock()
         if not force and now - self._last_report < self.report_s:
+            return
+        for reason in ADMIT_REASONS:
+            n = self.counters["dropped_" + reason] - self._admit_seen[reason]
+            if n > 0:
+                self._admit_seen[reason] += n
+                self._unreported[reason] += n
+        if not self._unreported:
             return
         window = None if self._last_report == -float("inf") else now - self._last_report
         self._last_report = now
