@@ -26,7 +26,7 @@ import pytest
 
 from tools.demo.network import Network
 
-pytestmark = [pytest.mark.slow, pytest.mark.upy]
+pytestmark = [pytest.mark.slow, pytest.mark.upy("pypi")]  # two minutes: one interpreter
 
 SPEED = 30.0  # simulated seconds per real second: an hour in two minutes
 SIM_HOUR_S = 3600.0

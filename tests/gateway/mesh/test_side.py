@@ -573,10 +573,16 @@ async def test_mesh_peers_last_seen_moves_bans_remove_them_and_the_bridge_is_no_
     await board.up([bridge_self.announce(hop=1)])
     await wait_until(lambda: side.counters["bridge_record"] >= 1)
     assert await _mesh_peer(gw, bridge_self.id) is None
-    # Banned: no peer of ours any more (and not counted as one).
+    # Counted in the peer gauge as a mesh peer ...
+    gauge = {"kind": "mesh", "direction": "mesh"}
+    await gw.maintainer.maintain(persist=False)
+    assert r.metrics.registry.get_sample_value("loragate_peers_connected", gauge) == 1
+    # ... until banned: no peer of ours any more, and its series goes (not 0 forever).
     await gw.ban(node_target(far.id), 3600, "test")
     assert await _mesh_peer(gw, far.id) is None
     assert (await view(gw).status())["peers_by_direction"].get("mesh", 0) == 0
+    await gw.maintainer.maintain(persist=False)
+    assert r.metrics.registry.get_sample_value("loragate_peers_connected", gauge) is None
 
 
 async def test_mesh_sequence_survives_a_restart(tmp_path: Path) -> None:
