@@ -247,22 +247,19 @@ class MeshSide:
         returns = None if at is None else at - link.clock()
         deferred = returns is not None and returns > 0
         left = budget - used
-        if not self.budget_exhausted and (left < small or deferred):
-            self.budget_exhausted = True
-            self.host.telemetry.emit(
-                EventKind.BUDGET_EXHAUSTED,
-                port=self.port,
-                used_s=used / 1000,
-                budget_s=budget / 1000,
-                returns_in_s=returns,
+        if self.budget_exhausted == (left < small or deferred):
+            return
+        if not self.budget_exhausted or (not deferred and left >= 2 * small):
+            self.budget_exhausted = not self.budget_exhausted
+            kind = (
+                EventKind.BUDGET_EXHAUSTED if self.budget_exhausted else EventKind.BUDGET_RETURNED
             )
-        elif self.budget_exhausted and not deferred and left >= 2 * small:
-            self.budget_exhausted = False
             self.host.telemetry.emit(
-                EventKind.BUDGET_RETURNED,
+                kind,
                 port=self.port,
                 used_s=used / 1000,
                 budget_s=budget / 1000,
+                returns_in_s=returns if self.budget_exhausted else None,
             )
 
     def bridge_info(self) -> dict[str, Any]:

@@ -512,6 +512,10 @@ async def test_downlink_offers_the_most_valuable_the_budget_carries_and_says_wha
     # A budget with no room left refuses a new object at once: no INV, counted.
     await board.cmd(cmd="budget", used_ms=36_000, budget_ms=36_000, refill_ms=10**9)
     await wait_until(lambda: (r.link.airtime_used_ms or 0) >= 36_000)
+    await wait_until(
+        lambda: any(x.getMessage().startswith("budget_exhausted ") for x in caplog.records)
+    )
+    assert side.bridge_info()["budget_exhausted"]
     before = len(_inv_items(board))
     gw.submit_local("block", b"late block")
     await wait_until(lambda: side.downlink.shed["budget"] == 44 - len(offered))
@@ -521,6 +525,12 @@ async def test_downlink_offers_the_most_valuable_the_budget_carries_and_says_wha
     assert info["downlink"]["objects_offered"] == len(offered)
     assert info["downlink"]["refused_by_reason"]["budget"] == 44 - len(offered)
     assert st["state"] == "running"
+    # The budget returns: said once, in one line.
+    await board.cmd(cmd="budget", used_ms=1_000, budget_ms=36_000, refill_ms=10**9)
+    await wait_until(
+        lambda: any(x.getMessage().startswith("budget_returned ") for x in caplog.records)
+    )
+    assert not side.bridge_info()["budget_exhausted"]
 
 
 async def test_bridge_link_state_in_status_metrics_and_log(
