@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MPY_SOURCES = $(shell find shared firmware -name '*.py' -not -path '*/__pycache__/*')
 
-.PHONY: venv test lint mpy typecheck pytest run bench fuzz clean flash board board-if-possible
+.PHONY: venv test lint mpy typecheck pytest run bench fuzz clean flash board board-if-possible \
+	install-gateway
 
 venv: $(STAMP)
 
@@ -22,6 +23,18 @@ $(STAMP): pyproject.toml
 	@$(BIN)/micropython -c "import sys; assert sys.implementation.name == 'micropython'" || { \
 	  echo "error: the MicroPython unix port did not start; unix-port tests cannot run."; exit 1; }
 	@touch $(STAMP)
+
+# The gateway alone with its run-time dependencies (a Raspberry Pi: docs/DEPLOY.md); no
+# dev tools, nothing x86-only. make install-gateway GATEWAY_VENV=/opt/lorachain/venv
+GATEWAY_VENV ?= venv-gateway
+GATEWAY_PYTHON ?= python3
+install-gateway:
+	@$(GATEWAY_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: the gateway needs Python 3.11 or newer ($(GATEWAY_PYTHON) is older)"; exit 1; }
+	@test -x $(GATEWAY_VENV)/bin/python || $(GATEWAY_PYTHON) -m venv $(GATEWAY_VENV)
+	$(GATEWAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GATEWAY_VENV)/bin/python -m pip install --quiet --upgrade .
+	@$(GATEWAY_VENV)/bin/loragate --version
 
 lint: venv
 	$(BIN)/ruff check .
@@ -67,14 +80,18 @@ fuzz: venv board-if-possible
 	$(BIN)/python -m tools.fuzz $(if $(SECONDS),--seconds $(SECONDS))
 
 # make flash PORT=/dev/ttyUSB0 BOARD=heltec-v3 REGION=EU868 [NETWORK_KEY=network.key] [ROMFS=1]
-#            [KEY_ON_HOST=1] [DRY_RUN=1]        (the code goes as .mpy files, or one ROMFS image)
+#            [KEY_ON_HOST=1] [DRY_RUN=1] [CONFIG=board.json]  (code as .mpy files or one ROMFS image)
 NETWORK_KEY ?= network.key
+FLASH_USAGE := make flash needs PORT, BOARD and REGION, e.g. make flash PORT=/dev/ttyUSB0 \
+  BOARD=heltec-v3 REGION=EU868 (BOARD and REGION may come from CONFIG=board.json)
 flash: venv
-	$(BIN)/python -m tools.deploy flash --port "$(PORT)" --board "$(BOARD)" \
+	@$(if $(and $(PORT),$(or $(BOARD),$(CONFIG))),:,echo "error: $(FLASH_USAGE)" >&2; exit 2)
+	$(BIN)/python -m tools.deploy flash --port "$(PORT)" $(if $(BOARD),--board "$(BOARD)") \
+	  $(if $(CONFIG),--config "$(CONFIG)") \
 	  $(if $(REGION),--region "$(REGION)") --network-key-file "$(NETWORK_KEY)" \
 	  $(if $(ROMFS),--romfs) $(if $(KEY_ON_HOST),--key-on-host) $(if $(DRY_RUN),--dry-run)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) venv-gateway .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info
 	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
 	find . -name '*.mpy' -delete

@@ -7,9 +7,12 @@
   and the sections ``[score]``, ``[bans]``, ``[relay]``, ``[peer_prefix]`` become
   ``--score-...``, ``--ban-...``, ``--relay-...``, ``--peer-prefix-...``
   (``bans.threshold`` -> ``--ban-threshold``).
-* ``peers``, ``bans``, ``status``, ``ban``, ``unban``: ask the gateway running with this
-  data dir over its control socket; when none answers, read (or, for ban/unban, write)
-  its database directly and say so on stderr.
+* ``peers`` (``--wide``, ``--iso``), ``peer TARGET``, ``bans``, ``status``, ``ban``,
+  ``unban`` (``--all``), ``clearbanned``: ask the gateway running with this data dir
+  over its control socket; when none answers, read (or, for ban/unban, write) its
+  database directly and say so on stderr.
+* ``disconnect TARGET``, ``connect ADDRESS`` (``addnode``; ``--remove``): only a
+  running gateway has connections to change.
 * ``keygen``, ``id``: the node key.
 
 Every user mistake prints one line ``loragate: error: ...`` and exits non-zero (2 for
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -328,7 +332,7 @@ def run(ctx: click.Context, config_file: Path | None, data_dir: Path | None, **p
     """Run the gateway (settings: defaults < --config FILE < flags)."""
     check_only = bool(params.pop("check_config", False))
     cfg = load_config(config_file, data_dir, overrides_from(params))
-    cfg.network_key_bytes()  # a missing or malformed key file is reported now
+    cfg.require_network_key()  # a missing, malformed or weak key is reported now
     ensure_writable_dir(cfg.data_dir)
     if check_only:
         click.echo(json.dumps(_config_dict(cfg), indent=2, sort_keys=True))
@@ -374,6 +378,12 @@ def _ask(cfg: GatewayConfig, cmd: str, **args: Any) -> tuple[Any, bool]:
             return await view.ban(args["target"], args["duration_s"], args["reason"]), False
         if cmd == "unban":
             return await view.unban(args["target"]), False
+        if cmd == "clearbanned":
+            return await view.clear_bans(), False
+        if cmd == "disconnect":
+            return await view.disconnect(args["target"]), False
+        if cmd == "connect":
+            return await view.connect(args["address"], args.get("remove", False)), False
         raise AssertionError(cmd)
 
     return asyncio.run(go())
@@ -392,10 +402,17 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
-def fmt_time(t: float | None) -> str:
+def fmt_time(t: float | None, iso: bool = False, now: float | None = None) -> str:
+    """'12s ago' / 'in 5m 00s' (relative to `now`), or with `iso` the local time in ISO
+    8601 with its zone ('2026-12-03T16:04:05+01:00'); '-' for none."""
     if not t:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    if iso:
+        return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+    delta = (time.time() if now is None else now) - t
+    if abs(delta) < 1:
+        return "now"
+    return f"{fmt_duration(delta)} ago" if delta > 0 else f"in {fmt_duration(-delta)}"
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -420,55 +437,150 @@ def _num(v: float | int | None, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned columns; a column that is '-' in every row is left out."""
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def render_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    max_width: int | None = None,
+    shrink: int | None = None,
+) -> str:
+    """Aligned columns; a column that is '-' in every row is left out. With `max_width`,
+    column `shrink` is cut (values end in '…') until every line fits."""
     keep = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)]
-    widths = [max(len(headers[i]), *(len(r[i]) for r in rows)) for i in keep]
-    lines = ["  ".join(headers[i].ljust(w) for i, w in zip(keep, widths, strict=True)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(r[i].ljust(w) for i, w in zip(keep, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    widths = {i: max(len(headers[i]), *(len(r[i]) for r in rows)) for i in keep}
+    if max_width is not None and shrink in widths:
+        total = sum(widths.values()) + 2 * (len(keep) - 1)
+        if total > max_width:
+            widths[shrink] = max(len(headers[shrink]), widths[shrink] - (total - max_width))
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(_cut(cells[i], widths[i]).ljust(widths[i]) for i in keep).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
-def peers_table(peers: list[PeerInfo]) -> str:
-    headers = (
-        "NODE ID",
-        "ADDRESS",
-        "KIND",
-        "STATE",
-        "SCORE",
-        "LATENCY MS",
-        "RSSI",
-        "SNR",
-        "HOPS",
-        "CONNECTED",
-        "LAST SEEN",
-        "BYTES IN",
-        "BYTES OUT",
-        "GROUP",
-    )
-    rows = []
-    for p in peers:
-        state = p.get("direction") or p.get("state") or "-"
-        rows.append(
+PEERS_WIDTH = 100  # `loragate peers` fits this many columns; --wide shows every column
+
+
+def _where(p: PeerInfo) -> str:
+    """An internet peer's address, or how a mesh node is reached."""
+    if p.get("direction") == "mesh":
+        hops = p.get("hops")
+        if hops is None:
+            return "mesh"
+        return "mesh, direct" if hops == 0 else f"mesh, {hops} hop{'s' if hops != 1 else ''}"
+    return p.get("address") or "-"
+
+
+def _link(p: PeerInfo) -> str:
+    if p.get("rssi") is not None:
+        snr = p.get("snr")
+        return f"{p['rssi']:.0f} dBm" + (f" {snr:+.1f} dB" if snr is not None else "")
+    if p.get("latency_ms") is not None:
+        return f"ping {p['latency_ms']:.0f} ms"
+    return "-"
+
+
+def _points(p: PeerInfo) -> str:
+    if "points" not in p:
+        return "-"
+    return f"{p['points']:g}/{p.get('ban_threshold', '?')}"
+
+
+def _state(p: PeerInfo) -> str:
+    state = p.get("state") or "-"
+    return state + " (manual)" if p.get("manual") else state
+
+
+def peers_table(
+    peers: list[PeerInfo], *, wide: bool = False, iso: bool = False, now: float | None = None
+) -> str:
+    """The peers as `loragate peers` prints them: at most PEERS_WIDTH columns, or with
+    `wide` every field."""
+    now = time.time() if now is None else now
+    if wide:
+        all_headers = (
+            "NODE ID", "ADDRESS", "KIND", "STATE", "DIR", "SCORE", "POINTS", "LATENCY MS",
+            "RSSI", "SNR", "HOPS", "CONNECTED", "LAST SEEN", "BYTES IN", "BYTES OUT", "GROUP",
+        )  # fmt: skip
+        all_rows = [
             (
                 p.get("node_id") or "-",
                 p.get("address") or "-",
                 p.get("kind") or "-",
-                state,
+                _state(p),
+                p.get("direction") or "-",
                 _num(p.get("score")),
+                _points(p),
                 _num(p.get("latency_ms"), 0),
                 _num(p.get("rssi"), 0),
                 _num(p.get("snr"), 1),
                 _num(p.get("hops")),
-                fmt_time(p.get("connected_since")),
-                fmt_time(p.get("last_seen")),
+                fmt_time(p.get("connected_since"), iso, now),
+                fmt_time(p.get("last_seen"), iso, now),
                 str(p.get("bytes_in") or "-"),
                 str(p.get("bytes_out") or "-"),
                 p.get("group") or "-",
             )
+            for p in peers
+        ]
+        return render_table(all_headers, all_rows)
+    headers = ("NODE ID", "KIND", "STATE", "DIR", "ADDRESS / VIA", "SCORE", "POINTS", "LINK",
+               "LAST SEEN")  # fmt: skip
+    rows = [
+        (
+            p.get("node_id") or "-",
+            p.get("kind") or "-",
+            _state(p),
+            p.get("direction") or "-",
+            _where(p),
+            _num(p.get("score")),
+            _points(p),
+            _link(p),
+            fmt_time(p.get("last_seen"), iso, now),
         )
-    return render_table(headers, rows)
+        for p in peers
+    ]
+    return render_table(headers, rows, max_width=PEERS_WIDTH, shrink=4)
+
+
+def peer_text(p: PeerInfo, bans: list[BanInfo], iso: bool = False) -> str:
+    """One peer, every field on its own line (the single-peer view)."""
+    now = time.time()
+    pairs = [
+        ("node id", p.get("node_id") or "-"),
+        ("kind", p.get("kind") or "-"),
+        ("state", _state(p)),
+        ("direction", p.get("direction") or "-"),
+        ("address", p.get("address") or "-"),
+        ("reached", _where(p)),
+        ("score", _num(p.get("score"))),
+        ("misbehaviour", f"{_points(p)} points (a ban at the threshold)" if "points" in p else "-"),
+        (
+            "latency",
+            f"{_num(p.get('latency_ms'), 1)} ms" if p.get("latency_ms") is not None else "-",
+        ),
+        ("radio link", _link(p) if p.get("rssi") is not None else "-"),
+        ("hops", _num(p.get("hops"))),
+        ("connected", fmt_time(p.get("connected_since"), iso, now)),
+        ("last seen", fmt_time(p.get("last_seen"), iso, now)),
+        ("bytes in/out", f"{p.get('bytes_in') or 0} / {p.get('bytes_out') or 0}"),
+        ("group", p.get("group") or "-"),
+    ]
+    for b in bans:
+        until = b.get("until")
+        pairs.append(
+            (
+                "banned",
+                f"{b['target']}: {_reason(b)}, "
+                + ("permanent" if until is None else f"until {fmt_time(until, iso, now)}"),
+            )
+        )
+    width = max(len(k) for k, _ in pairs) + 1
+    return "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in pairs)
 
 
 def _reason(b: BanInfo) -> str:
@@ -478,8 +590,9 @@ def _reason(b: BanInfo) -> str:
     return reason
 
 
-def bans_table(bans: list[BanInfo]) -> str:
+def bans_table(bans: list[BanInfo], iso: bool = False) -> str:
     headers = ("TARGET", "REASON", "SINCE", "UNTIL", "COUNT", "EVIDENCE")
+    now = time.time()
     rows = []
     for b in bans:
         until = b.get("until")
@@ -487,8 +600,8 @@ def bans_table(bans: list[BanInfo]) -> str:
             (
                 b["target"],
                 _reason(b),
-                fmt_time(b.get("since")),
-                "permanent" if until is None else fmt_time(until),
+                fmt_time(b.get("since"), iso, now),
+                "permanent" if until is None else fmt_time(until, iso, now),
                 str(b.get("count", "-")),
                 summarize_evidence(b.get("evidence") or []) or "-",
             )
@@ -496,14 +609,68 @@ def bans_table(bans: list[BanInfo]) -> str:
     return render_table(headers, rows)
 
 
-def status_text(st: StatusInfo) -> str:
+def _bridge_lines(br: dict[str, Any] | None, iso: bool) -> list[tuple[str, str]]:
+    if br is None:
+        return [("bridge", "none (no serial_port configured)")]
+    now = time.time()
+    state = br.get("state", "?")
+    line = f"{state} since {fmt_time(br.get('since'), iso, now)} on {br.get('port')}"
+    if state != "up" and br.get("last_error"):
+        line += f" ({br['last_error']})"
+    out = [("bridge", line)]
+    if br.get("board_id"):
+        out.append(
+            (
+                "  board",
+                f"{br['board_id']} ({br.get('firmware') or '?'}), last HELLO "
+                f"{fmt_time(br.get('last_hello'), iso, now)}",
+            )
+        )
+    radio = []
+    if br.get("region"):
+        radio.append(str(br["region"]))
+    if br.get("frequency_hz"):
+        radio.append(f"{br['frequency_hz'] / 1e6:.3f} MHz")
+    if br.get("sf"):
+        radio.append(f"SF{br['sf']}")
+    if br.get("bandwidth_hz"):
+        radio.append(f"{br['bandwidth_hz'] / 1000:g} kHz")
+    if br.get("coding_rate"):
+        radio.append(f"CR 4/{br['coding_rate']}")
+    if br.get("tx_power_dbm") is not None:
+        radio.append(f"{br['tx_power_dbm']} dBm")
+    if radio:
+        out.append(("  radio", ", ".join(radio)))
+    used, budget = br.get("airtime_used_ms"), br.get("airtime_budget_ms")
+    if used is not None and budget is not None:
+        left = br.get("budget_left_ms")
+        tail = "  BUDGET EXHAUSTED" if br.get("budget_exhausted") else ""
+        out.append(
+            (
+                "  airtime",
+                f"{used / 1000:.1f} of {budget / 1000:.1f} s per hour used, "
+                f"{(left or 0) / 1000:.1f} s left{tail}",
+            )
+        )
+    else:
+        out.append(("  airtime", "no duty-cycle figures from the board yet"))
+    down = br.get("downlink") or {}
+    if down:
+        out.append(
+            (
+                "  downlink",
+                f"{down.get('sent', 0)} frames sent, {down.get('queued', 0)} queued, "
+                f"{down.get('inv_items_offered', 0)} objects offered, "
+                f"{down.get('refused', 0)} refused or shed",
+            )
+        )
+    return out
+
+
+def status_text(st: StatusInfo, iso: bool = False) -> str:
     def counts(d: dict[str, int] | None) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted((d or {}).items())) or "-"
 
-    air = st.get("airtime")
-    airtime = "no bridge"
-    if air:
-        airtime = f"{air['used_ms']:.0f} / {air['budget_ms']:.0f} ms per {air['window_s']:g} s"
     pairs = [
         ("state", st.get("state", "-")),
         ("node id", st.get("node_id") or "(no key yet)"),
@@ -515,20 +682,43 @@ def status_text(st: StatusInfo) -> str:
             f"{st.get('peers_total', 0)} (by kind: {counts(st.get('peers_by_kind'))}; "
             f"by direction: {counts(st.get('peers_by_direction'))})",
         ),
+    ]
+    if "outbound_target" in st:
+        manual = st.get("manual_peers") or []
+        pairs.append(
+            (
+                "slots",
+                f"outbound {st.get('outbound', 0)}/{st['outbound_target']}, inbound "
+                f"{st.get('inbound', 0)}/{st.get('inbound_cap', '?')}"
+                + (f", manual: {', '.join(manual)}" if manual else ""),
+            )
+        )
+    pairs += [
         ("address book", f"{st.get('addrman_new', 0)} new, {st.get('addrman_tried', 0)} tried"),
         ("bans active", str(st.get("bans_active", 0))),
         ("relayed", counts(st.get("relayed"))),
-        ("airtime", airtime),
-        ("database", st.get("database", "-")),
     ]
+    if st.get("state") == "running":
+        pairs += _bridge_lines(st.get("bridge"), iso)
+    pairs += [("database", st.get("database", "-"))]
+    if st.get("metrics_url"):
+        pairs.append(("metrics", str(st["metrics_url"])))
     width = max(len(k) for k, _ in pairs) + 1
     return "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in pairs)
+
+
+def iso_option(func: F) -> F:
+    return click.option(
+        "--iso", is_flag=True, help="Times as ISO 8601 with the zone instead of '12s ago'."
+    )(func)
 
 
 @cli.command()
 @config_option
 @data_dir_option
 @json_option
+@iso_option
+@click.option("--wide", is_flag=True, help="Every column (the default fits 100 columns).")
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -536,8 +726,15 @@ def status_text(st: StatusInfo) -> str:
     show_default=True,
     help="Show at most this many peers (0: all).",
 )
-def peers(config_file: Path | None, data_dir: Path | None, as_json: bool, limit: int) -> None:
-    """List connected peers (or, when stopped, the best known addresses)."""
+def peers(
+    config_file: Path | None,
+    data_dir: Path | None,
+    as_json: bool,
+    iso: bool,
+    wide: bool,
+    limit: int,
+) -> None:
+    """List connected peers and mesh nodes heard (stopped: the best known addresses)."""
     cfg = load_config(config_file, data_dir)
     result, running = _ask(cfg, "peers")
     if not running:
@@ -548,16 +745,50 @@ def peers(config_file: Path | None, data_dir: Path | None, as_json: bool, limit:
     if as_json:
         _print_json(result)
     elif result:
-        click.echo(peers_table(result))
+        click.echo(peers_table(result, wide=wide, iso=iso))
     else:
         click.echo("no peers" if running else "no known addresses")
+
+
+def _matches(p: PeerInfo, target: str) -> bool:
+    t = target.strip().lower().removeprefix("node:")
+    return t in ((p.get("node_id") or "").lower(), (p.get("address") or "").lower())
+
+
+@cli.command("peer")
+@config_option
+@data_dir_option
+@json_option
+@iso_option
+@click.argument("target")
+def peer_cmd(
+    config_file: Path | None, data_dir: Path | None, as_json: bool, iso: bool, target: str
+) -> None:
+    """One peer in full: TARGET is its node id (16 hex digits) or its address (IP:PORT)."""
+    cfg = load_config(config_file, data_dir)
+    result, running = _ask(cfg, "peers")
+    found = [p for p in result if _matches(p, target)]
+    if not found:
+        where = "connected or heard" if running else "in the address book"
+        raise click.ClickException(f"no peer {target} {where} (see 'loragate peers')")
+    if not running:
+        _note_stopped(cfg)
+    peer = found[0]
+    bans_now, _ = _ask(cfg, "bans")
+    mine = {f"node:{peer.get('node_id')}", (peer.get("address") or "").rpartition(":")[0]}
+    covering = [b for b in bans_now if b["target"] in mine]
+    if as_json:
+        _print_json({**peer, "bans": covering})
+    else:
+        click.echo(peer_text(peer, covering, iso=iso))
 
 
 @cli.command()
 @config_option
 @data_dir_option
 @json_option
-def bans(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+@iso_option
+def bans(config_file: Path | None, data_dir: Path | None, as_json: bool, iso: bool) -> None:
     """List active bans with reason, expiry and evidence."""
     cfg = load_config(config_file, data_dir)
     result, running = _ask(cfg, "bans")
@@ -566,7 +797,7 @@ def bans(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None
     if as_json:
         _print_json(result)
     elif result:
-        click.echo(bans_table(result))
+        click.echo(bans_table(result, iso=iso))
     else:
         click.echo("no active bans")
 
@@ -575,8 +806,9 @@ def bans(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None
 @config_option
 @data_dir_option
 @json_option
-def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
-    """Show the gateway's state: peers, address book, bans, relay, airtime."""
+@iso_option
+def status(config_file: Path | None, data_dir: Path | None, as_json: bool, iso: bool) -> None:
+    """The gateway's state: peers and slots, address book, bans, relay, the bridge."""
     cfg = load_config(config_file, data_dir)
     result, running = _ask(cfg, "status")
     if not running:
@@ -584,7 +816,50 @@ def status(config_file: Path | None, data_dir: Path | None, as_json: bool) -> No
     if as_json:
         _print_json(result)
     else:
-        click.echo(status_text(result))
+        click.echo(status_text(result, iso=iso))
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@click.argument("target")
+@json_option
+def disconnect(config_file: Path | None, data_dir: Path | None, target: str, as_json: bool) -> None:
+    """Drop the connection to TARGET (node id or IP:PORT) now; a manual peer is redialled."""
+    cfg = load_config(config_file, data_dir)
+    result, _ = _ask(cfg, "disconnect", target=target)
+    if not result.get("count"):
+        raise click.ClickException(f"no connection to {target}")
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"disconnected {target}")
+
+
+@cli.command("connect")
+@config_option
+@data_dir_option
+@click.argument("address")
+@click.option("--remove", is_flag=True, help="Stop keeping ADDRESS connected.")
+@json_option
+def connect_cmd(
+    config_file: Path | None, data_dir: Path | None, address: str, remove: bool, as_json: bool
+) -> None:
+    """Keep a connection to ADDRESS (IP:PORT) from now on, as the `connect` setting does,
+    until the gateway stops (Bitcoin Core's addnode); --remove undoes it."""
+    cfg = load_config(config_file, data_dir)
+    result, _ = _ask(cfg, "connect", address=address, remove=remove)
+    if as_json:
+        _print_json(result)
+    elif remove:
+        done = "no longer kept connected" if result["added"] else "was not a manual peer"
+        click.echo(f"{result['address']} {done}")
+    else:
+        done = "will be kept connected" if result["added"] else "is a manual peer already"
+        click.echo(f"{result['address']} {done} (until the gateway stops)")
+
+
+cli.add_command(connect_cmd, "addnode")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -667,12 +942,21 @@ def ban(
 @cli.command()
 @config_option
 @data_dir_option
-@click.argument("target")
+@click.argument("target", required=False)
+@click.option("--all", "every", is_flag=True, help="Lift every ban (as 'clearbanned').")
 @json_option
-def unban(config_file: Path | None, data_dir: Path | None, target: str, as_json: bool) -> None:
+def unban(
+    config_file: Path | None, data_dir: Path | None, target: str | None, every: bool, as_json: bool
+) -> None:
     """Lift the ban on TARGET (node id, IP address or subnet, as it was banned)."""
-    canonical = _target(target)
+    if every == (target is not None):
+        raise click.UsageError("give a TARGET or --all")
     cfg = load_config(config_file, data_dir)
+    if every:
+        _clear(cfg, as_json)
+        return
+    assert target is not None
+    canonical = _target(target)
     result, running = _ask(cfg, "unban", target=canonical)
     if not result.get("removed"):
         raise click.ClickException(f"{result.get('target', canonical)} is not banned")
@@ -682,6 +966,26 @@ def unban(config_file: Path | None, data_dir: Path | None, target: str, as_json:
         _print_json(result)
     else:
         click.echo(f"unbanned {result['target']}")
+
+
+def _clear(cfg: GatewayConfig, as_json: bool) -> None:
+    result, running = _ask(cfg, "clearbanned")
+    if not running:
+        _note_stopped(cfg, wrote=True)
+    if as_json:
+        _print_json(result)
+    else:
+        n = result["count"]
+        click.echo(f"lifted {n} ban{'s' if n != 1 else ''}")
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@json_option
+def clearbanned(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Lift every ban (the same as 'unban --all')."""
+    _clear(load_config(config_file, data_dir), as_json)
 
 
 def main() -> None:

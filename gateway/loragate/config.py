@@ -47,6 +47,10 @@ import platformdirs
 DATA_DIR_ENV = "LORAGATE_DATA_DIR"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PEER_KINDS = ("full", "light", "gateway", "mesh")
+# The rates a bridge board's UART accepts (the firmware's uart.baud; the host validator
+# tools/deploy/fwconfig.py has the same list, a test checks they agree): a gateway on any
+# other rate would never hear its board.
+SERIAL_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
 class ConfigError(ValueError):
@@ -157,23 +161,60 @@ class GatewayConfig:
         return self.data_dir / "control.sock"
 
     def network_key_bytes(self) -> bytes:
-        """The 32-byte mesh network key, from `network_key` (hex) or `network_key_file`."""
+        """The 32-byte mesh network key, from `network_key` (hex) or `network_key_file`.
+
+        ConfigError when neither is set: there is no default key (an all-zero key would
+        let anyone who knows the code talk to the mesh as a member)."""
         if self.network_key is not None:
             return _hex_key("network_key", self.network_key)
         if self.network_key_file is not None:
-            try:
-                text = self.network_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"config: network_key_file={self.network_key_file} cannot be read: "
-                    f"{exc.strerror or exc}"
-                ) from None
-            except UnicodeDecodeError as exc:
-                raise ConfigError(
-                    f"config: network_key_file={self.network_key_file} {_not_text(exc)}"
-                ) from None
-            return _hex_key("network_key_file", text)
-        return bytes(32)
+            return read_key_file("network_key_file", self.network_key_file)
+        raise ConfigError(NO_NETWORK_KEY)
+
+    def require_network_key(self) -> None:
+        """Check the key the gateway will run with: with a serial port the mesh side
+        runs and needs one; a key given without a port is checked all the same."""
+        if self.serial_port or self.network_key is not None or self.network_key_file:
+            self.network_key_bytes()
+
+
+NO_NETWORK_KEY = (
+    "config: serial_port is set but no network key is: set network_key_file to the mesh's "
+    "key file (make one with: python -m tools.deploy keygen --out network.key)"
+)
+# A network key is 32 random bytes. Random ones have ~30 distinct byte values and ~30
+# distinct steps between neighbours; fewer than these are a typed, patterned or
+# placeholder key (all zeros, 0x11 * 32, 00 01 02 ...), which anyone could guess.
+MIN_DISTINCT_BYTES = 16
+MIN_DISTINCT_STEPS = 16
+
+
+def key_weakness(key: bytes) -> str | None:
+    """Why `key` is no secret (None: it looks random). Says nothing about its digits."""
+    if not any(key):
+        return "is all zeros"
+    if len(set(key)) < MIN_DISTINCT_BYTES:
+        return f"has only {len(set(key))} distinct byte values (a pattern, not a random key)"
+    steps = {(b - a) & 0xFF for a, b in zip(key, key[1:], strict=False)}
+    if len(steps) < MIN_DISTINCT_STEPS:
+        return "is a regular sequence (a pattern, not a random key)"
+    return None
+
+
+def read_key_file(name: str, path: Path) -> bytes:
+    """The key in a hex key file; ConfigError naming the file, never its contents."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config: {name}={path} does not exist (make one with: "
+            f"python -m tools.deploy keygen --out {path})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config: {name}={path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {name}={path} {_not_text(exc)}") from None
+    return _hex_key(name, text)
 
 
 def _not_text(exc: UnicodeDecodeError) -> str:
@@ -201,12 +242,25 @@ def _check_serial_port(port: str) -> None:
 
 
 def _hex_key(name: str, text: str) -> bytes:
+    """32 bytes from 64 hex digits; the error describes the text by its length only, so
+    not one digit of a secret reaches a terminal or the journal."""
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        key = b""
+        raise ConfigError(
+            f"config: {name} must be 64 hex digits (32 bytes); it has {len(text)} "
+            "characters, not all of them hex digits"
+        ) from None
     if len(key) != 32:
-        raise ConfigError(f"config: {name} must be 64 hex digits (32 bytes), got {text[:16]!r}…")
+        raise ConfigError(
+            f"config: {name} must be 64 hex digits (32 bytes); it has {len(key)} bytes"
+        )
+    weak = key_weakness(key)
+    if weak is not None:
+        raise ConfigError(
+            f"config: {name} {weak}: make a random one with: python -m tools.deploy keygen "
+            "--out network.key"
+        )
     return key
 
 
@@ -222,7 +276,6 @@ _RANGES: dict[str, tuple[float, float]] = {
     "outbound_target": (0, 64),
     "inbound_cap": (0, 1024),
     "max_outbound_per_group": (1, 64),
-    "serial_baud": (1200, 4_000_000),
     "handshake_timeout_s": (0.1, 600),
     "read_timeout_s": (1, 3600),
     "ping_interval_s": (1, 3600),
@@ -332,6 +385,12 @@ def _check_whole(cfg: GatewayConfig) -> None:
         _hex_key("network_key", cfg.network_key)
     if cfg.serial_port:
         _check_serial_port(cfg.serial_port)
+    if cfg.serial_baud not in SERIAL_BAUDS:
+        rates = ", ".join(str(b) for b in SERIAL_BAUDS)
+        raise ConfigError(
+            f"config: serial_baud={cfg.serial_baud} is not a rate the bridge firmware "
+            f"accepts ({rates}; the board's uart.baud must be the same)"
+        )
     if cfg.bans.base_duration_s > cfg.bans.max_duration_s:
         raise ConfigError(
             f"config: bans.base_duration_s={cfg.bans.base_duration_s} exceeds "

@@ -175,6 +175,29 @@ class Connector:
         """Look for dials to start now (new addresses, a free slot)."""
         self._wake.set()
 
+    def add_manual(self, addr: Addr) -> bool:
+        """Keep a connection to `addr` from now on, as a `connect` setting does (until the
+        gateway stops); False if it was a manual peer already. Dialled at once."""
+        if addr in self.manual:
+            return False
+        self.manual.append(addr)
+        with contextlib.suppress(ValueError):
+            self.book.add(addr, None, now=time.time())
+        self.backoff.succeeded(addr)  # an operator asked: no waiting out an old backoff
+        self.wake()
+        return True
+
+    def remove_manual(self, addr: Addr) -> bool:
+        """No longer keep `addr` connected (an open connection stays, as a regular peer
+        would); False if it was no manual peer."""
+        if addr not in self.manual:
+            return False
+        self.manual.remove(addr)
+        for peer in self.table:
+            if peer.slot.addr == addr:
+                peer.slot.manual = False
+        return True
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
@@ -402,11 +425,13 @@ class Connector:
             return
         if self._is_banned_host(host):
             self.stats["refused_banned"] += 1
+            self.telemetry.metric("refused", "banned")
             self.telemetry.metric("dropped", "banned")
             await stream.close()
             return
         if not self._conn_buckets.take(host):  # one bucket per peer network (IPv6: its /64)
             self.stats["refused_rate"] += 1
+            self.telemetry.metric("refused", "rate")
             self.handler.misbehaving(
                 Misbehaviour.FLOODING, None, host, "connection rate above the limit"
             )
@@ -414,6 +439,7 @@ class Connector:
             return
         if self._pending_in >= self.tuning.max_pending_inbound:
             self.stats["refused_busy"] += 1
+            self.telemetry.metric("refused", "busy")
             await stream.close()
             return
         self._pending_in += 1
@@ -460,6 +486,7 @@ class Connector:
             return
         if self.banman.is_banned(nid, session.host, now):
             self.stats["refused_banned_id"] += 1
+            self.telemetry.metric("refused", "banned_id")
             self.telemetry.metric("dropped", "banned")
             self._spawn(session.close("banned"), "close")
             return
@@ -486,6 +513,7 @@ class Connector:
             # the lower node id, so they agree and do not close both.
             lower_dialled_new = session.outbound == (self.own.identity.id < nid)
             self.stats["duplicates"] += 1
+            self.telemetry.metric("refused", "duplicate")
             if existing.session.outbound != session.outbound and lower_dialled_new:
                 self.table.drop(existing, "duplicate")
             else:
@@ -510,6 +538,7 @@ class Connector:
             # slot, and the lowest-score unprotected peer makes room for it.
             if not self.evict_inbound("inbound full", now):
                 self.stats["refused_full"] += 1
+                self.telemetry.metric("refused", "full")
                 self._spawn(session.close("inbound full"), "close")
                 return
         peer = ConnectedPeer(session, slot, key)

@@ -8,13 +8,16 @@ wider permissions.
 Protocol: one JSON object per line each way (UTF-8, ``\\n``-terminated). A client may send
 several requests on one connection; each gets one answer, in order::
 
-    -> {"cmd": "peers" | "bans" | "status" | "ban" | "unban", "args": {...}}
+    -> {"cmd": "peers" | "bans" | "status" | "ban" | "unban" | "clearbanned"
+              | "disconnect" | "connect", "args": {...}}
     <- {"ok": true, "result": ...}
     <- {"ok": false, "error": "one line"}
 
 ``args``: ``ban`` takes ``target`` (str), ``duration_s`` (number > 0, or null for a
-permanent ban) and optional ``reason`` (str); ``unban`` takes ``target``; the others
-take none (``args`` may be left out). Unknown keys are an error.
+permanent ban) and optional ``reason`` (str); ``unban`` takes ``target``;
+``disconnect`` takes ``target`` (a node id or IP:PORT); ``connect`` takes ``address``
+(IP:PORT) and optional ``remove`` (bool: stop keeping it connected); the others take
+none (``args`` may be left out). Unknown keys are an error.
 
 Limits: a request line longer than ``MAX_REQUEST`` bytes gets an error and the
 connection is closed (nothing larger is ever buffered); a request not complete within
@@ -48,7 +51,7 @@ REQUEST_TIMEOUT_S = 10.0
 MAX_CLIENTS = 32
 CLIENT_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 1.0
-COMMANDS = ("peers", "bans", "status", "ban", "unban")
+COMMANDS = ("peers", "bans", "status", "ban", "unban", "clearbanned", "disconnect", "connect")
 MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 on Linux, including the final NUL
 
 
@@ -70,6 +73,9 @@ _ARGS: dict[str, dict[str, bool]] = {  # command -> {argument: required}
     "status": {},
     "ban": {"target": True, "duration_s": True, "reason": False},
     "unban": {"target": True},
+    "clearbanned": {},
+    "disconnect": {"target": True},
+    "connect": {"address": True, "remove": False},
 }
 
 
@@ -106,6 +112,10 @@ def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
         raise RequestError(f"{cmd}: target must be a string")
     if "reason" in args and not isinstance(args["reason"], str):
         raise RequestError(f"{cmd}: reason must be a string")
+    if "address" in args and not isinstance(args["address"], str):
+        raise RequestError(f"{cmd}: address must be a string")
+    if "remove" in args and not isinstance(args["remove"], bool):
+        raise RequestError(f"{cmd}: remove must be true or false")
     if "duration_s" in args:
         d = args["duration_s"]
         if d is not None and (isinstance(d, bool) or not isinstance(d, int | float) or d <= 0):
@@ -127,6 +137,12 @@ async def dispatch(view: GatewayView, cmd: str, args: dict[str, Any]) -> Any:
         )
     if cmd == "unban":
         return await view.unban(args["target"])
+    if cmd == "clearbanned":
+        return await view.clear_bans()
+    if cmd == "disconnect":
+        return await view.disconnect(args["target"])
+    if cmd == "connect":
+        return await view.connect(args["address"], bool(args.get("remove", False)))
     raise RequestError(f"unknown cmd {cmd!r}")  # pragma: no cover - parse_request checks
 
 

@@ -29,6 +29,14 @@ class EventKind(StrEnum):
     BANNED = "banned"
     UNBANNED = "unbanned"
     EVICTED = "evicted"
+    # the bridge board's link (mesh wing): up when its HELLO came, down when it went away
+    BRIDGE_UP = "bridge_up"
+    BRIDGE_DOWN = "bridge_down"
+    # the bridge's duty-cycle budget: no room left for a frame / room again
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    BUDGET_RETURNED = "budget_returned"
+    # downlink objects refused because the air cannot carry them (counted, said once in a while)
+    DOWNLINK_SHED = "downlink_shed"
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,8 @@ class MessageHandler:
         self,
         record: Record | bytes | dict[int, Any],
         bridge_id: bytes,
-        rssi: float,
-        snr: float,
+        rssi: float | None,
+        snr: float | None,
         hops: int,
     ) -> Record | None:
         """A peer record heard on the mesh through bridge `bridge_id`; the Record if it
@@ -252,7 +252,8 @@ class MessageHandler:
         now = time.time()
         self.records.hold(rec)
         self.mesh_peers.heard(MeshPeer(rec, bytes(bridge_id), rssi, snr, hops, now))
-        self.scores.for_update(node_key(rec.id)).link(rssi, snr, now)
+        if rssi is not None and snr is not None:
+            self.scores.for_update(node_key(rec.id)).link(rssi, snr, now)
         if not self.add_record_endpoints(rec, bytes(bridge_id)) and held is None:
             self.telemetry.emit(
                 EventKind.DISCOVERED,
@@ -317,11 +318,17 @@ class MessageHandler:
             self.apply_ban(ban)
         return new
 
+    def mesh_heard(self, node_id: bytes) -> None:
+        self.mesh_peers.touch(node_id, time.time())
+
     def apply_ban(self, ban: Ban) -> None:
-        """Drop every connected peer the ban covers, announce it."""
+        """Drop every connected peer the ban covers (a mesh node leaves the mesh peers),
+        announce it."""
         for peer in self.table:
             if _covered(ban.target, peer):
                 self.table.drop(peer, "banned")
+        if ban.target.kind == "node":
+            self.mesh_peers.forget(bytes.fromhex(ban.target.value))
         self.telemetry.emit(
             EventKind.BANNED,
             target=str(ban.target),
@@ -331,7 +338,6 @@ class MessageHandler:
             manual=ban.manual,
         )
         self.telemetry.metric("set_bans", len(self.banman))
-        log.info("banned %s: %s", ban.target, ban.reason)
 
     def lift_ban(self, target: BanTarget, reason: str) -> bool:
         """Remove a ban now; False if there was none."""

@@ -27,7 +27,7 @@ from loragate.addrman import AddrMan
 from loragate.bans import BanManager
 from loragate.config import GatewayConfig
 from loragate.events import EventKind
-from loragate.peertable import ConnectedPeer, PeerTable, ScoreTable, join_addr
+from loragate.peertable import ConnectedPeer, MeshPeerTable, PeerTable, ScoreTable, join_addr
 from loragate.pool import ConnectionPolicy
 from loragate.scoring import PeerScore
 from loragate.session import cancel_all
@@ -35,6 +35,7 @@ from loragate.store import AsyncStore, Store
 from loragate.telemetry import Telemetry
 from loragate.tuning import ManagerTuning
 from lorawire.identity import id_hex
+from lorawire.record import KIND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Maintainer:
         store: AsyncStore,
         telemetry: Telemetry,
         wake: Callable[[], None],
+        mesh_peers: MeshPeerTable | None = None,
     ) -> None:
         self.cfg = cfg
         self.tuning = tuning
@@ -63,6 +65,7 @@ class Maintainer:
         self.policy = policy
         self.store = store
         self.telemetry = telemetry
+        self.mesh_peers = mesh_peers
         self._wake = wake  # the outbound loop: slots may have come free
         self._last_persist = time.monotonic()
         self._loop: asyncio.Task[None] | None = None
@@ -117,6 +120,8 @@ class Maintainer:
         counts: Counter[tuple[str, str]] = Counter(
             (p.slot.kind, "out" if p.slot.outbound else "in") for p in self.table
         )
+        for mp in self.mesh_peers or ():
+            counts[(KIND_NAMES[mp.record.kind], "mesh")] += 1
         self.telemetry.metric("set_peers", dict(counts))
         mono = time.monotonic()
         if persist or (

@@ -147,12 +147,14 @@ class PeerManager:
             store=store,
             telemetry=self.telemetry,
             wake=self.connector.wake,
+            mesh_peers=self.mesh_peers,
         )
         # What discovery, our node and the mesh wing hand in (the parts' own methods):
         # addresses from discovery; verified mesh announcements and proven faults
         # (MessageHandler); objects our node made (Relay); scores to change (ScoreTable).
         self.add_addresses = self.handler.add_addresses
         self.add_mesh_announcement = self.handler.add_mesh_announcement
+        self.mesh_heard = self.handler.mesh_heard
         self.misbehaving = self.handler.misbehaving
         self.submit_local = self.relay.submit_local
         self.score_for = self.scores.for_update
@@ -227,6 +229,37 @@ class PeerManager:
     async def unban(self, target: BanTarget) -> bool:
         """Lift the ban on `target`; False if there was none."""
         removed = self.handler.lift_ban(target, "manual")
+        if removed:
+            await self.store.drain()
+        return removed
+
+    # ---- manual connections ------------------------------------------------------------
+
+    def disconnect(self, node_id: bytes | None = None, addr: Addr | None = None) -> bool:
+        """Drop the connection to a node id or address now; False if none matched. A
+        manual peer is dialled again (as Bitcoin Core's disconnectnode leaves addnode)."""
+        for peer in self.table:
+            if (node_id is not None and peer.session.node_id == node_id) or (
+                addr is not None and peer.slot.addr == addr
+            ):
+                self.table.drop(peer, "disconnected by the operator")
+                return True
+        return False
+
+    def connect(self, addr: Addr) -> bool:
+        """Keep a connection to `addr` (a manual peer until the gateway stops)."""
+        return self.connector.add_manual(addr)
+
+    def forget_manual(self, addr: Addr) -> bool:
+        return self.connector.remove_manual(addr)
+
+    def manual_peers(self) -> list[Addr]:
+        return list(self.connector.manual)
+
+    async def clear_bans(self) -> int:
+        """Lift every ban (Bitcoin Core's clearbanned); how many there were."""
+        targets = [b.target for b in self.banman.bans()]
+        removed = sum(1 for t in targets if self.handler.lift_ban(t, "manual: clear all"))
         if removed:
             await self.store.drain()
         return removed

@@ -24,13 +24,20 @@ misbehaviour_total                  counter  type (one per report)
 misbehaviour_points_total           counter  type (points assigned)
 frames_total / frame_bytes_total    counter  direction (in/out)
 relayed_total                       counter  kind (tx/block/inv/getdata...)
-relay_dropped_total                 counter  reason
+relay_dropped_total                 counter  reason (mesh_... for the downlink)
 handshake_failures_total            counter  reason
+connections_refused_total           counter  reason (banned, rate, busy, full, ...)
 events_total                        counter  kind (EventBus kinds)
-airtime_used_ms / airtime_budget_ms gauge    (only meaningful with a bridge)
+bridge_up                           gauge    port (1: the board said HELLO; 0: down)
+bridge_airtime_used_seconds         gauge    port (duty-cycle window of the bridge radio)
+bridge_airtime_budget_seconds       gauge    port
 start_time_seconds                  gauge
 build_info                          gauge    version
 ==================================  =======  ============================================
+
+No stale series: `set_peers` removes the label sets it was not given (a kind that has
+no peer any more is gone, not 0 forever); the bridge's series exist only with a bridge
+configured. `promtool check metrics` passes on the endpoint (a test runs it).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from loragate.events import Event, EventBus
 
 MAX_LABEL_VALUES = 64
 OTHER = "other"
+# Why a connection was refused (connector.py); anything else is counted as "other".
+REFUSAL_REASONS = ("banned", "banned_id", "rate", "busy", "full", "duplicate")
 
 
 class _Labels:
@@ -98,12 +107,36 @@ class GatewayMetrics:
         self.handshake_failures = Counter(
             "handshake_failures", "Failed handshakes", ["reason"], namespace=ns, registry=r
         )
+        self.refusals = Counter(
+            "connections_refused",
+            "Connections refused before or at the handshake",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        for reason in REFUSAL_REASONS:  # known up front: 0 is a fact, not a missing series
+            self.refusals.labels(reason=reason)
         self.events = Counter("events", "Events published", ["kind"], namespace=ns, registry=r)
+        self.bridge_up = Gauge(
+            "bridge_up",
+            "1 while the bridge board's link is up (its HELLO came), 0 while down",
+            ["port"],
+            namespace=ns,
+            registry=r,
+        )
         self.airtime_used = Gauge(
-            "airtime_used_ms", "LoRa airtime used in the window", namespace=ns, registry=r
+            "bridge_airtime_used_seconds",
+            "LoRa airtime the bridge radio used in its duty-cycle window",
+            ["port"],
+            namespace=ns,
+            registry=r,
         )
         self.airtime_budget = Gauge(
-            "airtime_budget_ms", "LoRa airtime budget of the window", namespace=ns, registry=r
+            "bridge_airtime_budget_seconds",
+            "LoRa airtime the duty cycle allows the bridge radio per window",
+            ["port"],
+            namespace=ns,
+            registry=r,
         )
         start = Gauge("start_time_seconds", "Gateway start time", namespace=ns, registry=r)
         start.set(time.time())
@@ -128,12 +161,16 @@ class GatewayMetrics:
         self.peers.labels(kind=self._kind(kind), direction=self._direction(direction)).dec()
 
     def set_peers(self, counts: dict[tuple[str, str], int]) -> None:
-        """Set every (kind, direction) gauge at once (pairs left out become 0)."""
+        """Set every (kind, direction) gauge at once; pairs left out are removed."""
+        keep: set[tuple[str, str]] = set()
         for (kind, direction), n in counts.items():
-            self.peers.labels(kind=self._kind(kind), direction=self._direction(direction)).set(n)
-        for labels in list(_label_sets(self.peers)):
-            if (labels["kind"], labels["direction"]) not in counts:
-                self.peers.labels(**labels).set(0)
+            pair = (self._kind(kind), self._direction(direction))
+            keep.add(pair)
+            self.peers.labels(*pair).set(n)
+        for labels in _label_sets(self.peers):
+            old = (labels["kind"], labels["direction"])
+            if old not in keep:
+                self.peers.remove(*old)
 
     def set_addrman(self, new: int, tried: int) -> None:
         self.addrman.labels(table="new").set(new)
@@ -167,12 +204,18 @@ class GatewayMetrics:
     def handshake_failed(self, reason: str = "unknown") -> None:
         self.handshake_failures.labels(reason=self._hs_reason(reason)).inc()
 
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason=reason if reason in REFUSAL_REASONS else OTHER).inc()
+
     def event(self, kind: str) -> None:
         self.events.labels(kind=self._event_kind(kind)).inc()
 
-    def set_airtime(self, used_ms: float, budget_ms: float) -> None:
-        self.airtime_used.set(used_ms)
-        self.airtime_budget.set(budget_ms)
+    def set_airtime(self, port: str, used_ms: float, budget_ms: float) -> None:
+        self.airtime_used.labels(port=port).set(used_ms / 1000)
+        self.airtime_budget.labels(port=port).set(budget_ms / 1000)
+
+    def set_bridge(self, port: str, up: bool) -> None:
+        self.bridge_up.labels(port=port).set(1 if up else 0)
 
     def attach(self, bus: EventBus) -> Callable[[], None]:
         """Count every event published on ``bus``; returns a function that detaches."""

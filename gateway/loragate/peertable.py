@@ -158,10 +158,10 @@ class RecordTable:
 class MeshPeer:
     record: Record
     bridge_id: bytes
-    rssi: float
-    snr: float
-    hops: int
-    last_seen: float
+    rssi: float | None  # the bridge radio's link to it: direct neighbours only
+    snr: float | None
+    hops: int  # relays between it and the bridge (0: a direct neighbour)
+    last_seen: float  # the last frame from it that passed its tag check
 
 
 class MeshPeerTable:
@@ -172,6 +172,16 @@ class MeshPeerTable:
 
     def heard(self, peer: MeshPeer) -> None:
         self._peers.put(peer.record.id, peer)
+
+    def touch(self, node_id: bytes, now: float) -> None:
+        """Another frame from a known mesh peer: it was last seen now."""
+        peer = self._peers.get(node_id)
+        if peer is not None:
+            peer.last_seen = now
+
+    def forget(self, node_id: bytes) -> bool:
+        """A banned node is no peer of ours any more; False if it was not one."""
+        return self._peers.pop(node_id, None) is not None
 
     def get(self, node_id: bytes) -> MeshPeer | None:
         return self._peers.get(node_id)

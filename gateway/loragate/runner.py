@@ -13,21 +13,24 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from loragate import keys
 from loragate.config import GatewayConfig
 from loragate.control import ControlServer
 from loragate.discovery import Discovery
+from loragate.eventlog import EventLog
 from loragate.events import EventBus
-from loragate.liveview import RunningGatewayView, airtime_info
+from loragate.liveview import RunningGatewayView
 from loragate.manager import PeerManager
 from loragate.mesh.link import MeshLink
 from loragate.mesh.serial import SerialLink
 from loragate.mesh.side import MeshSide
 from loragate.mesh.tuning import MeshTuning
 from loragate.metrics import GatewayMetrics
+from loragate.peertable import join_addr
 from loragate.store import AsyncStore
-from loragate.view import AirtimeInfo, version
+from loragate.view import version
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +60,10 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         identity = keys.load_identity(cfg.key_path)
     else:
         identity = keys.create_identity(cfg.key_path)
-    cfg.network_key_bytes()  # a bad key file is a config error now, not later
+    cfg.require_network_key()  # a bad key file is a config error now, not later
     store = await AsyncStore.open(cfg.db_path)
     bus = EventBus()
+    EventLog(bus)  # the life-cycle lines of the journal
     metrics: GatewayMetrics | None = None
     try:
         metrics = GatewayMetrics(version=version())
@@ -70,10 +74,14 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
     manager = PeerManager(cfg, identity, store, metrics, bus)
     mesh: MeshSide | None = None
 
-    def airtime() -> AirtimeInfo | None:
-        return None if mesh is None else airtime_info(mesh.link.budget())
+    def bridge() -> dict[str, Any] | None:
+        return None if mesh is None else mesh.bridge_info()
 
-    control = ControlServer(RunningGatewayView(manager, airtime=airtime), cfg.control_path)
+    metrics_url = None
+    if metrics is not None and cfg.metrics_port:
+        metrics_url = f"http://{join_addr((cfg.metrics_host, cfg.metrics_port))}/metrics"
+    view = RunningGatewayView(manager, bridge=bridge, metrics_url=metrics_url)
+    control = ControlServer(view, cfg.control_path)
     done = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -98,8 +106,8 @@ async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) 
         mesh = await start_mesh(cfg, manager)
         await control.start()
         if metrics is not None and cfg.metrics_port:
-            port = metrics.start_http(cfg.metrics_host, cfg.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, port)
+            metrics.start_http(cfg.metrics_host, cfg.metrics_port)
+            log.info("metrics on %s", metrics_url)
         await done.wait()
         log.info("shutting down")
     finally:

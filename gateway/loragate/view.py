@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypedDict, TypeVar
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar
 
 from loragate import keys
 from loragate.bans import Ban, BanManager, BanTarget, Evidence, parse_target, policy_from
@@ -49,18 +49,25 @@ class PeerInfo(TypedDict):
     node_id: str | None  # 16 hex digits
     address: str | None  # "host:port"; None for mesh peers
     kind: str  # full | light | gateway | mesh
-    state: str  # "connected", or for a stopped gateway "tried" / "new"
+    # "connected" (TCP), "heard" (a mesh node heard through the bridge), or for a
+    # stopped gateway's address book "tried" / "new"
+    state: str
     direction: str | None  # "in" | "out" | "mesh"; None when not connected
     score: float | None  # 0..100
     latency_ms: float | None
-    rssi: float | None
+    rssi: float | None  # the bridge radio's link to a mesh node: direct neighbours only
     snr: float | None
-    hops: int | None
+    hops: int | None  # mesh: relays between the node and the bridge (0: direct neighbour)
     connected_since: float | None
     last_seen: float | None
     bytes_in: int
     bytes_out: int
     group: str | None  # address group (e.g. "ipv4 127.3.0.0/16", "mesh <bridge id>")
+    # misbehaviour points now (the node id's and its address's, the larger), and the
+    # threshold at which a ban follows: how close the peer is to one
+    points: NotRequired[float]
+    ban_threshold: NotRequired[int]
+    manual: NotRequired[bool]  # a `connect` peer, kept connected
 
 
 class EvidenceInfo(TypedDict):
@@ -108,6 +115,28 @@ class StatusInfo(TypedDict):
     relayed: dict[str, int]  # e.g. {"tx": 10, "block": 2, "inv": 40}
     airtime: AirtimeInfo | None  # only with a bridge attached
     database: str
+    data_dir: NotRequired[str]
+    outbound: NotRequired[int]  # regular outbound connections, against outbound_target
+    outbound_target: NotRequired[int]
+    inbound: NotRequired[int]
+    inbound_cap: NotRequired[int]
+    manual_peers: NotRequired[list[str]]
+    ban_threshold: NotRequired[int]
+    # The bridge board's link (None: no serial port configured): state "up"/"down" and
+    # since when, last HELLO, board id and firmware, region, frequency_hz, sf,
+    # bandwidth_hz, coding_rate, tx_power_dbm, airtime used / budget / left (ms),
+    # budget_exhausted, and the downlink's queued / offered / refused counts.
+    bridge: NotRequired[dict[str, Any] | None]
+    metrics_url: NotRequired[str | None]
+
+
+class CountInfo(TypedDict):
+    count: int  # how many bans were lifted / connections dropped
+
+
+class ConnectInfo(TypedDict):
+    address: str
+    added: bool  # False: it was a manual peer already (connect) or was not one (remove)
 
 
 class GatewayView(Protocol):
@@ -127,6 +156,12 @@ class GatewayView(Protocol):
     async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo: ...
 
     async def unban(self, target: str) -> UnbanInfo: ...
+
+    async def clear_bans(self) -> CountInfo: ...
+
+    async def disconnect(self, target: str) -> CountInfo: ...
+
+    async def connect(self, address: str, remove: bool) -> ConnectInfo: ...
 
 
 def version() -> str:
@@ -336,6 +371,20 @@ class StoppedGatewayView:
             return UnbanInfo(target=str(parsed), removed=self._manager(store).unban(parsed))
 
         return await asyncio.to_thread(self._with_store, False, run)
+
+    async def clear_bans(self) -> CountInfo:
+        def run(store: Store) -> CountInfo:
+            bm = self._manager(store)
+            targets = [b.target for b in bm.bans()]
+            return CountInfo(count=sum(1 for t in targets if bm.unban(t)))
+
+        return await asyncio.to_thread(self._with_store, False, run)
+
+    async def disconnect(self, target: str) -> CountInfo:
+        raise ViewError("the gateway is not running: there is no connection to drop")
+
+    async def connect(self, address: str, remove: bool) -> ConnectInfo:
+        raise ViewError("the gateway is not running: add the peer to the `connect` setting instead")
 
 
 def _join(host: str, port: int) -> str:

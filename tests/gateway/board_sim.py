@@ -13,7 +13,8 @@ does on boot, and then:
   wait until the scripted refill; NEVER when the frame alone exceeds the budget);
 * BAN / UNBAN -> kept in a table; FRAME_UP for a banned source is dropped and counted in
   RADIO_STATS.banned_drops;
-* CONFIG_GET -> CONFIG_VALUE for sf / bandwidth_hz / coding_rate / role;
+* CONFIG_GET -> CONFIG_VALUE for sf / bandwidth_hz / coding_rate / frequency_hz /
+  tx_power_dbm / region / role;
 * RADIO_STATS every `stats_interval_s` (0 = only on command) and after each refill.
 
 Commands arrive as JSON lines on stdin; events leave as JSON lines on stdout (each with
@@ -55,6 +56,9 @@ DEFAULTS = {
     "sf": 7,
     "bandwidth_hz": 125000,
     "coding_rate": 5,
+    "region": "EU868",
+    "frequency_hz": 868100000,
+    "tx_power_dbm": 14,
     "budget_ms": 36000,
     "used_ms": 0,
     "refill_ms": 1000,
@@ -63,6 +67,16 @@ DEFAULTS = {
     "snr_q4": 24,
 }
 OUT_MAX = 1 << 20
+# What the firmware's bridge answers CONFIG_GET for (loranode/bridge.py CONFIG_KEYS).
+CONFIG_KEYS = (
+    "sf",
+    "bandwidth_hz",
+    "coding_rate",
+    "frequency_hz",
+    "tx_power_dbm",
+    "region",
+    "role",
+)
 
 
 class Board:
@@ -177,7 +191,7 @@ class Board:
         elif msg_type == link.CONFIG_GET:
             key = f["key"]
             self.event("config_get", key=key)
-            if key in ("sf", "bandwidth_hz", "coding_rate", "role"):
+            if key in CONFIG_KEYS:
                 self.send(link.CONFIG_VALUE, key=key, value=self.cfg[key])
             else:
                 self.send(link.ERROR, code=1, text="unknown config key")

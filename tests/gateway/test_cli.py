@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -119,13 +120,18 @@ def test_peers_stopped_subprocess(stopped: Path) -> None:
     assert code == 0, err
     assert err.strip() == f"(gateway stopped; read from {stopped / 'loragate.sqlite3'})"
     lines = out.splitlines()
-    assert lines[0].split()[:3] == ["NODE", "ID", "ADDRESS"]
-    assert "LAST SEEN" in lines[0] and "STATE" in lines[0]
+    assert lines[0].split()[:4] == ["NODE", "ID", "KIND", "STATE"]
+    assert "LAST SEEN" in lines[0] and "ADDRESS / VIA" in lines[0]
+    assert " DIR " not in lines[0]  # no direction for an address book entry: left out
     assert len(lines) == 4
+    assert max(len(line) for line in lines) <= 100
     # tried (connected before) first, with the score from the stored peer stats
     assert lines[1].startswith(GOOD_NODE.hex()) and "127.2.0.5:8333" in lines[1]
     assert " tried " in lines[1]
-    assert {line.split()[1] for line in lines[2:]} == {"127.3.0.9:8333", "127.4.0.1:8444"}
+    assert re.search(r" \d+s ago$", lines[1])  # relative times by default
+    assert {line.split()[3] for line in lines[2:]} == {"127.3.0.9:8333", "127.4.0.1:8444"}
+    code, out, err = invoke("peers", "--data-dir", str(stopped), "--iso")
+    assert re.search(r" \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", out.splitlines()[1])
     code, out, err = invoke("peers", "--data-dir", str(stopped), "--json")
     peers = json.loads(out)
     assert peers[0]["node_id"] == GOOD_NODE.hex() and peers[0]["state"] == "tried"
@@ -265,15 +271,23 @@ async def test_every_command_against_a_running_gateway_subprocess(running) -> No
     code, out, err = await asub("peers", *d)
     assert code == 0 and err == "", err
     header, *rows = out.splitlines()
-    assert "CONNECTED" in header and "LAST SEEN" in header and "GROUP" in header
+    assert "STATE" in header and "DIR" in header and "LAST SEEN" in header
+    assert "GROUP" not in header and max(len(x) for x in out.splitlines()) <= 100
     assert [r.split()[0] for r in rows] == [p["node_id"] for p in view.peer_list]
-    assert rows[2].split()[1] == "-"  # mesh peer: no address
-    assert " out " in rows[0] and "71.5" in rows[0]
+    assert " connected  out " in rows[0] and "71.5" in rows[0] and "20/100" in rows[0]
+    assert " heard " in rows[2] and " mesh, 2 hops " in rows[2] and "-97 dBm +6.5 dB" in rows[2]
+    code, out, err = await asub("peers", *d, "--wide")
+    header = out.splitlines()[0]
+    assert "CONNECTED" in header and "GROUP" in header and "BYTES IN" in header
 
     code, out, err = await asub("status", *d)
     assert code == 0 and err == "", err
     assert re.search(r"^state:\s+running$", out, re.M)
-    assert re.search(r"^airtime:\s+1200 / 36000 ms per 3600 s$", out, re.M)
+    assert re.search(r"^slots:\s+outbound 1/8, inbound 1/32$", out, re.M)
+    assert re.search(r"^bridge:\s+up since 1\dm \d\ds ago on /dev/ttyUSB0$", out, re.M)
+    assert re.search(r"^  radio:\s+EU868, 868.100 MHz, SF9, 125 kHz, CR 4/5, 14 dBm$", out, re.M)
+    assert re.search(r"^  airtime:\s+1.2 of 36.0 s per hour used, 34.8 s left$", out, re.M)
+    assert re.search(r"^metrics:\s+http://127.0.0.1:9464/metrics$", out, re.M)
     assert re.search(r"^relayed:\s+block 2, inv 40, tx 10$", out, re.M)
 
     code, out, err = await asub("ban", "127.99.0.1", "--duration", "45m", "--reason", "x", *d)
@@ -374,7 +388,7 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
         (["run", "--listen-host", "localhost", *d], 2, "must be an IP address"),
         (["run", "--log-level", "loud", *d], 2, "log_level='loud'"),
         (["run", "--connect", "example.org", *d], 2, "must be IP:PORT"),
-        (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "cannot be read"),
+        (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "keygen --out"),
         (["run", "--network-key", "abcd", *d], 2, "64 hex digits"),
         (["run", "--ban-base-duration-s", "9999999", *d], 2, "exceeds"),
         (["run", "--data-dir", str(afile / "gw")], 1, "not writable"),
@@ -484,7 +498,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         "--dns-seed",
         "seed.example",
         "--network-key",
-        "11" * 32,
+        hashlib.sha256(b"k").hexdigest(),
     )
     assert code == 0, err
     cfg = json.loads(out)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from loragate.bans import BanManager, BanPolicy, Misbehaviour, node_target, policy_from
-from loragate.config import MISBEHAVIOUR_POINTS, ConfigError, ScoreSettings, load, parse_endpoint
+from loragate.config import (
+    MISBEHAVIOUR_POINTS,
+    SERIAL_BAUDS,
+    ConfigError,
+    GatewayConfig,
+    ScoreSettings,
+    load,
+    parse_endpoint,
+)
 from loragate.scoring import DEFAULT_WEIGHTS, weights_from
 
 
@@ -53,7 +62,8 @@ INVALID = [
     ("[score]\nhalf_life_s = true", "score.half_life_s=True must be a number"),
     ("[score]\nweight = 1", "unknown setting 'score.weight'"),
     ("bans = 3", "[bans] must be a table"),
-    ("serial_baud = 300", "serial_baud=300 is outside"),
+    ("serial_baud = 300", "serial_baud=300 is not a rate the bridge firmware accepts"),
+    ("serial_baud = 12345", "serial_baud=12345 is not a rate the bridge firmware accepts"),
     ('dns_resolver = "8.8.8.8"', "dns_resolver='8.8.8.8' must be IP:PORT"),
     ("listen_port = ", "is not valid TOML"),
     ("[bans.points]\nforgery = 5", "unknown misbehaviour bans.points.forgery (known: bad_sig"),
@@ -84,10 +94,11 @@ def test_endpoints_parse_ipv4_and_ipv6() -> None:
 
 
 def test_network_key_from_file(tmp_path: Path) -> None:
+    key = hashlib.sha256(b"net").digest()
     key_file = tmp_path / "net.key"
-    key_file.write_text("11" * 32 + "\n")
+    key_file.write_text(key.hex() + "\n")
     cfg = load(overrides={"network_key_file": str(key_file)})
-    assert cfg.network_key_bytes() == b"\x11" * 32
+    assert cfg.network_key_bytes() == key
     key_file.write_text("zz")
     with pytest.raises(ConfigError, match="network_key_file must be 64 hex digits"):
         cfg.network_key_bytes()
@@ -113,3 +124,11 @@ def test_defaults_are_defined_once_in_the_config() -> None:
     assert policy_from(load().bans) == BanPolicy()  # the policy's defaults are the config's
     assert weights_from(ScoreSettings()) == DEFAULT_WEIGHTS
     assert DEFAULT_WEIGHTS.half_life_s == ScoreSettings().half_life_s
+
+
+def test_the_serial_rates_are_the_firmwares() -> None:
+    # The gateway may not import tools/; the two lists are kept equal by this test.
+    from tools.deploy import fwconfig
+
+    assert SERIAL_BAUDS == fwconfig.UART_BAUDS
+    assert GatewayConfig().serial_baud == fwconfig.UART_DEFAULT_BAUD

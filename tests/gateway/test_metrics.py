@@ -52,7 +52,9 @@ async def test_scrape_over_http(metrics: GatewayMetrics) -> None:
     m.dropped("rate_limit", 2)
     m.dropped("queue_full")
     m.handshake_failed("timeout")
-    m.set_airtime(1234.5, 36000)
+    m.set_airtime("/dev/ttyUSB0", 1234.5, 36000)
+    m.set_bridge("/dev/ttyUSB0", True)
+    m.refused("banned")
     bus = EventBus()
     detach = m.attach(bus)
     bus.emit(EventKind.CONNECTED, peer="x")
@@ -83,14 +85,20 @@ async def test_scrape_over_http(metrics: GatewayMetrics) -> None:
     assert v("loragate_handshake_failures_total", reason="timeout") == 1
     assert v("loragate_events_total", kind="connected") == 2
     assert v("loragate_events_total", kind="banned") == 1
-    assert v("loragate_airtime_used_ms") == 1234.5
+    assert v("loragate_bridge_airtime_used_seconds", port="/dev/ttyUSB0") == 1.2345
+    assert v("loragate_bridge_airtime_budget_seconds", port="/dev/ttyUSB0") == 36
+    assert v("loragate_bridge_up", port="/dev/ttyUSB0") == 1
+    assert v("loragate_connections_refused_total", reason="banned") == 1
+    assert v("loragate_connections_refused_total", reason="rate") == 0  # known up front
     assert v("loragate_build_info", version="9.9.9") == 1
     assert v("loragate_start_time_seconds") > 1.7e9
 
     m.set_peers({("light", "in"): 4})
     got = await asyncio.to_thread(scrape, port)
     assert v("loragate_peers_connected", kind="light", direction="in") == 4
-    assert v("loragate_peers_connected", kind="full", direction="out") == 0
+    # no stale series: a pair no peer has any more is gone, not 0 forever
+    assert ("loragate_peers_connected", (("direction", "out"), ("kind", "full"))) not in got
+    assert ("loragate_peers_connected", (("direction", "mesh"), ("kind", "mesh"))) not in got
 
 
 async def test_two_gateways_in_one_process_do_not_collide() -> None:

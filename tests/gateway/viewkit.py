@@ -28,9 +28,12 @@ def peer(node: str, address: str | None, kind: str, direction: str, score: float
         node_id=node,
         address=address,
         kind=kind,
-        state="connected",
+        state="connected" if address else "heard",
         direction=direction,
         score=score,
+        points=20.0 if address else 0.0,
+        ban_threshold=100,
+        manual=False,
         latency_ms=12.5 if address else None,
         rssi=None if address else -97.0,
         snr=None if address else 6.5,
@@ -41,6 +44,30 @@ def peer(node: str, address: str | None, kind: str, direction: str, score: float
         bytes_out=5678,
         group="ipv4 127.2.0.0/16" if address else "mesh 0102030405060708",
     )
+
+
+# What mesh.side.MeshSide.bridge_info gives for a bridge that is up.
+BRIDGE = {
+    "state": "up",
+    "since": time.time() - 600,
+    "serial": "connected",
+    "port": "/dev/ttyUSB0",
+    "last_error": None,
+    "last_hello": time.time() - 590,
+    "board_id": "0102030405060708",
+    "firmware": "loranode-test",
+    "region": "EU868",
+    "frequency_hz": 868100000,
+    "tx_power_dbm": 14,
+    "sf": 9,
+    "bandwidth_hz": 125000,
+    "coding_rate": 5,
+    "airtime_used_ms": 1200,
+    "airtime_budget_ms": 36000,
+    "budget_left_ms": 34800,
+    "budget_exhausted": False,
+    "downlink": {"queued": 2, "sent": 40, "inv_items_offered": 12, "refused": 3},
+}
 
 
 class LiveView:
@@ -103,6 +130,12 @@ class LiveView:
             relayed={"tx": 10, "block": 2, "inv": 40},
             airtime={"used_ms": 1200.0, "budget_ms": 36000.0, "window_s": 3600.0},
             database=str(self.db),
+            outbound=1,
+            outbound_target=8,
+            inbound=1,
+            inbound_cap=32,
+            bridge=BRIDGE,
+            metrics_url="http://127.0.0.1:9464/metrics",
         )
 
     async def ban(self, target: str, duration_s: float | None, reason: str) -> BanInfo:

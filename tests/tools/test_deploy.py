@@ -268,6 +268,62 @@ def test_keygen_prints_fresh_hex_key(capsys):
     assert first != second
 
 
+def test_keygen_out_writes_a_file_only_its_owner_reads(tmp_path: Path) -> None:
+    out = tmp_path / "network.key"
+    old = os.umask(0o022)  # the usual umask, under which `keygen > file` gives 0644
+    try:
+        made = run_cli("keygen", "--out", str(out))
+    finally:
+        os.umask(old)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == ""  # the key goes to the file only
+    assert (out.stat().st_mode & 0o777) == 0o600
+    key = out.read_text().strip()
+    assert len(key) == 64 and bytes.fromhex(key) and key not in made.stderr
+    again = run_cli("keygen", "--out", str(out))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "already exists" in again.stderr and out.read_text().strip() == key
+
+
+def test_a_missing_key_file_says_how_to_make_one(tmp_path: Path) -> None:
+    missing = tmp_path / "network.key"
+    made = run_cli(
+        "flash", "--port", PORT, "--board", "heltec-v3", "--region", "EU868",
+        "--network-key-file", str(missing), "--dry-run",
+    )  # fmt: skip
+    assert made.returncode == 2 and made.stdout == ""
+    assert made.stderr == (
+        f"deploy: network key file {missing} does not exist "
+        f"(make one with: python -m tools.deploy keygen --out {missing})\n"
+    )
+
+
+def test_the_board_may_come_from_the_config_file(tmp_path: Path, key_file: Path) -> None:
+    made = run_cli(
+        "config", "--board", "heltec-v3", "--region", "EU868", "--network-key-file", str(key_file)
+    )
+    assert made.returncode == 0, made.stderr
+    base = tmp_path / "board.json"
+    base.write_text(made.stdout)
+    common = ["--port", PORT, "--network-key-file", str(key_file), "--dry-run"]
+    from_config = run_cli("flash", "--config", str(base), *common)
+    named = run_cli("flash", "--board", "heltec-v3", "--region", "EU868", *common)
+    assert from_config.returncode == named.returncode == 0, from_config.stderr
+    assert from_config.stdout == named.stdout
+    neither = run_cli("flash", "--region", "EU868", *common)
+    assert neither.returncode == 2 and neither.stderr.count("\n") == 1
+    assert neither.stderr.startswith("config: board is missing (one of heltec-v2, ")
+
+
+def test_board_choices_are_one_line_without_tabs() -> None:
+    # click lists the choices of a missing option with newlines and tabs; --board is
+    # no longer required, and every click message is joined into one plain line.
+    for args in (["flash", "--port", PORT, "--board", "nope"], ["config", "--board", "nope"]):
+        made = run_cli(*args)
+        assert made.returncode == 2 and made.stderr.count("\n") == 1
+        assert "\t" not in made.stderr and "'heltec-v3', 'tbeam-sx1262'" in made.stderr
+
+
 # --- modules a board never runs are not shipped ------------------------------------------
 
 
@@ -441,6 +497,17 @@ def test_make_flash_dry_run_prints_what_the_cli_prints(variables, options, key_f
     assert not any(" cp " in x and "/lorawire/" in x and ".py " in x for x in lines)
     assert any(" romfs deploy " in x for x in lines) == ("ROMFS=1" in variables)
     assert any(x.endswith(" :key.bin") for x in lines) == ("KEY_ON_HOST=1" in variables)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_flash_without_arguments_names_what_it_needs():
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    argv = ["make", "-s", "--no-print-directory", "-o", ".venv/.installed", "flash"]
+    made = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode != 0 and made.stdout == ""
+    first = made.stderr.splitlines()[0]
+    assert first.startswith("error: make flash needs PORT, BOARD and REGION, e.g. make flash ")
+    assert "--board" not in made.stderr
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
@@ -832,7 +899,7 @@ def test_systemd_unit_runs_loragate_hardened():
     s = unit_settings()
     assert s["User"] == ["loragate"]
     assert s["ExecStart"] == [
-        "/opt/lorachain/.venv/bin/loragate run --config /etc/lorachain/gateway.toml"
+        "/opt/lorachain/venv/bin/loragate run --config /etc/lorachain/gateway.toml"
     ]
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["loragate"]
@@ -855,7 +922,7 @@ def test_systemd_unit_verifies(tmp_path):
     unit = tmp_path / "loragate.service"
     text = (ROOT / "deploy" / "loragate.service").read_text()
     # verify checks that ExecStart exists; the real path is only there on the Pi
-    unit.write_text(text.replace("/opt/lorachain/.venv/bin/loragate", "/bin/true"))
+    unit.write_text(text.replace("/opt/lorachain/venv/bin/loragate", "/bin/true"))
     proc = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )

@@ -579,3 +579,23 @@ def test_board_config_carries_the_channel_numbers_and_the_preset():
     assert us["duty"]["dwell_ms"] == 400 and us["duty"]["budget_ms"] == 3600000
     sim = config.validate(base(sim={"medium_port": 9, "name": "n0"}))
     assert config.board_config(sim)["radio"] is None
+
+
+def test_the_demo_bridges_config_passes_the_host_validator(tmp_path):
+    # issue 13: the host validator refused the `bridge` section the demo's bridge uses.
+    from tools.demo.network import Network
+    from tools.ptycable import PtyCable
+
+    net = Network(tmp_path / "demo", nodes=2)
+    net.mesh.port = 47000  # where the medium would listen once started
+    net.cable = PtyCable(net.link_path).start()  # the bridge's UART is a real pty
+    try:
+        cfg = net.bridge_config()
+    finally:
+        net.cable.close()
+    assert cfg["role"] == "bridge" and cfg["bridge"] == {"stats_interval_s": 5}
+    assert config.validate(base(role="bridge", bridge={"stats_interval_s": 5}))["bridge"] == {
+        "stats_interval_s": 5
+    }
+    with pytest.raises(config.ConfigError, match="bridge.stats_interval_s"):
+        config.validate(base(role="bridge", bridge={"stats_interval_s": -1}))

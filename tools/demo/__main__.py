@@ -71,13 +71,14 @@ def main(
         click.echo(f"Lorachain demo: files and logs in {net.workdir}")
         net.start(step=lambda text: click.echo(f"  {text} ..."))
         click.echo("  everything is up; the live view follows (Ctrl-C stops everything)")
-        width = shutil.get_terminal_size((120, 40)).columns
+        size = shutil.get_terminal_size((120, 60))  # COLUMNS / LINES, else the terminal's
         run_view(
             net,
             duration=duration,
             plain=plain,
             tx_interval=tx_interval,
-            width=max(80, width),
+            width=max(80, size.columns),
+            height=max(24, size.lines),
             should_stop=stop.is_set,
         )
     except KeyboardInterrupt:

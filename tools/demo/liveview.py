@@ -16,6 +16,13 @@ metrics; the mesh nodes' STATUS lines; transactions made and received), and
   transactions that made it end to end between the two worlds);
 * a footer: "Ctrl-C stops everything".
 
+The header names the gateway's data dir, its metrics URL and the `loragate status
+--data-dir ...` command that queries it. `render(net, snap, width, height)` draws that
+full layout when it fits, else `render_compact`: one line per peer and per ban and one
+for each of the rest, so 80x24 shows everything that matters (peers that do not fit are
+counted in a last line that points at `loragate peers`). Hop counts are the CLI's
+(relays between the node and the bridge: "direct", "2 hops").
+
 `run_view(net, ...)` refreshes about once a second: on a terminal it clears the screen
 and redraws (plain ANSI: clear + home); otherwise (or with `plain=True`) it prints a
 compact snapshot every `plain_every` seconds. It also drives the traffic: every
@@ -24,11 +31,13 @@ compact snapshot every `plain_every` seconds. It also drives the traffic: every
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tools.demo.network import PEER_HOSTS, Network
+from tools.demo.network import PEER_HOSTS, Network, loragate_cmd
 
 CLEAR = "\x1b[2J\x1b[H"
 BAR = 30
@@ -87,15 +96,17 @@ def _peer_name(net: Network, p: dict[str, Any]) -> str:
     return PEER_ROLES.get(host, "internet")
 
 
+def _hops(p: dict[str, Any]) -> str:
+    """The hop count as `loragate peers` gives it: relays between node and bridge."""
+    hops = p.get("hops")
+    if hops is None:
+        return "mesh"
+    return "direct" if hops == 0 else f"{hops} hop{'s' if hops != 1 else ''}"
+
+
 def _where(p: dict[str, Any], name: str) -> str:
     if p.get("direction") == "mesh":
-        if name == "bridge":
-            return "the bridge board itself (UART)"
-        hops = p.get("hops")
-        if hops is None:
-            return "mesh via bridge"
-        radio = int(hops) + 1
-        return f"mesh via bridge, {radio} hop{'s' if radio != 1 else ''}"
+        return f"mesh via bridge, {_hops(p)}"
     way = {"out": "we dialled", "in": "it dialled us"}.get(p.get("direction") or "", "")
     return f"{p.get('address')} ({way})" if way else str(p.get("address"))
 
@@ -107,6 +118,8 @@ def _quality(p: dict[str, Any]) -> str:
         return f"RSSI {p['rssi']:.0f} dBm{tail}"
     if p.get("latency_ms") is not None:
         return f"ping {p['latency_ms']:.1f} ms"
+    if p.get("direction") == "mesh":
+        return "relayed (no own radio link)"
     return "-"
 
 
@@ -129,8 +142,57 @@ def _metric(m: dict[str, float], name: str, **labels: str) -> int:
     return int(m.get(key, 0))
 
 
-def render(net: Network, snap: dict[str, Any], width: int = 100) -> str:
-    """The whole view as text (no escape codes)."""
+def _rows(net: Network, peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    internet = [p for p in peers if p.get("direction") != "mesh"]
+    mesh = [p for p in peers if p.get("direction") == "mesh"]
+    return sorted(internet, key=lambda p: str(p.get("address"))) + sorted(
+        mesh, key=lambda p: (p.get("hops") if p.get("hops") is not None else 99, _peer_name(net, p))
+    )
+
+
+def _ban_who(net: Network, target: str) -> str:
+    if target.startswith("node:"):
+        return net.name_of(target[5:]) or "mesh node"
+    return PEER_ROLES.get(target, "address")
+
+
+def _air(snap: dict[str, Any]) -> tuple[float, float] | None:
+    status = snap["status"] or {}
+    air = status.get("airtime")
+    if air and air.get("budget_ms"):
+        return float(air["used_ms"]), float(air["budget_ms"])
+    return None
+
+
+def _downlink(snap: dict[str, Any]) -> dict[str, Any]:
+    bridge = (snap["status"] or {}).get("bridge") or {}
+    return bridge.get("downlink") or {}
+
+
+def cli_hint(net: Network) -> str:
+    """The command that points the CLI at the demo's gateway."""
+    cmd = loragate_cmd()
+    if len(cmd) == 1:
+        path = Path(cmd[0])
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(Path.cwd())
+        return f"{path} status --data-dir {net.gateway_dir}"
+    return f"loragate status --data-dir {net.gateway_dir}"
+
+
+def render(net: Network, snap: dict[str, Any], width: int = 100, height: int = 60) -> str:
+    """The whole view as text (no escape codes): the full layout, or the compact one when
+    the terminal is smaller than it (80x24 shows everything that matters)."""
+    full = render_full(net, snap, width)
+    if len(full.splitlines()) <= height and width >= FULL_WIDTH:
+        return full
+    return render_compact(net, snap, width, height)
+
+
+FULL_WIDTH = 100
+
+
+def render_full(net: Network, snap: dict[str, Any], width: int = 100) -> str:
     out: list[str] = []
     status = snap["status"]
     up = _ago(snap["up_s"])
@@ -147,6 +209,8 @@ def render(net: Network, snap: dict[str, Any], width: int = 100) -> str:
     )
     state = "running" if snap["gateway_running"] and status else "NOT ANSWERING"
     out.append(f"  Gateway   : {gw_id} on {net.gateway_endpoint} ({state})")
+    out.append(f"  Data dir  : {net.gateway_dir}   metrics: {net.metrics_url}")
+    out.append(f"  CLI       : {cli_hint(net)}")
     out.append(
         f"  Internet  : peer1 {PEER_HOSTS[0]} (loragate run), peer2 {PEER_HOSTS[1]} "
         f"(makes transactions),"
@@ -154,29 +218,17 @@ def render(net: Network, snap: dict[str, Any], width: int = 100) -> str:
     out.append(f"              badpeer {PEER_HOSTS[2]} (misbehaving)")
     out.append(f"  Up {up}; logs in {net.workdir}")
     out.append("")
-    known, total = snap["known"], snap["total"]
-    pct = 100 * known // total if total else 100
-    if snap["converged"]:
-        out.append(
-            f"mesh discovery: complete, every node knows every other ({known}/{total} peer records)"
-        )
-    else:
-        out.append(
-            f"mesh discovery: {known}/{total} peer records known ({pct}%) {bar(known / total)}"
-        )
+    out.append(_discovery(snap, long=True))
     out.append("")
     peers = snap["peers"]
-    internet = [p for p in peers if p.get("direction") != "mesh"]
-    mesh = [p for p in peers if p.get("direction") == "mesh"]
-    out.append(f"PEERS OF THE GATEWAY: {len(internet)} internet, {len(mesh)} mesh")
+    rows = _rows(net, peers)
+    n_mesh = sum(1 for p in peers if p.get("direction") == "mesh")
+    out.append(f"PEERS OF THE GATEWAY: {len(peers) - n_mesh} internet, {n_mesh} mesh")
     out.append(
         "  (score 0-100 from reliability, performance, behaviour; mesh link quality as the "
         "bridge radio heard it)"
     )
     out.append(f"  {'kind':<9}{'name':<9}{'id':<18}{'where':<34}{'score':>6}  link quality")
-    rows = sorted(internet, key=lambda p: str(p.get("address"))) + sorted(
-        mesh, key=lambda p: (p.get("hops") if p.get("hops") is not None else 99, _peer_name(net, p))
-    )
     for p in rows:
         name = _peer_name(net, p)
         kind = "mesh" if p.get("direction") == "mesh" else "internet"
@@ -196,22 +248,19 @@ def render(net: Network, snap: dict[str, Any], width: int = 100) -> str:
     )
     for b in bans:
         target = b["target"]
-        who = ""
-        if target.startswith("node:"):
-            nm = net.name_of(target[5:])
-            who = f" = {nm}" if nm else ""
-        else:
-            who = f" = {PEER_ROLES.get(target, 'address')}"
         until = b.get("until")
         left = "permanent" if until is None else f"{_ago(until - snap['now'])} left"
-        out.append(f"  {target}{who}: {b['reason']}  ({left}, ban #{b.get('count', 1)})")
+        out.append(
+            f"  {target} = {_ban_who(net, target)}: {b['reason']}  ({left}, "
+            f"ban #{b.get('count', 1)})"
+        )
         out.append(f"      evidence: {_evidence(b)}")
     if not bans:
         out.append("  (none yet)")
     out.append("")
-    air = status.get("airtime") if status else None
-    if air and air.get("budget_ms"):
-        used, budget = air["used_ms"], air["budget_ms"]
+    air = _air(snap)
+    if air is not None:
+        used, budget = air
         out.append(
             f"AIRTIME of the bridge radio: {bar(used / budget)} {100 * used / budget:.1f}% "
             f"of the duty-cycle budget"
@@ -222,30 +271,131 @@ def render(net: Network, snap: dict[str, Any], width: int = 100) -> str:
         )
     else:
         out.append("AIRTIME of the bridge radio: waiting for the bridge's first radio stats")
+    down = _downlink(snap)
+    if down:
+        out.append(
+            f"  downlink: {down.get('objects_offered', 0)} objects offered, "
+            f"{down.get('refused', 0)} refused for lack of airtime or over a limit, "
+            f"{down.get('sent', 0)} frames sent"
+        )
     bs = snap.get("bridge") or {}
     drops = (bs.get("counters") or {}).get("dropped_banned")
     if drops is not None:
         out.append(f"  frames from banned nodes dropped at the bridge radio: {drops}")
-    m = snap["metrics"]
-    rel = status.get("relayed", {}) if status else {}
-    out.append("RELAYED by the gateway (objects and inventory items sent):")
-    out.append(
-        f"  to internet peers: tx {rel.get('tx', 0)}, inv {rel.get('inv', 0)}, "
-        f"block {rel.get('block', 0)}"
-    )
-    out.append(
-        f"  to the mesh      : tx {_metric(m, 'relayed_total', kind='mesh_tx')}, "
-        f"inv {_metric(m, 'relayed_total', kind='mesh_inv')}, "
-        f"block {_metric(m, 'relayed_total', kind='mesh_block')}"
-    )
-    t = snap["tally"]
-    out.append(
-        f"  end to end: up (mesh -> internet) {t.up()}/{len(t.made_mesh)} transactions, "
-        f"down (internet -> mesh) {t.down()}/{len(t.made_inet)}"
-    )
+    out.extend(_relayed(snap, long=True))
     out.append("")
     out.append("Ctrl-C stops everything.")
     return "\n".join(line[:width] if len(line) > width else line for line in out)
+
+
+def _discovery(snap: dict[str, Any], long: bool) -> str:
+    known, total = snap["known"], snap["total"]
+    pct = 100 * known // total if total else 100
+    if snap["converged"]:
+        if long:
+            return (
+                "mesh discovery: complete, every node knows every other "
+                f"({known}/{total} peer records)"
+            )
+        return f"discovery done ({known}/{total})"
+    if long:
+        return f"mesh discovery: {known}/{total} peer records known ({pct}%) {bar(known / total)}"
+    return f"discovery {known}/{total} ({pct}%)"
+
+
+def _relayed(snap: dict[str, Any], long: bool) -> list[str]:
+    m = snap["metrics"]
+    status = snap["status"]
+    rel = status.get("relayed", {}) if status else {}
+    t = snap["tally"]
+    to_mesh = (
+        _metric(m, "relayed_total", kind="mesh_tx"),
+        _metric(m, "relayed_total", kind="mesh_inv"),
+        _metric(m, "relayed_total", kind="mesh_block"),
+    )
+    up = f"{t.up()}/{len(t.made_mesh)}"
+    down = f"{t.down()}/{len(t.made_inet)}"
+    if not long:
+        return [
+            f"RELAYED to inet tx {rel.get('tx', 0)} inv {rel.get('inv', 0)} | to mesh "
+            f"tx {to_mesh[0]} inv {to_mesh[1]} | end to end up {up} down {down}"
+        ]
+    return [
+        "RELAYED by the gateway (objects and inventory items sent):",
+        f"  to internet peers: tx {rel.get('tx', 0)}, inv {rel.get('inv', 0)}, "
+        f"block {rel.get('block', 0)}",
+        f"  to the mesh      : tx {to_mesh[0]}, inv {to_mesh[1]}, block {to_mesh[2]}",
+        f"  end to end: up (mesh -> internet) {up} transactions, down (internet -> mesh) {down}",
+    ]
+
+
+def render_compact(net: Network, snap: dict[str, Any], width: int = 80, height: int = 24) -> str:
+    """The view in `width` x `height` (80x24 and up): one line per peer and per ban, the
+    rest in a line each; peers that do not fit are summed up in a last line."""
+    status = snap["status"]
+    gw_id = status["node_id"] if status else "?"
+    state = "running" if snap["gateway_running"] and status else "NOT ANSWERING"
+    head = [
+        f"LORACHAIN DEMO up {_ago(snap['up_s'])}: {net.n} nodes + 'bad' at {net.speed:g}x, "
+        + _discovery(snap, long=False),
+        f"gateway {gw_id} {net.gateway_endpoint} ({state})",
+        f"  data dir {net.gateway_dir}",
+        f"  metrics  {net.metrics_url}",
+        f"  cli      {cli_hint(net)}",
+    ]
+    bans = snap["bans"]
+    ban_lines = [f"BANS {len(bans)} active" + ("" if bans else " (none yet)")]
+    for b in bans:
+        target = b["target"]
+        until = b.get("until")
+        left = "permanent" if until is None else f"{_ago(until - snap['now'])} left"
+        short = target if not target.startswith("node:") else target[5:13]
+        ban_lines.append(f"  {_ban_who(net, target)} {short}: {b['reason']} ({left})")
+    air = _air(snap)
+    down = _downlink(snap)
+    shed = f", {down.get('refused', 0)} refused" if down else ""
+    if air is not None:
+        used, budget = air
+        offered = f"downlink {down.get('objects_offered', 0)} offered{shed}"
+        air_line = (
+            f"AIR {bar(used / budget, 16)} {100 * used / budget:4.1f}% of "
+            f"{budget / 1000:.0f} s/h  {offered}"
+        )
+    else:
+        air_line = "AIR waiting for the bridge's first radio stats"
+    tail = [air_line, *_relayed(snap, long=False), "Ctrl-C stops everything."]
+    peers = snap["peers"]
+    rows = _rows(net, peers)
+    n_mesh = sum(1 for p in peers if p.get("direction") == "mesh")
+    peer_head = f"PEERS {len(peers) - n_mesh} internet, {n_mesh} mesh   score  link"
+    room = max(1, height - len(head) - len(ban_lines) - len(tail) - 1)
+    shown = rows if len(rows) <= room else rows[: room - 1]
+    peer_lines = []
+    for p in shown:
+        name = _peer_name(net, p)
+        mesh = p.get("direction") == "mesh"
+        where = _hops(p) if mesh else f"{p.get('address')} {p.get('direction') or ''}"
+        score = p.get("score")
+        sc = f"{score:.0f}" if isinstance(score, int | float) else "-"
+        link = _quality(p).replace("RSSI ", "").replace("  SNR ", " ")
+        link = "relayed" if link.startswith("relayed") else link
+        peer_lines.append(
+            f"  {name[:7]:<7} {'mesh' if mesh else 'inet'} {(p.get('node_id') or '?')[:8]:<8} "
+            f"{where[:26]:<26} {sc:>3}  {link}"
+        )
+    if not rows:
+        peer_lines.append("  (none yet)")
+    elif len(shown) < len(rows):
+        peer_lines.append(f"  ... {len(rows) - len(shown)} more: loragate peers (cli above)")
+    lines = [*head, peer_head, *peer_lines, *ban_lines, *tail]
+    if len(lines) > height:  # more bans than rows: keep the summary lines, cut the bans
+        keep = height - len(head) - 1 - len(peer_lines) - len(tail)
+        lines = [*head, peer_head, *peer_lines, *ban_lines[: max(1, keep)], *tail]
+    return "\n".join(_fit(line, width) for line in lines[:height])
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def run_view(
@@ -258,6 +408,7 @@ def run_view(
     tx_interval: float = 12.0,
     write: Callable[[str], None] | None = None,
     width: int = 120,
+    height: int = 60,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Refresh the view until `duration` seconds passed or `should_stop()` is true."""
@@ -283,7 +434,7 @@ def run_view(
             turn += 1
             next_tx = now + tx_interval
         snap = gather(net)
-        text = render(net, snap, width)
+        text = render(net, snap, width, height)
         if plain:
             if now - last_plain >= plain_every:
                 stamp = time.strftime("%H:%M:%S")

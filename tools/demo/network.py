@@ -435,6 +435,10 @@ class Network:
     def gateway_endpoint(self) -> str:
         return f"{GATEWAY_HOST}:{self.gateway_port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{GATEWAY_HOST}:{self.metrics_port}/metrics"
+
     def start_peers(self) -> None:
         gw = self.gateway_endpoint
         py = sys.executable

@@ -3,7 +3,7 @@
     python -m tools.deploy flash --port /dev/ttyUSB0 --board heltec-v3 --region EU868 \
         --network-key-file network.key [--romfs] [--key-on-host|--key-on-board] [--dry-run]
     python -m tools.deploy config --board heltec-v3 --region EU868 --network-key-file network.key
-    python -m tools.deploy keygen > network.key
+    python -m tools.deploy keygen --out network.key
 
 Every step is an external command (mpy-cross, mpremote); `--dry-run` prints them, one
 per line, exactly as they would run, and runs nothing. The config is generated from the
@@ -236,8 +236,15 @@ def _parse_set(item: str) -> tuple[list[str], Any]:
 def _read_network_key(path: Path) -> str:
     try:
         text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        _bad_arg(f"cannot read network key file {path}: {e.__class__.__name__}")
+    except FileNotFoundError:
+        _bad_arg(
+            f"network key file {path} does not exist "
+            f"(make one with: python -m tools.deploy keygen --out {path})"
+        )
+    except OSError as e:
+        _bad_arg(f"cannot read network key file {path}: {e.strerror or e.__class__.__name__}")
+    except UnicodeDecodeError:
+        _bad_arg(f"network key file {path} is not text (need 64 hex characters)")
     return text
 
 
@@ -293,7 +300,7 @@ def build_config(
     if "network_key" not in raw:
         _bad_arg(
             "no network key: pass --network-key-file FILE "
-            "(make one with: python -m tools.deploy keygen > network.key)"
+            "(make one with: python -m tools.deploy keygen --out network.key)"
         )
     result: dict[str, Any] = fw_config.validate(raw)
     return result
@@ -482,14 +489,37 @@ def config_cmd(board: str | None, **kw: Any) -> None:
 
 
 @cli.command("keygen")
-def keygen_cmd() -> None:
-    """Print a new random network key (64 hex characters)."""
-    click.echo(os.urandom(32).hex())
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write the key to this file, readable by you only (0600); never replaces one",
+)
+def keygen_cmd(out: Path | None) -> None:
+    """Make a new random network key (64 hex characters): to FILE with --out, else stdout."""
+    key = os.urandom(KEY_BYTES).hex() + "\n"
+    if out is None:
+        click.echo(key, nl=False)
+        return
+    write_secret(out, key.encode("ascii"))
+    click.echo(f"wrote {out} (mode 0600): give it to every board and to the gateway", err=True)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 from the start (never wider, not even for a moment);
+    an existing file is left alone (ArgumentError): it may be the key a mesh uses."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        _bad_arg(f"{path} already exists: keep it (every board of the mesh uses it) or remove it")
+    except OSError as e:
+        _bad_arg(f"cannot create {path}: {e.strerror}")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 @cli.command("flash")
 @click.option("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB0")
-@click.option("--board", type=_BOARD_CHOICE, required=True, help="board preset")
+@click.option("--board", type=_BOARD_CHOICE, help="board preset (may come from --config instead)")
 @click.option(
     "--romfs",
     is_flag=True,
@@ -520,7 +550,7 @@ def keygen_cmd() -> None:
 @_config_options
 def flash_cmd(
     port: str,
-    board: str,
+    board: str | None,
     romfs: bool,
     key_on_host: bool,
     dry_run: bool,
@@ -574,7 +604,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(e.format_message(), err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        click.echo(f"deploy: {e.format_message()}".replace("\n", " "), err=True)
+        # one line: click joins long lists with newlines and tabs (Missing option ...)
+        click.echo("deploy: " + " ".join(e.format_message().split()), err=True)
         sys.exit(e.exit_code)
     except fw_config.ConfigError as e:
         click.echo(str(e), err=True)

@@ -44,11 +44,16 @@ class MeshHost(Protocol):
         self,
         record: Record | bytes | dict[int, Any],
         bridge_id: bytes,
-        rssi: float,
-        snr: float,
+        rssi: float | None,
+        snr: float | None,
         hops: int,
     ) -> Record | None:
-        """A verified record heard on the mesh: a mesh peer of the gateway."""
+        """A verified record heard on the mesh: a mesh peer of the gateway. RSSI/SNR are
+        the bridge radio's link to it, only for a direct neighbour (None otherwise: what
+        the radio measured was the last relay's link)."""
+
+    def mesh_heard(self, node_id: bytes) -> None:
+        """A frame from mesh node `node_id` passed its tag check: it is alive."""
 
     def misbehaving(
         self,

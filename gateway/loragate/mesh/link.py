@@ -77,6 +77,10 @@ TX_TIMEOUT_S = 10.0
 HELLO_INTERVAL_S = 1.0
 MAX_MESH_BANS = 256
 RADIO_KEYS = ("sf", "bandwidth_hz", "coding_rate")
+# Asked for the operator's view only (status, --json): where the bridge transmits.
+INFO_KEYS = ("region", "frequency_hz", "tx_power_dbm")
+UP = "up"
+DOWN = "down"
 # Until the board tells its settings, estimate airtime as SF9 / 125 kHz / 4/5.
 DEFAULT_RADIO = {"sf": 9, "bandwidth_hz": 125000, "coding_rate": 5}
 
@@ -123,6 +127,7 @@ class MeshLink:
         hello_interval: float = HELLO_INTERVAL_S,
         max_bans: int = MAX_MESH_BANS,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if len(node_id) != 8:
             raise ValueError("node_id must be 8 bytes")
@@ -136,6 +141,8 @@ class MeshLink:
         self.on_frame: Listeners[[bytes, int, float]] = Listeners("on_frame", log)
         self.on_stats: Listeners[[dict[str, Any]]] = Listeners("on_stats", log)
         self.on_hello: Listeners[[dict[str, Any]]] = Listeners("on_hello", log)
+        # (up, why) on every change of `ready`: the board said HELLO, or the link went away
+        self.on_link: Listeners[[bool, str]] = Listeners("on_link", log)
         if on_frame is not None:
             self.on_frame.add(on_frame)
         if on_stats is not None:
@@ -147,11 +154,15 @@ class MeshLink:
         self.hello_interval = hello_interval
         self.max_bans = max_bans
         self.clock = clock
+        self.wall = wall
         serial_link.on_packet.add(self._on_packet)
         serial_link.on_state.add(self._on_state)
         self.ready = False
+        self.since = wall()  # wall time of the last change of `ready` (or of the start)
+        self.last_hello_at: float | None = None  # wall time of the board's last HELLO
         self.board: dict[str, Any] | None = None
         self.radio: dict[str, int] = dict(DEFAULT_RADIO)
+        self.settings: dict[str, int | str] = {}  # INFO_KEYS as the board reported them
         self.stats: dict[str, int] = {}
         self.stats_at: float | None = None
         self.airtime_used_ms: int | None = None
@@ -192,7 +203,7 @@ class MeshLink:
                 await task
         self._tasks.clear()
         self._fail_inflight("closed")
-        self.ready = False
+        self._set_ready(False, "closed")
         await self.serial.close()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
@@ -442,13 +453,49 @@ class MeshLink:
                 await asyncio.sleep(self.hello_interval)
             self._hello_ev.clear()
 
+    def _set_ready(self, up: bool, why: str) -> None:
+        if up == self.ready:
+            return
+        self.ready = up
+        self.since = self.wall()
+        self.on_link(up, why)
+
     def _on_state(self, state: str) -> None:
         if state == CONNECTED:
             self._hello_ev.set()
         else:
-            self.ready = False
+            why = f"serial {state}"
+            if self.serial.last_error:
+                why += f": {self.serial.last_error}"
+            self._set_ready(False, why)
             self._fail_inflight(f"link {state}")
         self._notify()
+
+    def link_info(self) -> dict[str, Any]:
+        """The link as an operator sees it (status, metrics): up or down since when, the
+        board's last HELLO, where it transmits and what is left of its duty-cycle budget."""
+        board = self.board or {}
+        used, budget = self.airtime_used_ms, self.airtime_budget_ms
+        node_id = board.get("node_id")
+        return {
+            "state": UP if self.ready else DOWN,
+            "since": self.since,
+            "serial": self.serial.state,
+            "port": self.serial.port,
+            "last_error": self.serial.last_error or None,
+            "last_hello": self.last_hello_at,
+            "board_id": bytes(node_id).hex() if isinstance(node_id, bytes | bytearray) else None,
+            "firmware": board.get("firmware"),
+            "region": self.settings.get("region"),
+            "frequency_hz": self.settings.get("frequency_hz"),
+            "tx_power_dbm": self.settings.get("tx_power_dbm"),
+            "sf": self.radio.get("sf"),
+            "bandwidth_hz": self.radio.get("bandwidth_hz"),
+            "coding_rate": self.radio.get("coding_rate"),
+            "airtime_used_ms": used,
+            "airtime_budget_ms": budget,
+            "budget_left_ms": None if used is None or budget is None else max(0, budget - used),
+        }
 
     def _on_packet(self, payload: bytes) -> None:
         try:
@@ -472,9 +519,10 @@ class MeshLink:
             )
             return
         self.board = dict(f)
-        self.ready = True
+        self.last_hello_at = self.wall()
+        self._set_ready(True, "board HELLO")
         self._push_all_bans()
-        for key in RADIO_KEYS:
+        for key in RADIO_KEYS + INFO_KEYS:
             self._send_control(link.encode(link.CONFIG_GET, key=key))
         self._notify()
         self.on_hello(dict(f))
@@ -532,6 +580,8 @@ class MeshLink:
         if key in RADIO_KEYS and isinstance(value, int) and not isinstance(value, bool):
             self.radio[key] = value
             self._notify()
+        elif key in INFO_KEYS and isinstance(value, int | str) and not isinstance(value, bool):
+            self.settings[key] = value
 
     def _h_error(self, f: dict[str, Any]) -> None:
         self.counters["board_errors"] += 1

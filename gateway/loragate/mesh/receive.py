@@ -218,6 +218,7 @@ class MeshReceiver:
         f = v.frame
         self.counters.count("accepted")
         self.peers.note_heard(src, f.hop_count)
+        self.host.mesh_heard(src)
         if v.attributed:
             self.host.score_for(node_key(src)).message(True)
         if f.hop_count == 0 and self.peers.has_record(src):
@@ -308,7 +309,17 @@ class MeshReceiver:
             return True  # announced itself: a PEX copy must not overwrite its link data
         if self.host.banman.is_banned(node_id=rec.id):
             return True
-        self.host.add_mesh_announcement(rec, self.bridge_id, float(rssi), float(snr), hops)
+        if rec.id == self.bridge_id:
+            self.counters.count("bridge_record")  # our own radio, not a peer beyond it
+            return True
+        neighbour = direct and hops == 0  # only then is the radio's link its link
+        self.host.add_mesh_announcement(
+            rec,
+            self.bridge_id,
+            float(rssi) if neighbour else None,
+            float(snr) if neighbour else None,
+            hops,
+        )
         if direct:
             self.peers.note_heard(rec.id, hops)
             self.peers.note_direct(rec.id)

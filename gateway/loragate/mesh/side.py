@@ -28,9 +28,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from loragate.config import GatewayConfig
+from loragate.events import EventKind
 from loragate.mesh.announce import MeshAnnouncer
 from loragate.mesh.bans import MeshBans
 from loragate.mesh.counters import MeshCounters
+from loragate.mesh.downlink import DownlinkBudget
 from loragate.mesh.frames import MeshFramer
 from loragate.mesh.host import MeshHost
 from loragate.mesh.link import MeshLink
@@ -43,6 +45,8 @@ from loragate.mesh.tuning import MeshTuning
 from lorawire import auth
 
 log = logging.getLogger(__name__)
+
+SMALL_FRAME = 64  # bytes: a budget without room for one of these is exhausted
 
 
 class MeshSide:
@@ -84,7 +88,19 @@ class MeshSide:
             submit=self.submit,
             charge=self.blame.charge,
         )
-        self.offers = MeshOffers(self.relay, self.framer, t, self.stats, submit=self.submit)
+        self.downlink = DownlinkBudget(
+            link,
+            self.stats,
+            host.telemetry,
+            reserve_share=t.downlink_reserve_share,
+            commit_s=t.downlink_commit_s,
+            acks_per_object=t.downlink_acks_per_object,
+            report_s=t.downlink_report_s,
+            port=str(link.serial.port),
+        )
+        self.offers = MeshOffers(
+            self.relay, self.framer, t, self.stats, submit=self.submit, budget=self.downlink
+        )
         self.bans = MeshBans(
             link,
             host.banman,
@@ -115,6 +131,7 @@ class MeshSide:
             newcomer=lambda: self.announcer.schedule(t.announce_first_s),
         )
         self._shaper_seen: Counter[str] = Counter()
+        self.budget_exhausted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._removers: list[Callable[[], None]] = []
@@ -138,6 +155,7 @@ class MeshSide:
             link.on_frame.add(self.receiver.on_frame),
             link.on_hello.add(self._on_hello),
             link.on_stats.add(self._on_stats),
+            link.on_link.add(self._on_link),
             relay.on_object.add(self.offers.on_object),
             self.host.telemetry.bus.add_callback(self.bans.on_event),
         ]
@@ -145,6 +163,7 @@ class MeshSide:
         if link.board is not None:
             self.receiver.bridge_id = bytes(link.board.get("node_id", self.bridge_id))
         self.bans.push_mesh_bans()
+        self.stats.metric("set_bridge", self.port, link.ready)
         if self._own_shaper:
             await self.shaper.start()
         if link.ready:
@@ -193,7 +212,83 @@ class MeshSide:
         while True:
             await asyncio.sleep(self.tuning.sync_interval_s)
             self.sync_metrics()
+            self.check_budget()
+            self.downlink.report()
             self.receiver.expire()
+
+    # ---- the bridge's link and budget, as an operator sees them ------------------------------
+
+    @property
+    def port(self) -> str:
+        return str(self.link.serial.port)
+
+    def _on_link(self, up: bool, why: str) -> None:
+        self.stats.metric("set_bridge", self.port, up)
+        info = self.link.link_info()
+        if up:
+            self.host.telemetry.emit(
+                EventKind.BRIDGE_UP,
+                port=self.port,
+                board=info["board_id"],
+                firmware=info["firmware"],
+            )
+        else:
+            self.host.telemetry.emit(EventKind.BRIDGE_DOWN, port=self.port, why=why)
+
+    def check_budget(self) -> None:
+        """Say once when the bridge's duty-cycle budget has no room for a small frame any
+        more (the board deferred a frame, or its stats say so), and once when it returns."""
+        link = self.link
+        used, budget = link.airtime_used_ms, link.airtime_budget_ms
+        if used is None or budget is None or not link.ready:
+            return
+        small = link.airtime_estimate_ms(SMALL_FRAME)
+        at = link.budget_returns_at
+        returns = None if at is None else at - link.clock()
+        deferred = returns is not None and returns > 0
+        left = budget - used
+        if self.budget_exhausted == (left < small or deferred):
+            return
+        if not self.budget_exhausted or (not deferred and left >= 2 * small):
+            self.budget_exhausted = not self.budget_exhausted
+            kind = (
+                EventKind.BUDGET_EXHAUSTED if self.budget_exhausted else EventKind.BUDGET_RETURNED
+            )
+            self.host.telemetry.emit(
+                kind,
+                port=self.port,
+                used_s=used / 1000,
+                budget_s=budget / 1000,
+                returns_in_s=returns if self.budget_exhausted else None,
+            )
+
+    def bridge_info(self) -> dict[str, Any]:
+        """The bridge for `loragate status`: its link (mesh.link.MeshLink.link_info), the
+        budget state and what the downlink queued, offered and refused."""
+        info = self.link.link_info()
+        info["budget_exhausted"] = self.budget_exhausted
+        info["downlink"] = self.downlink_counts()
+        return info
+
+    def downlink_counts(self) -> dict[str, Any]:
+        """What went down and what did not: frames the shaper sent and holds, objects
+        offered by INV, objects refused before any INV (by reason: `budget`, `backlog`,
+        `origin_rate`, `too_large`) and frames the shaper dropped (by reason)."""
+        c = self.counters
+        refused = dict(self.downlink.shed)
+        for reason in ("origin_rate", "too_large"):
+            if c["dropped_" + reason]:
+                refused[reason] = c["dropped_" + reason]
+        return {
+            "queued": len(self.shaper),
+            "offers_waiting": len(self.offers),
+            "sent": self.shaper.stats.sent,
+            "objects_offered": self.downlink.offered,
+            "inv_items_offered": c["inv_items_queued"],
+            "refused": sum(refused.values()),
+            "refused_by_reason": refused,
+            "shaper_dropped": dict(self.shaper.stats.dropped),
+        }
 
     def status(self) -> dict[str, Any]:
         """Figures for the live view and tests."""
@@ -231,7 +326,8 @@ class MeshSide:
     def _on_stats(self, stats: dict[str, Any]) -> None:
         used, budget = stats.get("airtime_used_ms"), stats.get("airtime_budget_ms")
         if isinstance(used, int) and isinstance(budget, int):
-            self.stats.metric("set_airtime", used, budget)
+            self.stats.metric("set_airtime", self.port, used, budget)
+        self.check_budget()
 
     # ---- send --------------------------------------------------------------------------------
 

@@ -36,6 +36,14 @@ class MeshTuning:
     seq_block: int = 256
     sync_interval_s: float = 1.0
     shaper_capacity: int = 64
+    # The downlink's share of the bridge's airtime (mesh.downlink.DownlinkBudget): this
+    # much of the budget is kept for the bridge's own traffic and control replies; an
+    # offered object's airtime counts as committed this long; ACKs expected per object;
+    # one log line about shed objects at most this often.
+    downlink_reserve_share: float = 0.3
+    downlink_commit_s: float = 120.0
+    downlink_acks_per_object: int = 2
+    downlink_report_s: float = 60.0
 
     def hops(self) -> int:
         """The hop limit of what we broadcast (within the header's range)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from lorawire import auth, compose, messages
@@ -10,7 +11,7 @@ from lorawire import record as wrecord
 from lorawire.codec import unpackb
 from lorawire.identity import Identity
 
-NETKEY = bytes(range(32))  # the test network's key
+NETKEY = hashlib.sha256(b"lorachain test network").digest()  # the test network's key
 
 
 class MeshNode:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from meshkit import NETKEY
 
 from loragate.mesh.serial import SerialLink, open_error_text
 from tools import procs
@@ -147,6 +148,8 @@ def test_open_error_text_is_one_line_without_the_port() -> None:
 
 async def test_gateway_process_warns_about_a_missing_serial_port(tmp_path: Path) -> None:
     port = tmp_path / "ttyUSB-missing"
+    key_file = tmp_path / "network.key"
+    key_file.write_text(NETKEY.hex() + "\n")
     env = {k: v for k, v in os.environ.items() if k != "LORAGATE_DATA_DIR"}
     proc = await asyncio.create_subprocess_exec(
         LORAGATE,
@@ -159,6 +162,8 @@ async def test_gateway_process_warns_about_a_missing_serial_port(tmp_path: Path)
         "warning",
         "--serial-port",
         str(port),
+        "--network-key-file",
+        str(key_file),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

@@ -12,6 +12,9 @@ PeerManagers connected over loopback TCP.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from meshkit import NETKEY, MeshNode
 from peerkit import endpoint, objects_of, start_node, stop_node, view, wait_until
 
 from loragate.bans import node_target
+from loragate.eventlog import EventLog
 from loragate.manager import PeerManager
 from loragate.mesh.counters import MeshCounters
 from loragate.mesh.frames import MeshFramer, object_fits
@@ -153,15 +157,21 @@ async def _mesh_peer(gw: PeerManager, node_id: bytes) -> Any:
 async def test_announce_creates_a_mesh_peer_and_the_gateway_announces_itself(rig: Any) -> None:
     r = await rig()
     gw, board = r.gw, r.board
-    node = MeshNode()
-    await board.up([node.announce(hop=1)], rssi=-97, snr_q4=22)
-    await wait_until(lambda: r.side.peers.has_record(node.id), timeout=5)
+    node, far = MeshNode(), MeshNode()
+    await board.up([node.announce(), far.announce(hop=2)], rssi=-97, snr_q4=22)
+    await wait_until(lambda: r.side.peers.has_record(far.id), timeout=5)
     peer = await _mesh_peer(gw, node.id)
     assert peer is not None
-    assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 1)
-    assert (peer["rssi"], peer["snr"]) == (-97, 5.5)
+    assert (peer["kind"], peer["direction"], peer["hops"]) == ("mesh", "mesh", 0)
+    assert (peer["state"], peer["rssi"], peer["snr"]) == ("heard", -97, 5.5)
     assert peer["group"] == "mesh " + BRIDGE_ID.hex()  # next hop: the bridge
     assert gw.scores.get(node_key(node.id)).rssi is not None  # scored on link quality
+    # Two relays away: what the bridge radio measured is the last relay's link, not its.
+    relayed = await _mesh_peer(gw, far.id)
+    assert relayed is not None and relayed["hops"] == 2
+    assert (relayed["rssi"], relayed["snr"]) == (None, None)
+    held = gw.scores.get(node_key(far.id))
+    assert held is None or held.rssi is None
     # The gateway's own signed record went out, kind gateway, under the network key.
     await board.wait(lambda e: e["ev"] == "tx")
     f, value, data = board.sent()[0]
@@ -445,14 +455,144 @@ async def test_flood_of_internet_txs_stays_bounded_and_drops_are_counted(rig: An
     side.sync_metrics()
     assert peak <= side.shaper.capacity
     assert len(side.shaper) <= side.shaper.capacity
-    dropped = side.counters["dropped_inv_backlog"] + side.counters["dropped_shaper_queue_full"]
-    assert dropped > 0
-    assert r.drops("mesh_inv_backlog") == side.counters["dropped_inv_backlog"]
-    assert r.drops("mesh_shaper_queue_full") == side.counters["dropped_shaper_queue_full"]
+    shed = ("downlink_shed_budget", "downlink_shed_backlog", "shaper_queue_full")
+    assert sum(side.counters["dropped_" + k] for k in shed) > 0
+    # The budget has room for a handful of objects: the rest were refused before any INV.
+    assert side.counters["dropped_downlink_shed_budget"] > 500
+    for k in shed:
+        assert r.drops("mesh_" + k) == side.counters["dropped_" + k], k
     # Nothing beyond the budget went on air.
     airtime = sum(e["airtime_ms"] for e in board.of("tx"))
     assert airtime <= 1500
-    assert board.of("deferred")  # the board said "wait" and the shaper held back
+
+
+# ---- the downlink sized to the bridge's budget, the bridge's link as an operator sees it ---
+
+
+def _inv_items(board: BoardProc) -> list[tuple[int, bytes]]:
+    return [
+        (item[0], item[1]) for f, v, _ in board.sent() if f.type == messages.INV for item in v[0]
+    ]
+
+
+async def test_downlink_offers_the_most_valuable_the_budget_carries_and_says_what_it_sheds(
+    rig: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    tuning = MeshTuning(
+        announce_first_s=3600, announce_interval_s=3600, inv_delay_s=0.5, downlink_report_s=0
+    )
+    r = await rig(tuning=tuning)
+    side, gw, board = r.side, r.gw, r.board
+    EventLog(gw.bus)
+    caplog.set_level(logging.INFO, logger="loragate.events")
+    # 14 s of the hour left: after the reserve (30 %), about 3 s for objects.
+    await board.cmd(cmd="budget", used_ms=22_000, budget_ms=36_000, refill_ms=10**9)
+    await wait_until(
+        lambda: r.link.airtime_used_ms is not None and r.link.airtime_used_ms >= 22_000
+    )
+    room = side.downlink.room_ms()
+    assert room is not None and 0 < room < 4000
+    txs = [gw.submit_local("tx", b"tx-%04d" % i) for i in range(40)]
+    blocks = [gw.submit_local("block", b"block-%02d" % i) for i in range(3)]  # arrive last
+    await wait_until(lambda: side.downlink.offered + side.downlink.shed["budget"] == 43)
+    await wait_until(lambda: len(_inv_items(board)) >= side.downlink.offered, timeout=10)
+    offered = _inv_items(board)
+    assert {h for code, h in offered if code == messages.KIND_BLOCK} == set(blocks)
+    sent_txs = [h for code, h in offered if code == messages.KIND_TX]
+    assert 0 < len(sent_txs) < 40 and set(sent_txs) <= set(txs)
+    assert len(offered) == side.downlink.offered  # nothing refused was ever announced
+    assert side.counters["dropped_downlink_shed_budget"] == 43 - len(offered)
+    assert r.drops("mesh_downlink_shed_budget") == 43 - len(offered)
+    lines = [rec for rec in caplog.records if rec.getMessage().startswith("downlink_shed ")]
+    assert lines and all(rec.levelno == logging.WARNING for rec in lines)
+    assert sum(int(re.search(r" refused=(\d+)", x.getMessage())[1]) for x in lines) == 43 - len(
+        offered
+    )
+    st = await view(gw).status()  # the runner's view shows the same counts
+    # A budget with no room left refuses a new object at once: no INV, counted.
+    await board.cmd(cmd="budget", used_ms=36_000, budget_ms=36_000, refill_ms=10**9)
+    await wait_until(lambda: (r.link.airtime_used_ms or 0) >= 36_000)
+    await wait_until(
+        lambda: any(x.getMessage().startswith("budget_exhausted ") for x in caplog.records)
+    )
+    assert side.bridge_info()["budget_exhausted"]
+    before = len(_inv_items(board))
+    gw.submit_local("block", b"late block")
+    await wait_until(lambda: side.downlink.shed["budget"] == 44 - len(offered))
+    await asyncio.sleep(tuning.inv_delay_s + 0.3)
+    assert len(_inv_items(board)) == before
+    info = side.bridge_info()
+    assert info["downlink"]["objects_offered"] == len(offered)
+    assert info["downlink"]["refused_by_reason"]["budget"] == 44 - len(offered)
+    assert st["state"] == "running"
+    # The budget returns: said once, in one line.
+    await board.cmd(cmd="budget", used_ms=1_000, budget_ms=36_000, refill_ms=10**9)
+    await wait_until(
+        lambda: any(x.getMessage().startswith("budget_returned ") for x in caplog.records)
+    )
+    assert not side.bridge_info()["budget_exhausted"]
+
+
+async def test_bridge_link_state_in_status_metrics_and_log(
+    rig: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = await rig()
+    side, gw = r.side, r.gw
+    EventLog(gw.bus)
+    caplog.set_level(logging.INFO, logger="loragate.events")
+    port = str(r.cable.link_path)
+    await wait_until(lambda: side.link.settings.get("region") == "EU868")
+    info = side.bridge_info()
+    assert (info["state"], info["board_id"], info["firmware"]) == (
+        "up",
+        BRIDGE_ID.hex(),
+        "boardsim-1",
+    )
+    assert (info["region"], info["frequency_hz"], info["sf"]) == ("EU868", 868_100_000, 7)
+    assert info["last_hello"] is not None and info["since"] <= time.time()
+    up = r.metrics.registry.get_sample_value("loragate_bridge_up", {"port": port})
+    assert up == 1
+    r.cable.unplug()
+    await wait_until(lambda: side.bridge_info()["state"] == "down", timeout=10)
+    assert r.metrics.registry.get_sample_value("loragate_bridge_up", {"port": port}) == 0
+    down = [x for x in caplog.records if x.getMessage().startswith("bridge_down ")]
+    assert down and down[0].levelno == logging.WARNING and f"port={port}" in down[0].getMessage()
+    r.cable.replug()
+    await wait_until(lambda: side.bridge_info()["state"] == "up", timeout=15)
+    assert r.metrics.registry.get_sample_value("loragate_bridge_up", {"port": port}) == 1
+    ups = [x for x in caplog.records if x.getMessage().startswith("bridge_up ")]
+    assert ups and f"board={BRIDGE_ID.hex()}" in ups[-1].getMessage()
+    assert all("\n" not in x.getMessage() for x in caplog.records)
+
+
+async def test_mesh_peers_last_seen_moves_bans_remove_them_and_the_bridge_is_no_peer(
+    rig: Any,
+) -> None:
+    r = await rig()
+    gw, board, side = r.gw, r.board, r.side
+    far, bridge_self = MeshNode(), MeshNode()
+    await board.up([far.announce(hop=2)])
+    await wait_until(lambda: side.peers.has_record(far.id))
+    first = (await _mesh_peer(gw, far.id))["last_seen"]
+    await asyncio.sleep(0.05)
+    await board.up([far.frame(messages.PING, {0: 7}, hop=2)])  # any frame that passes its tag
+    await wait_until(lambda: side.counters["rx_ping"] >= 1)
+    assert (await _mesh_peer(gw, far.id))["last_seen"] > first
+    # The bridge's own record, relayed back to it by a neighbour, is not a peer beyond it.
+    side.receiver.bridge_id = bridge_self.id
+    await board.up([bridge_self.announce(hop=1)])
+    await wait_until(lambda: side.counters["bridge_record"] >= 1)
+    assert await _mesh_peer(gw, bridge_self.id) is None
+    # Counted in the peer gauge as a mesh peer ...
+    gauge = {"kind": "mesh", "direction": "mesh"}
+    await gw.maintainer.maintain(persist=False)
+    assert r.metrics.registry.get_sample_value("loragate_peers_connected", gauge) == 1
+    # ... until banned: no peer of ours any more, and its series goes (not 0 forever).
+    await gw.ban(node_target(far.id), 3600, "test")
+    assert await _mesh_peer(gw, far.id) is None
+    assert (await view(gw).status())["peers_by_direction"].get("mesh", 0) == 0
+    await gw.maintainer.maintain(persist=False)
+    assert r.metrics.registry.get_sample_value("loragate_peers_connected", gauge) is None
 
 
 async def test_mesh_sequence_survives_a_restart(tmp_path: Path) -> None:
@@ -503,7 +643,7 @@ async def test_offer_backlog_is_bounded_and_blocks_displace_transactions() -> No
     offers = _offers(inv_pending_max=4)
     for i in range(10):
         offers.offer(bytes([i]) * 32, messages.KIND_TX)
-    assert len(offers) == 4 and offers.counters["dropped_inv_backlog"] == 6
+    assert len(offers) == 4 and offers.counters["dropped_downlink_shed_backlog"] == 6
     offers.offer(b"B" * 32, messages.KIND_BLOCK)
     assert len(offers) == 4 and b"B" * 32 in offers
     assert bytes([0]) * 32 not in offers  # the oldest tx made room
