@@ -2,8 +2,9 @@
 run-time dependencies only, nothing x86-only, into a fresh venv with no extras.
 
 These are the commands DEPLOY.md shows: `make install-gateway` (`python3 -m venv` +
-`pip install .`, no extras) into a fresh venv, then what a new gateway runs first
-(`loragate --help`, `keygen`, `run --check-config`).
+`pip install .`, no extras) into a fresh venv, and by hand a wheel built with `pip wheel
+--no-deps .` installed into a fresh venv; then what a new gateway runs first (`loragate
+--help`, `keygen`, `run --check-config`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,10 +72,7 @@ def test_every_runtime_requirement_has_a_wheel_for_a_64_bit_pi(tmp_path: Path) -
         assert tag == "any" or "aarch64" in tag, w
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
-def test_make_install_gateway_installs_no_extras_in_a_fresh_venv(tmp_path: Path) -> None:
-    env_dir = tmp_path / "venv"
+def _make_install_gateway(env_dir: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     made = subprocess.run(
         ["make", "-s", "--no-print-directory", "install-gateway", f"GATEWAY_VENV={env_dir}",
@@ -82,6 +81,34 @@ def test_make_install_gateway_installs_no_extras_in_a_fresh_venv(tmp_path: Path)
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
     assert re.search(r"version \d", made.stdout), made.stdout
+
+
+def _install_the_wheel(env_dir: Path, tmp_path: Path) -> None:
+    # DEPLOY.md's equivalent by hand: `pip wheel --no-deps .`, a venv, pip install the wheel
+    dist = tmp_path / "dist"
+    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT))
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = dist.glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name  # one wheel for every Pi
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", str(env_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert made.returncode == 0, made.stderr
+    installed = _pip(env_dir / "bin" / "python", "install", "--quiet", str(wheel))
+    assert installed.returncode == 0, installed.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "install", [_make_install_gateway, _install_the_wheel], ids=["make-install-gateway", "wheel"]
+)
+def test_the_gateway_installs_without_extras_in_a_fresh_venv(
+    tmp_path: Path, install: Callable[[Path, Path], None]
+) -> None:
+    if install is _make_install_gateway and shutil.which("make") is None:
+        pytest.skip("needs GNU make")
+    env_dir = tmp_path / "venv"
+    install(env_dir, tmp_path)
     python = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import loragate as g, lorawire as w; print(g.__file__, w.__file__)"],
