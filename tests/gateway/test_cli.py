@@ -390,6 +390,8 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
         (["run", "--connect", "example.org", *d], 2, "must be IP:PORT"),
         (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "keygen --out"),
         (["run", "--network-key", "abcd", *d], 2, "64 hex digits"),
+        (["run", "--serial-baud", "12345", *d], 2, "serial_baud=12345 is not a rate the bridge"),
+        (["run", "--serial-port", "/dev/ttyNONE7", *d], 2, "no network key"),
         (["run", "--ban-base-duration-s", "9999999", *d], 2, "exceeds"),
         (["run", "--data-dir", str(afile / "gw")], 1, "not writable"),
         (["ban", "10.0.0.1", "--data-dir", str(afile / "gw")], 1, "cannot create data dir"),
