@@ -15,7 +15,6 @@ import fcntl
 import os
 import pty
 import re
-import signal
 import struct
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from demoproc import ctrl_c, kill_group
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEAR = "\x1b[2J\x1b[H"
@@ -78,12 +78,9 @@ def test_the_demo_fits_an_80x24_terminal(tmp_path: Path) -> None:
             assert proc.poll() is None, b"".join(out).decode(errors="replace")[-3000:]
             assert time.monotonic() < deadline, (frames() or [""])[-1]
             time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)
-        rc = proc.wait(60)
+        rc = ctrl_c(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_group(proc)
         reader.join(5)
         os.close(master)
     shown = frames()
