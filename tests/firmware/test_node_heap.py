@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from loranode import bans as bn
+from loranode.constants import BAN_THRESHOLD
 from loranode.radio_sim import SimRadio
 from lorawire import auth, record
 from lorawire import fragment as fg
@@ -43,6 +45,9 @@ FREQ = 868_100_000
 HEAP_KB = {"plain": 256, "frozen": 64}
 PAIR = {"links": [["n0", "zz", {"rssi": -80, "snr": 10}]]}
 CAPACITY = {"peers": 32, "bans": 16, "seen": 64, "key_cache": 16, "reassembly": 4}
+# Malformed frames that earn a ban: sent together, so one round of status requests per
+# ban (one frame per round took 72 rounds and more than the test's 300 s under load).
+BAN_BURST = -(-BAN_THRESHOLD // bn.POINT_VALUES[bn.MALFORMED])
 
 
 class Station:
@@ -71,6 +76,11 @@ class Station:
         lk = auth.link_key(ident.x_secret(), ident.id, self.node_public)
         f = fr.Frame(msg.TX, ident.id, self._next(), node_id, fr.FLAG_LINK, hop_limit=0)
         self.radio.send(fr.encode(f, body, lambda region: auth.tag(lk, region)))
+
+    def earn_ban(self, ident: Identity, node_id: bytes) -> None:
+        """BAN_BURST link-tagged TX frames whose body is not msgpack: provably ident's."""
+        for _ in range(BAN_BURST):
+            self.unicast(ident, node_id, b"\xc1")
 
     def first_fragment(self, ident: Identity, msg_id: int) -> None:
         payload = msg.fragment_payload(msg.TX, msg.encode_body(msg.TX, {0: bytes(500)}))
@@ -130,7 +140,7 @@ def test_node_with_every_table_full(tmp_path: Path, upy_interpreter: Any) -> Non
                 s = _until(
                     n0,
                     lambda s, aid=aid: any(b[0] == aid for b in s["bans"]),
-                    lambda ident=ident: st.unicast(ident, node_id, b"\xc1"),  # not msgpack
+                    lambda ident=ident: st.earn_ban(ident, node_id),
                     timeout=30,
                 )
                 banned += any(b[0] == aid for b in s["bans"])
