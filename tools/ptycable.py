@@ -167,6 +167,27 @@ class PtyCable:
             self.link_path.unlink()
 
 
+def holders(path: str | Path) -> list[str]:
+    """Who has the device behind `path` open, as "pid (command)": for a failure message
+    when a port cannot be opened ("in use by another program"). Reads /proc (Linux);
+    processes we may not inspect are skipped."""
+    try:
+        target = os.path.realpath(path, strict=True)
+    except OSError:
+        return []
+    found = []
+    for pid in (d for d in os.listdir("/proc") if d.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            hit = any(os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in fds)
+            if hit:
+                with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+                    found.append(f"{pid} ({f.read().strip()})")
+        except OSError:
+            continue
+    return found
+
+
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, READ_SIZE)

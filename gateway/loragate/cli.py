@@ -40,6 +40,7 @@ import click
 from loragate import config as config_mod
 from loragate import control, keys
 from loragate.config import ConfigError, GatewayConfig
+from loragate.datadir import DataDirLock
 from loragate.store import StoreError
 from loragate.view import (
     BanInfo,
@@ -359,32 +360,76 @@ for _s in setting_flags():
 # ---- talking to a gateway ------------------------------------------------------------
 
 
-def _ask(cfg: GatewayConfig, cmd: str, **args: Any) -> tuple[Any, bool]:
-    """(result, running): over the control socket, else from the database."""
+# How long a command waits for a gateway that holds the data dir's lock (starting, or
+# stopping) to answer on its control socket, or to let go of the lock.
+GATEWAY_WAIT_S = 60.0
+GATEWAY_POLL_S = 0.05
+READS = frozenset({"peers", "bans", "status"})
 
-    async def go() -> tuple[Any, bool]:
-        try:
-            return await control.call(cfg.control_path, cmd, **args), True
-        except control.GatewayNotRunning:
-            pass
+
+def _ask(cfg: GatewayConfig, cmd: str, **args: Any) -> tuple[Any, bool]:
+    """(result, running): over the control socket, else from the database.
+
+    The database is used only under the data dir's lock (`datadir`): a gateway holds it
+    from before it reads its bans until after it closed the database, so while it is
+    starting or stopping the command waits for it, and an acknowledged ban is either
+    in the gateway's table or in the database before the gateway reads it."""
+
+    async def offline() -> Any:
         view = StoppedGatewayView(cfg)
         if cmd == "peers":
-            return await view.peers(), False
+            return await view.peers()
         if cmd == "bans":
-            return await view.bans(), False
+            return await view.bans()
         if cmd == "status":
-            return await view.status(), False
+            return await view.status()
         if cmd == "ban":
-            return await view.ban(args["target"], args["duration_s"], args["reason"]), False
+            return await view.ban(args["target"], args["duration_s"], args["reason"])
         if cmd == "unban":
-            return await view.unban(args["target"]), False
+            return await view.unban(args["target"])
         if cmd == "clearbanned":
-            return await view.clear_bans(), False
+            return await view.clear_bans()
         if cmd == "disconnect":
-            return await view.disconnect(args["target"]), False
+            return await view.disconnect(args["target"])
         if cmd == "connect":
-            return await view.connect(args["address"], args.get("remove", False)), False
+            return await view.connect(args["address"], args.get("remove", False))
         raise AssertionError(cmd)
+
+    async def go() -> tuple[Any, bool]:
+        lock = DataDirLock(cfg.data_dir)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GATEWAY_WAIT_S
+        while True:
+            try:
+                return await control.call(cfg.control_path, cmd, **args), True
+            except control.GatewayNotRunning:
+                pass
+            if not cfg.data_dir.is_dir() and cmd != "ban":
+                return await offline(), False  # no gateway ever ran here: the view says so
+            try:
+                cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise ViewError(
+                    f"cannot create data dir {cfg.data_dir}: {exc.strerror or exc}"
+                ) from None
+            try:
+                got = lock.try_acquire()
+            except OSError as exc:
+                if cmd in READS:  # e.g. a read-only data dir: reading needs no lock
+                    return await offline(), False
+                raise ViewError(f"cannot lock {lock.path}: {exc.strerror or exc}") from None
+            if got:
+                try:
+                    return await offline(), False
+                finally:
+                    lock.release()
+            if loop.time() >= deadline:
+                raise control.ControlError(
+                    f"{lock.describe_holder()} holds data dir {cfg.data_dir} (a gateway "
+                    f"starting or stopping?) but nothing answered at {cfg.control_path} "
+                    f"within {GATEWAY_WAIT_S:g} s"
+                )
+            await asyncio.sleep(GATEWAY_POLL_S)  # the gateway's socket opens, or it exits
 
     return asyncio.run(go())
 

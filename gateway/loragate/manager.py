@@ -168,6 +168,7 @@ class PeerManager:
         bans, counts = await self.store.load_bans()
         self.banman.restore(bans, counts)
         self.banman.expire()
+        log.info("restored %d bans from the database", len(self.banman))
         await self.store.run(lambda s: load_addrman(s, into=self.book))
         stats = await self.store.run(lambda s: s.load_peer_stats())
         for key, data in stats.items():

@@ -1,6 +1,9 @@
 """The gateway process: the one place where the parts are built and wired together.
 
-`run_gateway(cfg)`: the node key, the store, the metrics and the event bus, the peer
+`run_gateway(cfg)`: the data dir's lock (`datadir.DataDirLock`, held from before the
+database is opened until after it is closed, so an offline `loragate ban` can never fall
+between the read of the bans at start and the opening of the control socket), the node
+key, the store, the metrics and the event bus, the peer
 manager, discovery, with a serial port the mesh wing (`start_mesh`: serial link, link
 session, `mesh.side.MeshSide` on the manager as its `MeshHost`), the control socket
 over `liveview.RunningGatewayView`, and the metrics endpoint; until SIGINT/SIGTERM,
@@ -17,7 +20,8 @@ from typing import Any
 
 from loragate import keys
 from loragate.config import GatewayConfig
-from loragate.control import ControlServer
+from loragate.control import ControlError, ControlServer, is_running
+from loragate.datadir import DataDirLock
 from loragate.discovery import Discovery
 from loragate.eventlog import EventLog
 from loragate.events import EventBus
@@ -33,6 +37,11 @@ from loragate.store import AsyncStore
 from loragate.view import version
 
 log = logging.getLogger(__name__)
+
+# Another holder of the data dir's lock that is not a running gateway is a CLI command
+# (milliseconds) or a gateway starting or stopping: wait this long for it, then refuse.
+LOCK_WAIT_S = 15.0
+LOCK_POLL_S = 0.05
 
 
 async def start_mesh(
@@ -51,11 +60,41 @@ async def start_mesh(
     return side
 
 
+async def lock_data_dir(cfg: GatewayConfig, wait_s: float = LOCK_WAIT_S) -> DataDirLock:
+    """The data dir's lock, held; `ControlError` if a gateway is running there or the
+    lock stays held by someone else for `wait_s` seconds."""
+    lock = DataDirLock(cfg.data_dir)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while not lock.try_acquire():
+        if await is_running(cfg.control_path):
+            raise ControlError(
+                f"a gateway is already running with data dir {cfg.data_dir} "
+                f"(control socket {cfg.control_path})"
+            )
+        if loop.time() >= deadline:
+            raise ControlError(
+                f"data dir {cfg.data_dir} stays locked by {lock.describe_holder()} "
+                f"({lock.path}; another gateway starting or stopping?)"
+            )
+        await asyncio.sleep(LOCK_POLL_S)
+    return lock
+
+
 async def run_gateway(cfg: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
-    """The gateway process: load or create the key, open the store, run the manager,
-    the control socket and (if `metrics_port`) the metrics endpoint until SIGINT/SIGTERM
-    (or `stop` is set), then shut down cleanly and flush the store."""
+    """The gateway process: lock the data dir, load or create the key, open the store,
+    run the manager, the control socket and (if `metrics_port`) the metrics endpoint
+    until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly, flush the store and
+    let go of the lock."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = await lock_data_dir(cfg)
+    try:
+        await _run_locked(cfg, stop)
+    finally:
+        lock.release()  # after the store is closed: the database is the CLI's now
+
+
+async def _run_locked(cfg: GatewayConfig, stop: asyncio.Event | None) -> None:
     if cfg.key_path.exists():
         identity = keys.load_identity(cfg.key_path)
     else:

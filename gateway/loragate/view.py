@@ -14,8 +14,10 @@ Writes on a stopped gateway: ``ban``/``unban`` go straight into the ban tables t
 ``BanManager`` + ``Store`` (the same code path the running gateway uses, so durations
 grow on repeat bans exactly as they would live). A gateway reads the ban tables when it
 starts (``Store.load_bans`` + ``load_ban_counts`` -> ``BanManager.restore``), so such a
-ban takes effect at the next start. The database is in WAL mode: reading it while a
-gateway is starting up is safe.
+ban takes effect at the next start. The CLI uses this view only while it holds the data
+dir's lock (``datadir``), which a gateway holds from before that read until it exits, so
+an offline write never falls after a starting gateway's read. The database is in WAL
+mode: reading it while a gateway runs is safe.
 """
 
 from __future__ import annotations

@@ -21,9 +21,27 @@ from boardproc import BoardProc
 from loragate.mesh.link import MeshLink
 from loragate.mesh.serial import SerialLink
 from loragate.mesh.shaper import MeshShaper
-from tools.ptycable import PtyCable
+from tools.ptycable import PtyCable, holders
 
 GATEWAY_ID = bytes.fromhex("0123456789abcdef")
+# How long a fresh bridge link may take to say HELLO both ways. Only a guard against a
+# link that never comes up: on a loaded machine one failed open already costs the
+# SerialLink's backoff (0.2 s doubling), and 5 s was seen to run out.
+READY_S = 30.0
+
+
+async def ready(mesh: MeshLink, cable: PtyCable, timeout: float = READY_S) -> None:
+    """Wait until `mesh` is ready; if it is not within `timeout`, fail naming why the
+    serial port did not open and who holds the device (an "in use" lock has an owner)."""
+    try:
+        await mesh.wait_ready(timeout)
+    except TimeoutError:
+        serial = mesh.serial
+        raise TimeoutError(
+            f"bridge link not ready within {timeout:g} s: serial {serial.state}, "
+            f"{serial.opens} opens, {serial.open_failures} failed, last error "
+            f"{serial.last_error!r}; {cable.link_path} is open in {holders(cable.link_path)}"
+        ) from None
 
 
 def make_frame(src: bytes, seq: int, body: bytes = b"\x01") -> bytes:
@@ -54,7 +72,7 @@ class Harness:
         self,
         tx_timeout: float = 3.0,
         shaper: dict[str, Any] | None = None,
-        ready_timeout: float = 5.0,
+        ready_timeout: float = READY_S,
     ) -> None:
         self.cable.start()
         self.board = BoardProc(self.cable.board_path, self.board_cfg)
@@ -78,7 +96,7 @@ class Harness:
             hello_interval=0.2,
         )
         await self.mesh.start()
-        await self.mesh.wait_ready(ready_timeout)
+        await ready(self.mesh, self.cable, ready_timeout)
         if shaper is not None:
             self.shaper = MeshShaper(self.mesh, **shaper)
             await self.shaper.start()

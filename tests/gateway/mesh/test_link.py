@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from boardproc import BoardProc
-from bridgekit import GATEWAY_ID, Harness, board_bans, make_frame, node, until
+from bridgekit import GATEWAY_ID, Harness, board_bans, make_frame, node, ready, until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,7 +165,7 @@ async def test_unplug_replug_reconnects_and_repushes_bans(bridge: Any) -> None:
     cable.replug()
     h.board = BoardProc(cable.board_path, {})
     await h.board.start()
-    await mesh.wait_ready(5)
+    await ready(mesh, cable)
     assert h.states == [CONNECTED, DISCONNECTED, CONNECTED]
     assert len(h.hellos) >= 2  # the board's boot HELLO and/or its answer to ours
     await board_bans(h.board, set(bans))

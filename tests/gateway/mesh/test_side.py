@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from boardproc import BoardProc
+from bridgekit import ready
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from meshkit import NETKEY, MeshNode
@@ -97,7 +98,7 @@ class Rig:
         )
         assert side is not None
         self.side, self.link = side, side.link
-        await self.link.wait_ready(5)
+        await ready(self.link, self.cable)
 
     async def internet_peer(self) -> PeerManager:
         assert self.gw is not None
