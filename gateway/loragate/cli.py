@@ -446,20 +446,35 @@ def render_table(
     rows: Sequence[Sequence[str]],
     max_width: int | None = None,
     shrink: int | None = None,
-) -> str:
+    drop: Sequence[int] = (),
+) -> tuple[str, list[str]]:
     """Aligned columns; a column that is '-' in every row is left out. With `max_width`,
-    column `shrink` is cut (values end in '…') until every line fits."""
+    the columns in `drop` are left out, in that order, while the lines would not fit even
+    with column `shrink` cut to its header's width; then `shrink` is cut (values end in
+    '…') as far as it must be. Returns the table and the headers of the columns left out
+    to fit."""
     keep = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)]
     widths = {i: max(len(headers[i]), *(len(r[i]) for r in rows)) for i in keep}
-    if max_width is not None and shrink in widths:
-        total = sum(widths.values()) + 2 * (len(keep) - 1)
-        if total > max_width:
-            widths[shrink] = max(len(headers[shrink]), widths[shrink] - (total - max_width))
+    dropped: list[str] = []
+
+    def total(cut: bool = False) -> int:
+        w = sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+        return w - (widths[shrink] - len(headers[shrink]) if cut and shrink in keep else 0)
+
+    if max_width is not None:
+        for i in drop:
+            if total(cut=True) <= max_width:
+                break
+            if i in keep:
+                keep.remove(i)
+                dropped.append(headers[i])
+        if shrink in keep and total() > max_width:
+            widths[shrink] = max(len(headers[shrink]), widths[shrink] - (total() - max_width))
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(_cut(cells[i], widths[i]).ljust(widths[i]) for i in keep).rstrip()
 
-    return "\n".join([line(headers), *(line(r) for r in rows)])
+    return "\n".join([line(headers), *(line(r) for r in rows)]), dropped
 
 
 PEERS_WIDTH = 100  # `loragate peers` fits this many columns; --wide shows every column
@@ -484,10 +499,11 @@ def _link(p: PeerInfo) -> str:
     return "-"
 
 
-def _points(p: PeerInfo) -> str:
+def _points(p: PeerInfo, exact: bool = True) -> str:
     if "points" not in p:
         return "-"
-    return f"{p['points']:g}/{p.get('ban_threshold', '?')}"
+    points = f"{p['points']:g}" if exact else f"{p['points']:.0f}"
+    return f"{points}/{p.get('ban_threshold', '?')}"
 
 
 def _state(p: PeerInfo) -> str:
@@ -495,10 +511,25 @@ def _state(p: PeerInfo) -> str:
     return state + " (manual)" if p.get("manual") else state
 
 
+def _connection(p: PeerInfo) -> str:
+    """The direction, or "manual" for a `connect` peer (an outbound connection kept up,
+    bitcoin-cli's connection_type "manual")."""
+    return "manual" if p.get("manual") else p.get("direction") or "-"
+
+
+# When the 100 columns are not enough (an ISO time, a manual peer and a mesh node's RSSI
+# and SNR in one table), these go, whole and in this order, and `peers` says so: never a
+# cut number. STATE first, but only beside DIR: a running gateway's peers are "connected"
+# (in, out, manual) or "heard" (mesh), so DIR says it all; a stopped gateway's are
+# "tried" or "new" and have no DIR.
+PEERS_DROP_ORDER = ("STATE", "KIND", "SCORE", "LINK", "POINTS")
+
+
 def peers_table(
     peers: list[PeerInfo], *, wide: bool = False, iso: bool = False, now: float | None = None
-) -> str:
-    """The peers as `loragate peers` prints them: at most PEERS_WIDTH columns, or with
+) -> tuple[str, list[str]]:
+    """The peers as `loragate peers` prints them: at most PEERS_WIDTH columns, only the
+    address cut and columns left out whole to fit (their headers are returned), or with
     `wide` every field."""
     now = time.time() if now is None else now
     if wide:
@@ -527,24 +558,26 @@ def peers_table(
             )
             for p in peers
         ]
-        return render_table(all_headers, all_rows)
+        return render_table(all_headers, all_rows)[0], []
     headers = ("NODE ID", "KIND", "STATE", "DIR", "ADDRESS / VIA", "SCORE", "POINTS", "LINK",
                "LAST SEEN")  # fmt: skip
     rows = [
         (
             p.get("node_id") or "-",
             p.get("kind") or "-",
-            _state(p),
-            p.get("direction") or "-",
+            p.get("state") or "-",
+            _connection(p),
             _where(p),
             _num(p.get("score")),
-            _points(p),
+            _points(p, exact=False),
             _link(p),
             fmt_time(p.get("last_seen"), iso, now),
         )
         for p in peers
     ]
-    return render_table(headers, rows, max_width=PEERS_WIDTH, shrink=4)
+    with_dir = any(r[3] != "-" for r in rows)
+    drop = [headers.index(h) for h in PEERS_DROP_ORDER if with_dir or h != "STATE"]
+    return render_table(headers, rows, max_width=PEERS_WIDTH, shrink=4, drop=drop)
 
 
 def peer_text(p: PeerInfo, bans: list[BanInfo], iso: bool = False) -> str:
@@ -606,7 +639,7 @@ def bans_table(bans: list[BanInfo], iso: bool = False) -> str:
                 summarize_evidence(b.get("evidence") or []) or "-",
             )
         )
-    return render_table(headers, rows)
+    return render_table(headers, rows)[0]
 
 
 def _bridge_lines(br: dict[str, Any] | None, iso: bool) -> list[tuple[str, str]]:
@@ -745,7 +778,13 @@ def peers(
     if as_json:
         _print_json(result)
     elif result:
-        click.echo(peers_table(result, wide=wide, iso=iso))
+        table, left_out = peers_table(result, wide=wide, iso=iso)
+        click.echo(table)
+        if left_out:
+            shown = ", ".join(left_out)
+            click.echo(
+                f"(left out to fit {PEERS_WIDTH} columns: {shown}; --wide shows all)", err=True
+            )
     else:
         click.echo("no peers" if running else "no known addresses")
 

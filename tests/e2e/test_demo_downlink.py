@@ -92,5 +92,6 @@ def test_an_hour_of_traffic_sheds_loudly_and_keeps_the_downlink_moving(tmp_path:
     assert half, samples
     moved = final["objects_offered"] - half[0]["objects_offered"]
     said = final["refused"] - half[0]["refused"]
+    print(f"second half: {moved} objects offered, {said} refused")
     assert moved > 0 or (said > 0 and len(shed_lines) >= 2), (half[0], final)
     assert arrived > 0

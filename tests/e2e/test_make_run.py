@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from demoproc import ctrl_c, kill_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,12 +118,9 @@ def test_demo_shows_the_network_and_ctrl_c_stops_every_process(tmp_path: Path) -
         running = processes_in(workdir)
         # medium + 8 nodes + bridge + gateway + 3 peers + bad node (the scan sees them)
         assert len(running) >= 15, running
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
-        rc = proc.wait(60)
+        rc = ctrl_c(proc)  # Ctrl-C: the terminal signals the whole group
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_group(proc)
     reader.join(5)
     text = "".join(chunks)
     assert rc == 0, text[-3000:]

@@ -23,12 +23,6 @@ BOARD = "heltec-v3"
 
 
 @pytest.mark.upy("pypi")
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware: loranode/start.py hints at `mpremote mip install` only when "
-    "loranode.radio_lora fails to import; the driver itself (`import lora`, inside "
-    "make_modem) fails later and ends as 'radio: no module named ...' (asked of the lead)",
-)
 def test_a_missing_lora_driver_is_one_line_naming_the_package(tmp_path: Path) -> None:
     raw = {
         "board": BOARD,

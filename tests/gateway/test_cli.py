@@ -390,6 +390,8 @@ def mistakes(tmp: Path, stopped: Path) -> list[tuple[list[str], int, str]]:
         (["run", "--connect", "example.org", *d], 2, "must be IP:PORT"),
         (["run", "--network-key-file", str(tmp / "nokey"), *d], 2, "keygen --out"),
         (["run", "--network-key", "abcd", *d], 2, "64 hex digits"),
+        (["run", "--serial-baud", "12345", *d], 2, "serial_baud=12345 is not a rate the bridge"),
+        (["run", "--serial-port", "/dev/ttyNONE7", *d], 2, "no network key"),
         (["run", "--ban-base-duration-s", "9999999", *d], 2, "exceeds"),
         (["run", "--data-dir", str(afile / "gw")], 1, "not writable"),
         (["ban", "10.0.0.1", "--data-dir", str(afile / "gw")], 1, "cannot create data dir"),
@@ -616,31 +618,58 @@ def test_node_target_helper_matches_cli_format() -> None:
 # ---- with the real peer manager ------------------------------------------------------
 
 
+async def start_gateway(data: Path, *args: str) -> asyncio.subprocess.Process:
+    """`loragate run` on `data`, returned once its control socket answers."""
+    env = {k: v for k, v in os.environ.items() if k != "LORAGATE_DATA_DIR"}
+    proc = await asyncio.create_subprocess_exec(
+        LORAGATE, "run", "--data-dir", str(data), "--listen-port", "0", "--log-level", "warning",
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        **procs.child_options(new_session=False),
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not await control.is_running(data / "control.sock"):
+        if proc.returncode is not None or time.monotonic() > deadline:
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+            pytest.fail(f"gateway did not open its control socket: {await proc.stderr.read()!r}")  # type: ignore[union-attr]
+        await asyncio.sleep(0.05)
+    return proc
+
+
+async def test_status_tells_an_unplugged_bridge_from_no_bridge(tmp_path: Path) -> None:
+    # issue 13: both used to read "airtime: no bridge".
+    key = tmp_path / "network.key"
+    key.write_text(hashlib.sha256(b"status mesh").hexdigest() + "\n")
+    port = tmp_path / "ttyUSB-unplugged"
+    plain = await start_gateway(tmp_path / "plain")
+    unplugged = await start_gateway(
+        tmp_path / "gw", "--serial-port", str(port), "--network-key-file", str(key)
+    )
+    try:
+        code, out, err = await asub("status", "--data-dir", str(tmp_path / "plain"))
+        assert code == 0 and err == "", err
+        assert re.search(r"^bridge:\s+none \(no serial_port configured\)$", out, re.M), out
+        code, out, err = await asub("status", "--data-dir", str(tmp_path / "gw"))
+        assert code == 0 and err == "", err
+        line = re.search(r"^bridge:\s+(.*)$", out, re.M)
+        assert line is not None, out
+        assert re.fullmatch(rf"down since (now|\d+s ago) on {re.escape(str(port))} \(.+\)", line[1])
+        code, out, err = await asub("status", "--data-dir", str(tmp_path / "gw"), "--json")
+        bridge = json.loads(out)["bridge"]
+        assert (bridge["state"], bridge["port"]) == ("down", str(port))
+    finally:
+        for proc in (plain, unplugged):
+            proc.terminate()
+        for proc in (plain, unplugged):
+            await asyncio.wait_for(proc.wait(), 20)
+
+
 async def test_every_command_against_the_real_gateway_process(tmp_path: Path) -> None:
     data = tmp_path / "gw"
     d = ("--data-dir", str(data))
-    env = {k: v for k, v in os.environ.items() if k != "LORAGATE_DATA_DIR"}
-    proc = await asyncio.create_subprocess_exec(
-        LORAGATE,
-        "run",
-        *d,
-        "--listen-port",
-        "0",
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        **procs.child_options(new_session=False),
-    )
+    proc = await start_gateway(data)
     try:
-        for _ in range(200):
-            if await control.is_running(data / "control.sock"):
-                break
-            assert proc.returncode is None, await proc.stderr.read()  # type: ignore[union-attr]
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("gateway did not open its control socket")
         code, out, err = await asub("status", *d, "--json")
         assert code == 0 and err == "", err
         st = json.loads(out)

@@ -71,6 +71,24 @@ def test_id_errors_are_one_line(tmp_path: Path) -> None:
     assert code != 0 and "33 bytes, expected 32" in err
 
 
+def test_a_damaged_node_key_is_described_without_its_bytes(tmp_path: Path) -> None:
+    # The digits of pi, as raw bytes and as text: none of them may reach a message.
+    pi = "31415926535897932384626433832795028841971693993751058209749445923078164062862"
+    key = tmp_path / "node.key"
+    for content in (bytes.fromhex(pi[:62]), bytes.fromhex(pi[:66]), pi[:64].encode()):
+        key.write_bytes(content)
+        os.chmod(key, 0o600)
+        for command in ("id", "keygen"):
+            code, out, err = _invoke(command, "--data-dir", str(tmp_path))
+            assert code != 0 and out == "" and err.count("\n") == 1, err
+            secret = content.hex() + content.decode("latin-1")
+            leaked = {secret[i : i + 6] for i in range(len(secret) - 5)} & {
+                err[i : i + 6].lower() for i in range(len(err) - 5)
+            }
+            assert not leaked, err
+        assert key.read_bytes() == content  # and never replaced
+
+
 def test_env_var_and_platform_default(tmp_path: Path) -> None:
     env_dir = tmp_path / "from-env"
     code, out, _ = _invoke("keygen", env={"LORAGATE_DATA_DIR": str(env_dir)})

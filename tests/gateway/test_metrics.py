@@ -134,3 +134,39 @@ def test_http_server_stops(metrics: GatewayMetrics) -> None:
     metrics.stop_http()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+async def test_a_live_gateway_counts_refusals_and_failed_handshakes(tmp_path) -> None:  # noqa: ANN001
+    # issue 13: a banned peer refused dozens of times left these counters with no sample.
+    # A real manager on loopback, scraped over HTTP: a banned address dials three times,
+    # another sends a frame that is not a HELLO.
+    from peerkit import start_node, stop_node, wait_until
+
+    from loragate.bans import net_target
+
+    m = GatewayMetrics()
+    g = await start_node(tmp_path, "127.71.0.1", metrics=m)
+    port = m.start_http("127.0.0.1", 0)
+    try:
+        g.banman.ban(net_target("127.72.0.1"), duration_s=600, reason="test")
+        for n in range(1, 4):
+            _, w = await asyncio.open_connection(*g.listen_addr, local_addr=("127.72.0.1", 0))
+            await wait_until(lambda n=n: g.stats["refused_banned"] == n)
+            w.close()
+        _, w = await asyncio.open_connection(*g.listen_addr, local_addr=("127.73.0.1", 0))
+        w.write(b"\x00\x00\x00\x20" + b"\x11" * 32)
+        await w.drain()
+        await wait_until(lambda: g.stats["inbound_handshake_failures"] == 1)
+        w.close()
+        got = await asyncio.to_thread(scrape, port)
+    finally:
+        m.stop_http()
+        await stop_node(g)
+    refused = got[("loragate_connections_refused_total", (("reason", "banned"),))]
+    assert refused == 3
+    failures = {
+        labels: v
+        for (name, labels), v in got.items()
+        if name == "loragate_handshake_failures_total"
+    }
+    assert sum(failures.values()) == 1, failures

@@ -76,16 +76,20 @@ def test_promtool_accepts_a_live_gateways_metrics(tmp_path: Path) -> None:
         while _status(tmp_path / "gw").get("peers_total", 0) < 1:
             assert time.monotonic() < deadline, "the peer did not connect"
             time.sleep(0.2)
-        time.sleep(6)  # a maintenance pass sets the gauges
         url = f"http://{host}:{mport}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
+        gauge = re.compile(r'^loragate_peers_connected{direction="in",kind="\w+"} 1.0$', re.M)
+        while True:  # a maintenance pass sets the gauges
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+            if gauge.search(text):
+                break
+            assert time.monotonic() < deadline + 30, text
+            time.sleep(0.5)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(30)
-    assert re.search(r'^loragate_peers_connected{direction="in",kind="\w+"} 1.0$', text, re.M), text
     assert 'loragate_bridge_up{port="' in text and "loragate_connections_refused_total" in text
     checked = subprocess.run(
         [str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60

@@ -10,8 +10,12 @@ URL and the command that points the CLI at it.
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,7 +115,7 @@ def test_the_view_fits_a_small_terminal_and_keeps_what_matters(
 ) -> None:
     text = render(net, _snapshot(), width, height)
     lines = text.splitlines()
-    assert len(lines) <= height
+    assert len(lines) < height  # the newline after the frame takes the last line
     assert max(len(line) for line in lines) <= width, max(lines, key=len)
     assert str(net.gateway_dir) in text and net.metrics_url in text
     assert f"status --data-dir {net.gateway_dir}" in text
@@ -127,7 +131,7 @@ def test_the_view_fits_a_small_terminal_and_keeps_what_matters(
 def test_more_than_fits_is_counted_not_cut_silently(net: Network) -> None:
     text = render(net, _snapshot(bans=6), 80, 24)
     lines = text.splitlines()
-    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+    assert len(lines) < 24 and max(len(line) for line in lines) <= 80
     more = [line for line in lines if line.startswith("  ... ") and "more: loragate peers" in line]
     shown = sum(1 for line in lines if line.startswith(("  peer", "  n")) and " mesh " in line)
     assert more and shown < 8
@@ -140,3 +144,34 @@ def test_a_large_terminal_gets_the_full_view(net: Network) -> None:
     assert f"Data dir  : {net.gateway_dir}" in text and "CLI       : " in text
     assert "mesh via bridge, direct" in text and "mesh via bridge, 3 hops" in text
     assert "relayed (no own radio link)" in text  # no borrowed RSSI for a far node
+
+
+@pytest.mark.parametrize("peers", range(9, 16))
+def test_a_frame_never_takes_the_terminals_last_line(net: Network, peers: int) -> None:
+    snap = _snapshot()
+    snap["peers"] = snap["peers"][:3] + [
+        _peer(f"{i:02x}" * 8, None, "mesh", hops=i % 4) for i in range(peers - 3)
+    ]
+    lines = render(net, snap, 80, 24).splitlines()
+    assert len(lines) <= 23 and lines[-1] == "Ctrl-C stops everything."
+
+
+def test_a_long_data_dir_is_shown_whole_and_the_command_pastes() -> None:
+    base = Path(tempfile.mkdtemp(prefix="lcview-"))
+    # 74 characters: too long for "  data dir PATH" in 80 columns, not for a line of its own
+    pad = 74 - len(str(base / "d" / "demo" / "gateway"))
+    try:
+        assert pad >= 0, base
+        net = Network(base / ("d" * (pad + 1)) / "demo", nodes=8, speed=10)
+        net.gateway_port, net.metrics_port = 40211, 41234
+        text = render(net, _snapshot(), 80, 24)
+    finally:
+        shutil.rmtree(base)
+    lines = text.splitlines()
+    assert len(lines) < 24 and max(len(line) for line in lines) <= 80
+    path = str(net.gateway_dir)
+    assert len(path) == 74 and f"    {path}" in lines
+    cli = next(i for i, line in enumerate(lines) if line.startswith("  cli "))
+    command = lines[cli].removeprefix("  cli").strip().removesuffix("\\").strip()
+    assert command.endswith(" status --data-dir") and lines[cli + 1] == f"    {path}"
+    assert shlex.split(lines[cli].split(None, 1)[1] + "\n" + lines[cli + 1])[-1] == path

@@ -27,7 +27,7 @@ from tools.deploy import cli, romfs
 from upy import micropython_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "00112233445566778899aabbccddeeff" * 2
+KEY = hashlib.sha256(b"deploy test mesh").hexdigest()
 PORT = "/dev/ttyUSB0"
 NODE_ID_LINE = (
     "mpremote connect {port} exec 'import binascii, loranode.identity as i; "
@@ -322,6 +322,64 @@ def test_board_choices_are_one_line_without_tabs() -> None:
         made = run_cli(*args)
         assert made.returncode == 2 and made.stderr.count("\n") == 1
         assert "\t" not in made.stderr and "'heltec-v3', 'tbeam-sx1262'" in made.stderr
+
+
+# The digits of pi: a leak of any 6 of them in a row is found in any output.
+PI = "31415926535897932384626433832795028841971693993751058209749445923078164062862"
+WEAK_KEYS = {
+    "all zeros": "00" * 32,
+    "one byte repeated": "11" * 32,
+    "counting": bytes(range(32)).hex(),
+    "pi repeated (16 digits)": PI[:16] * 4,
+}
+BAD_KEYS = {"too short": PI[:40], "too long": PI[:70], "not hex": PI[:60] + "zzzz"}
+
+
+def _leaks(secret: str, text: str) -> list[str]:
+    return sorted({secret[i : i + 6] for i in range(len(secret) - 5)} & _pieces(text))
+
+
+def _pieces(text: str) -> set[str]:
+    low = text.lower()
+    return {low[i : i + 6] for i in range(len(low) - 5)}
+
+
+@pytest.mark.parametrize("key", [*WEAK_KEYS.values(), *BAD_KEYS.values()],
+                         ids=[*WEAK_KEYS, *BAD_KEYS])  # fmt: skip
+@pytest.mark.parametrize("where", ["flag", "file", "set"])
+def test_weak_or_malformed_keys_are_refused_and_never_shown(
+    tmp_path: Path, key: str, where: str
+) -> None:
+    # issue 13: the gateway refuses a key anyone could guess; so does the tool that puts
+    # it on the boards, in one line, with no digit of it.
+    given = {
+        "flag": ["--network-key", key],
+        "file": ["--network-key-file", str(tmp_path / "k")],
+        "set": ["--set", f'network_key="{key}"'],
+    }[where]
+    (tmp_path / "k").write_text(key + "\n")
+    for command in (["config"], ["flash", "--port", PORT, "--dry-run"]):
+        made = run_cli(*command, "--board", "heltec-v3", "--region", "EU868", *given)
+        assert made.returncode == 2 and made.stdout == "", made.stdout
+        assert made.stderr.count("\n") == 1, made.stderr
+        assert _leaks(key, made.stderr) == [], made.stderr
+        if key in WEAK_KEYS.values():
+            assert "keygen --out" in made.stderr, made.stderr
+            assert "not a random key" in made.stderr or "all zeros" in made.stderr
+        else:
+            assert "need 64 hex characters" in made.stderr, made.stderr
+
+
+def test_one_way_to_ship_code_so_mpy_with_romfs_is_refused(key_file: Path) -> None:
+    # flash always ships .mpy files (or, with --romfs, one image of them); `--mpy`, which
+    # once could be given with --romfs, is refused in one line (issue 13).
+    common = ["flash", "--port", PORT, "--board", "heltec-v3", "--region", "EU868",
+              "--network-key-file", str(key_file), "--dry-run"]  # fmt: skip
+    for extra in (["--mpy", "--romfs"], ["--romfs", "--mpy"], ["--mpy"]):
+        made = run_cli(*common, *extra)
+        assert made.returncode == 2 and made.stdout == "", made.stdout
+        assert made.stderr == "deploy: No such option '--mpy'.\n"
+    assert run_cli(*common, "--romfs").returncode == 0
 
 
 # --- modules a board never runs are not shipped ------------------------------------------

@@ -171,22 +171,46 @@ def _downlink(snap: dict[str, Any]) -> dict[str, Any]:
 
 def cli_hint(net: Network) -> str:
     """The command that points the CLI at the demo's gateway."""
+    return f"{_cli_program()} status --data-dir {net.gateway_dir}"
+
+
+def _cli_program() -> str:
     cmd = loragate_cmd()
     if len(cmd) == 1:
         path = Path(cmd[0])
         with contextlib.suppress(ValueError):
             path = path.relative_to(Path.cwd())
-        return f"{path} status --data-dir {net.gateway_dir}"
-    return f"loragate status --data-dir {net.gateway_dir}"
+        return str(path)
+    return "loragate"
+
+
+def _where_lines(net: Network, width: int) -> list[str]:
+    """The data dir and the CLI command, whole: a line too long for the terminal puts the
+    path on a line of its own (the command with a shell continuation, so both lines can
+    be pasted as they are); only a path wider than the terminal itself is cut."""
+    path = str(net.gateway_dir)
+    data = f"  data dir {path}"
+    cli = f"  cli      {cli_hint(net)}"
+    if len(data) <= width and len(cli) <= width:
+        return [data, f"  metrics  {net.metrics_url}", cli]
+    return [
+        "  data dir (and the CLI's --data-dir):",
+        f"    {path}",
+        f"  metrics  {net.metrics_url}",
+        f"  cli      {_cli_program()} status --data-dir \\",
+        f"    {path}",
+    ]
 
 
 def render(net: Network, snap: dict[str, Any], width: int = 100, height: int = 60) -> str:
-    """The whole view as text (no escape codes): the full layout, or the compact one when
-    the terminal is smaller than it (80x24 shows everything that matters)."""
+    """The whole view as text (no escape codes) for a terminal of `width` x `height`: the
+    full layout, or the compact one when the terminal is smaller than it (80x24 shows
+    everything that matters). At most height - 1 lines: the newline after the frame puts
+    the cursor on the last line, and one more would scroll the first away."""
     full = render_full(net, snap, width)
-    if len(full.splitlines()) <= height and width >= FULL_WIDTH:
+    if len(full.splitlines()) < height and width >= FULL_WIDTH:
         return full
-    return render_compact(net, snap, width, height)
+    return render_compact(net, snap, width, height - 1)
 
 
 FULL_WIDTH = 100
@@ -339,9 +363,7 @@ def render_compact(net: Network, snap: dict[str, Any], width: int = 80, height: 
         f"LORACHAIN DEMO up {_ago(snap['up_s'])}: {net.n} nodes + 'bad' at {net.speed:g}x, "
         + _discovery(snap, long=False),
         f"gateway {gw_id} {net.gateway_endpoint} ({state})",
-        f"  data dir {net.gateway_dir}",
-        f"  metrics  {net.metrics_url}",
-        f"  cli      {cli_hint(net)}",
+        *_where_lines(net, width),
     ]
     bans = snap["bans"]
     ban_lines = [f"BANS {len(bans)} active" + ("" if bans else " (none yet)")]

@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 import click
 
+from loragate.config import key_weakness
 from tools.deploy import boards as fw_boards
 from tools.deploy import fwconfig as fw_config
 from tools.deploy import romfs as fw_romfs
@@ -303,6 +304,13 @@ def build_config(
             "(make one with: python -m tools.deploy keygen --out network.key)"
         )
     result: dict[str, Any] = fw_config.validate(raw)
+    # The gateway refuses such a key (loragate.config): refuse it before it is on a board.
+    weakness = key_weakness(bytes.fromhex(result["network_key"]))
+    if weakness is not None:
+        _bad_arg(
+            f"the network key {weakness}: make a random one with: "
+            "python -m tools.deploy keygen --out network.key"
+        )
     return result
 
 

@@ -11,7 +11,7 @@ the flash filesystem copies all of it into RAM, about twice the heap.
 Modules only CPython imports (the msgpack and `cryptography` fast paths) and the
 gateway-side TCP handshake (CPYTHON_ONLY) are left out, and with --board also the
 unix-port radio (UNIX_PORT_ONLY): BOARD_EXCLUDE is the one list `tools.deploy flash`
-applies to every way it ships code (.py copies, --mpy, --romfs). Without --board the
+applies to every way it ships code (.mpy copies, --romfs). Without --board the
 image keeps loranode/radio_sim.py (and lorawire/simproto.py), so the simulator can boot
 it on the unix port (tools/meshsim/romboot.py). The layout is the one `mpremote romfs build` makes
 (mpremote.romfs.VfsRomWriter), so `mpremote romfs deploy OUT.romfs` writes it.
