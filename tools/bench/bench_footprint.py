@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,22 +36,17 @@ from lorawire import frame as fr
 from lorawire import messages as msg
 from lorawire.identity import Identity
 from tools.board import interpreters, mpytree
-from tools.deploy import fwconfig
+from tools.board.paths import ROOT
+from tools.deploy import boards, fwconfig
 
 PROBE = Path(__file__).with_name("footprint_probe.py")
 NETWORK_KEY = "5a" * 32
 GOALS = {"plain": 92, "frozen": 64}  # KB of heap the fill must complete in
+FULL = [32, 16, 64, 16, 4]  # peers, bans, seen, pairwise keys, reassembly: the capacities
 BOOT = ("loranode.start", "loranode.status")
-DRIVERS = {  # chip -> what a board with that chip imports for its radio
+DRIVER_MODULES = {  # chip -> what a board with that chip imports for its radio
     "sx1276": ("lora", "lora.sx127x", "lora.async_modem", "loranode.radio_lora"),
     "sx1262": ("lora", "lora.sx126x", "lora.async_modem", "loranode.radio_lora"),
-}
-PRESETS = {
-    "heltec-v2": "sx1276",
-    "ttgo-lora32": "sx1276",
-    "tbeam-sx1276": "sx1276",
-    "heltec-v3": "sx1262",
-    "tbeam-sx1262": "sx1262",
 }
 
 
@@ -68,7 +64,7 @@ def board_config(role: str) -> dict:
 
 
 def fill_frames(network_key: bytes, node: Identity) -> list[str]:
-    """"phase hex" lines that fill every table of `node` (see the module docstring)."""
+    """ "phase hex" lines that fill every table of `node` (see the module docstring)."""
     seq = [100]
 
     def next_seq() -> int:
@@ -110,10 +106,16 @@ def _write_inputs(folder: Path, role: str) -> None:
     (folder / "frames.txt").write_text("\n".join(frames) + "\n")
 
 
-def probe(build: str, folder: Path, role: str, modules: tuple[str, ...], heap_kb: int):
-    """(import, boot, full, tables) in bytes, or None when the fill fails in heap_kb."""
+def probe(
+    build: str, folder: Path, role: str, modules: tuple[str, ...], heap_kb: int
+) -> tuple[int, int, int, list[int]] | None:
+    """(import, boot, full, tables) in bytes, or None when the fill fails in heap_kb.
+
+    With a driver, `folder`/lib holds just its packages (as `mpremote mip install`
+    leaves a board) and tools/chipsim's `machine` stand-in comes with it."""
     interp = interpreters.get(build)
-    path = interpreters.module_path(interp)
+    extra = [folder / "lib", ROOT / "tools"] if "lora" in modules else []
+    path = interpreters.module_path(interp, *extra)
     env = dict(os.environ, MICROPYPATH=path)
     argv = [str(interp.path), "-X", f"heapsize={heap_kb}K", str(PROBE), str(folder), role]
     r = subprocess.run([*argv, *modules], capture_output=True, text=True, env=env, timeout=300)
@@ -124,10 +126,16 @@ def probe(build: str, folder: Path, role: str, modules: tuple[str, ...], heap_kb
     return None
 
 
-def min_heap_kb(build: str, folder: Path, role: str, modules: tuple[str, ...]) -> int | None:
-    lo, hi = 16, 512
-    if probe(build, folder, role, modules, hi) is None:
-        return None
+def min_heap_kb(
+    build: str, folder: Path, role: str, modules: tuple[str, ...], held: int
+) -> int | None:
+    """The smallest heap (KB) the fill completes in; it cannot be below what it holds."""
+    lo = held // 1024
+    hi = lo + 32
+    while probe(build, folder, role, modules, hi) is None:
+        lo, hi = hi, hi + 64
+        if hi > 512:
+            return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if probe(build, folder, role, modules, mid) is not None:
@@ -141,38 +149,50 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KB"
 
 
-def _row(build: str, folder: Path, role: str, what: str, modules: tuple[str, ...]) -> None:
+def _row(
+    build: str, folder: Path, role: str, what: str, modules: tuple[str, ...], search: bool
+) -> None:
     figures = probe(build, folder, role, modules, 512)
     if figures is None:
         print(f"footprint {build} {role} {what}: does not run in 512 KB")
         return
     imported, boot, full, tables = figures
-    need = min_heap_kb(build, folder, role, modules)
-    goal = GOALS[build]
-    verdict = "meets" if need is not None and need <= goal else "misses"
-    print(
+    line = (
         f"footprint {build} {role} {what}: code {_kb(imported)}, up {_kb(boot)}, "
         f"every table full {_kb(full)} (peers/bans/seen/keys/reassembly "
-        f"{'/'.join(map(str, tables))}); completes in {need} KB "
-        f"({verdict} the {goal} KB goal)"
+        f"{'/'.join(map(str, tables))}"
+        f"{'' if tables == FULL else ': NOT FULL, the fill is out of date'})"
     )
+    if search:
+        need = min_heap_kb(build, folder, role, modules, full)
+        goal = GOALS[build]
+        verdict = "meets" if need is not None and need <= goal else "misses"
+        line += f"; completes in {need} KB ({verdict} the {goal} KB goal)"
+    print(line, flush=True)
 
 
-def main() -> None:
+def main(roles: tuple[str, ...] = ("node", "bridge"), search: bool = True) -> None:
+    """Every row; `search=False` skips the bisection (one run per row, for tests)."""
     missing = [b for b in interpreters.BOARD_NAMES if interpreters.missing(b)]
     if missing:
         print(f"footprint: skipped: {interpreters.missing(missing[0])}")
         return
     mpytree.ensure()
     with tempfile.TemporaryDirectory(prefix="footprint-") as tmp:
-        for role in ("node", "bridge"):
+        for role in roles:
             folder = Path(tmp) / role
             folder.mkdir()
             _write_inputs(folder, role)
-            _row("frozen", folder, role, "(no driver)", BOOT)
-            _row("plain", folder, role, "(no driver)", BOOT)
+            _row("frozen", folder, role, "(no driver)", BOOT, search)
+            _row("plain", folder, role, "(no driver)", BOOT, search)
             if mpytree.lora_source() is None:
                 continue
-            for chip, driver in DRIVERS.items():
-                boards = ", ".join(b for b, c in PRESETS.items() if c == chip)
-                _row("plain", folder, role, f"+ {chip} driver ({boards})", BOOT + driver)
+            by_chip: dict[str, list[str]] = {}
+            for name, preset in boards.BOARDS.items():
+                by_chip.setdefault(str(preset["chip"]), []).append(name)
+            for chip, names in sorted(by_chip.items()):
+                shutil.rmtree(folder / "lib", ignore_errors=True)
+                packages = ("lora", *boards.packages(boards.BOARDS[names[0]]))
+                mpytree.ensure_lora(folder / "lib", packages)
+                what = f"+ {chip} driver ({', '.join(names)})"
+                _row("plain", folder, role, what, BOOT + DRIVER_MODULES[chip], search)

@@ -12,6 +12,12 @@
 import gc
 import sys
 
+if "lora" in sys.argv[3:]:
+    # the drivers import machine.Pin/SPI, which the unix port lacks: tools/chipsim's
+    # stand-in, imported before the baseline (a board's machine module is built in)
+    import chipsim.machine
+
+    sys.modules["machine"] = chipsim.machine
 gc.collect()
 _base = gc.mem_alloc()
 
@@ -26,8 +32,8 @@ def _probe(folder, role, modules):
     from binascii import unhexlify
 
     _imports(modules)
-    from lorawire.identity import Identity
     from loranode.constants import GC_THRESHOLD
+    from lorawire.identity import Identity
 
     if role == "bridge":
         from loranode.bridge import Bridge as node_class
