@@ -29,22 +29,28 @@ _CPYTHON_ONLY = (
     "compose.py",
     "_sha512_halves.py",
 )
-_UNIX_PORT_ONLY = ("radio_sim.py",)
+# The simulated radio and the protocol it speaks to the meshsim medium: unix port only.
+_UNIX_PORT_ONLY = {"loranode": ("radio_sim.py",), "lorawire": ("simproto.py",)}
 
 
-def _files(folder, leave_out):
+def _files(folder, package_name, leave_out=()):
     import os
 
+    if not options.sim_radio:
+        leave_out = tuple(leave_out) + _UNIX_PORT_ONLY[package_name]
     return sorted(f for f in os.listdir(folder) if f.endswith(".py") and f not in leave_out)
 
 
 # opt=3 as the deploy tool compiles .mpy files: no line numbers, no asserts
 package(
-    "lorawire", files=_files("../shared/lorawire", _CPYTHON_ONLY), base_path="../shared", opt=3
+    "lorawire",
+    files=_files("../shared/lorawire", "lorawire", _CPYTHON_ONLY),
+    base_path="../shared",
+    opt=3,
 )
 package(
     "loranode",
-    files=_files("loranode", () if options.sim_radio else _UNIX_PORT_ONLY),
+    files=_files("loranode", "loranode"),
     base_path=".",
     opt=3,
 )

@@ -87,9 +87,12 @@ class Node(Receive, PeerExchange, Transmit):
     def __init__(self, cfg, identity, radio, app=None, name=None, out=None, clock=None):
         from binascii import unhexlify
 
+        # nothing keeps the parsed config (about 1 KB on a board): what is used after
+        # start-up is copied out here
         opts = cfg["node"]
-        self.cfg = cfg
-        self.opts = opts
+        self.state_dir = opts["state_dir"]
+        self.stdin = opts["stdin"]
+        self.region_index = cfg["region_index"]
         self.identity = identity
         self.id = identity.id
         self.radio = radio
@@ -153,7 +156,7 @@ class Node(Receive, PeerExchange, Transmit):
     # --- persistence ---------------------------------------------------------------
 
     def _path(self, name):
-        d = self.opts["state_dir"]
+        d = self.state_dir
         return name if d in ("", ".") else d + "/" + name
 
     def _load_state(self):
@@ -189,7 +192,7 @@ class Node(Receive, PeerExchange, Transmit):
             "seq": self.rec_seq_own,
             "kind": rc.KIND_NAMES.index(self.kind),
             "services": services,
-            "mesh": (self.cfg["region_index"], self.sf),
+            "mesh": (self.region_index, self.sf),
         }
         return rc.encode_record(fields, self.identity)
 
@@ -392,7 +395,7 @@ class Node(Receive, PeerExchange, Transmit):
             asyncio.create_task(self.tx_task(sleep_ms)),
             asyncio.create_task(self.timer_task(sleep_ms)),
         ]
-        if self.opts["stdin"]:
+        if self.stdin:
             tasks.append(asyncio.create_task(self.stdin_task(sleep_ms)))
         if extra is not None:
             tasks.append(asyncio.create_task(extra(sleep_ms)))

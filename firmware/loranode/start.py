@@ -80,8 +80,10 @@ def open_radio(cfg, node_id):
 def run(path="config.json", node_class=None, app=None):
     import gc
 
+    from loranode.constants import GC_THRESHOLD
     from loranode.identity import load_or_create
 
+    gc.threshold(GC_THRESHOLD)
     cfg = load(path)
     d = cfg["node"]["state_dir"]
     ident = load_or_create("key.bin" if d in ("", ".") else d + "/key.bin")
@@ -100,6 +102,7 @@ def run(path="config.json", node_class=None, app=None):
         if node_class is None:
             from loranode.node import Node as node_class
         node = node_class(cfg, ident, radio, app=app, name=name)
+        cfg = None  # the node copied what it needs: the parsed config is garbage now
         print("NODE %s %s" % (ident.hex_id(), node.name))
         gc.collect()
         import asyncio

@@ -1,11 +1,8 @@
 """Lorawire: the wire codec shared by the MicroPython firmware and the CPython gateway.
 
-`packb`, `unpackb` and `DecodeError` are the public face of the body encoding; the
-frame, record, crypto and airtime modules are imported from their own submodules so a
-board loads only what it uses.
+Every part is imported from its own submodule (`lorawire.codec` for the body encoding,
+`lorawire.errors.DecodeError` for the one error a decoder raises, `lorawire.frame`,
+`lorawire.record`, `lorawire.airtime`, ...): the package itself imports nothing, so a
+board loads only what it uses (loranode.clock needs lorawire.airtime's tick arithmetic,
+not the codec).
 """
-
-from lorawire.codec import packb, unpackb
-from lorawire.errors import DecodeError
-
-__all__ = ["DecodeError", "packb", "unpackb"]

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, _fastcodec, _purecodec, codec
+from lorawire import _fastcodec, _purecodec, codec
+from lorawire.errors import DecodeError
 from upy import run_upy
 
 VECTORS_PATH = Path(__file__).parents[1] / "vectors" / "codec.json"

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, fragment, frame, messages
+from lorawire import fragment, frame, messages
 from lorawire.codec import packb
+from lorawire.errors import DecodeError
 from lorawire.fragment import Reassembler, ReassemblyError
 
 A, B, C = b"A" * 8, b"B" * 8, b"C" * 8

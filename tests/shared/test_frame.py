@@ -13,7 +13,8 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, compose, frame, messages
+from lorawire import compose, frame, messages
+from lorawire.errors import DecodeError
 from lorawire.frame import Frame
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, compose, frame, messages
+from lorawire import compose, frame, messages
 from lorawire.codec import packb
+from lorawire.errors import DecodeError
 from lorawire.messages import UnknownType
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, auth, codec, compose, ed25519, frame, messages, record
+from lorawire import auth, codec, compose, ed25519, frame, messages, record
+from lorawire.errors import DecodeError
 from lorawire.identity import Identity
 from lorawire.record import RecordError, decode_record, encode_record, verify_record
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, link, uart
+from lorawire import link, uart
+from lorawire.errors import DecodeError
 from upy import run_upy
 
 payloads = st.binary(max_size=uart.MAX_PACKET - 2)

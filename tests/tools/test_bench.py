@@ -17,6 +17,7 @@ from tools.bench import (
     bench_addrman,
     bench_codec,
     bench_crypto,
+    bench_footprint,
     bench_mesh,
     bench_relay,
     bench_scale,
@@ -166,3 +167,15 @@ def test_bench_scale(capsys: pytest.CaptureFixture[str]) -> None:
     assert "scale table" in got
     (row,) = rows
     assert row["fw"]["errors"] == {} and row["load"]["errors"] == {}
+
+
+@pytest.mark.upy("plain", "frozen")
+def test_bench_footprint_fills_every_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """The footprint rows describe a node whose every table is at capacity."""
+    bench_footprint.main(roles=("node",), search=False)
+    rows = [x for x in capsys.readouterr().out.splitlines() if x.startswith("footprint ")]
+    assert any(x.startswith("footprint frozen node (no driver): code ") for x in rows), rows
+    assert any(x.startswith("footprint plain node + sx1262 driver (heltec-v3") for x in rows), rows
+    for row in rows:
+        assert "(peers/bans/seen/keys/reassembly 32/16/64/16/4)" in row, row
+        assert float(row.split("every table full ")[1].split(" KB")[0]) > 0

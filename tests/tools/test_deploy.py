@@ -889,6 +889,26 @@ def test_flash_key_on_host_and_the_board_reads_its_config(
 
 
 @pytest.mark.upy
+def test_flash_romfs_on_a_board_without_a_romfs_partition_is_refused_in_one_line(
+    tmp_path, key_file, fake_board, capsys
+):
+    """The unix port, like stock ESP32 firmware, has no vfs.rom_ioctl: the tool asks the
+    board first and stops with one line naming the frozen-firmware route, having written
+    nothing to the board."""
+    before = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(real_args("heltec-v2", tmp_path / "build", key_file, "--romfs"))
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last == f"deploy: {cli.NO_ROMFS}"
+    assert "Traceback" not in err
+    assert not any(" romfs deploy " in x for x in mpremote_log(tmp_path))
+    after = sorted(p.relative_to(fake_board).as_posix() for p in fake_board.rglob("*"))
+    assert after == before
+
+
+@pytest.mark.upy
 def test_flash_node_id_mismatch_is_an_error(tmp_path, key_file, fake_board, capsys, monkeypatch):
     monkeypatch.setenv("FAKE_DROP_KEY", "1")
     with pytest.raises(SystemExit) as exc:

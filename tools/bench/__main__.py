@@ -11,6 +11,7 @@ import sys
 BENCHES = [
     "tools.bench.bench_codec",
     "tools.bench.bench_crypto",
+    "tools.bench.bench_footprint",
     "tools.bench.bench_addrman",
     "tools.bench.bench_relay",
     "tools.bench.bench_mesh",
