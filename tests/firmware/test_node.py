@@ -114,7 +114,7 @@ def _ban_attacker(mesh: Mesh, atk: Attacker) -> dict[str, Any]:
     )
     assert s["counters"]["drop_attributed"] >= 4  # 25 points each, ban at 100
     ban = next(b for b in s["bans"] if b[0] == aid)
-    assert ban[1] > 0 and ban[3] == "malformed"
+    assert ban[1] > 0 and ban[3] == "malformed_frame"
     assert aid not in {p[0] for p in s["peers"]}  # a banned peer leaves the table
     return s
 

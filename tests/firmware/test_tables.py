@@ -14,10 +14,7 @@ from hypothesis import strategies as st
 from loranode import clock, constants
 from loranode.bans import (
     ACTIVE,
-    BAD_SIGNATURE,
-    BAD_TAG,
     HISTORY,
-    MALFORMED,
     PERMANENT,
     POINT_VALUES,
     BanTable,
@@ -35,6 +32,7 @@ from loranode.peers import (
 from loranode.score import RSSI_NONE, RTT_NONE, SNR_NONE, Q, Scorer
 from loranode.seen import SeenRing
 from loranode.txqueue import BLOCKS, CONTROL, GOSSIP, TxQueue
+from lorawire.auth import BAD_SIGNATURE, BAD_TAG, MALFORMED
 
 EXAMPLES = settings(max_examples=500, deadline=None)
 

@@ -13,7 +13,7 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import DecodeError, compose, frame, messages
+from lorawire import DecodeError, compose, frame, messages, names
 from lorawire.frame import Frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_vectors_file_is_what_the_generator_produces() -> None:
 
 def test_vectors_cover_every_type_and_enough_errors() -> None:
     types = {v["type"] for v in VECTORS["frames"]}
-    assert types == set(messages.NAMES) - {messages.UART_LINK}
+    assert types == set(names.MESSAGE_TYPES) - {messages.UART_LINK}
     assert len(VECTORS["errors"]) >= 15
     assert {v["error"] for v in VECTORS["errors"]} == {"frame", "body", "unknown"}
 

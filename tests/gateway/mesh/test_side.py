@@ -758,7 +758,6 @@ def test_any_input_is_counted_never_crashes_and_tables_stay_bounded(
     rx = side.receiver
     assert len(rx.replay) <= t.replay_sources and len(side.link_keys) <= t.link_keys
     assert rx.reassembler.buffered_bytes() <= t.reassembly_slots * rx.reassembler.max_message
-    assert rx.fragments_tracked() <= 4 * t.reassembly_slots
     assert len(side.shaper) <= side.shaper.capacity
     assert len(side.offers) <= t.inv_pending_max
 
