@@ -98,7 +98,7 @@ def test_link_tagged_flood_is_banned_but_normal_rate_is_not(trio: Any) -> None:
 
     def tx(i: int) -> None:
         body = msg.encode_body(msg.TX, {0: bytes([i & 0xFF]) * 20})
-        atk.radio.send(link_frame(atk.ident, atk._seq(), node_id, public, msg.TX, body))
+        atk.radio.send(link_frame(atk.ident, atk.next_frame_seq(), node_id, public, msg.TX, body))
 
     # below the limit: 12 frames at 1 per 4 s of medium time (15/min < 20/min)
     before = _status(mesh)["counters"]
@@ -153,7 +153,9 @@ def test_fragmented_tx_reaches_the_app_through_the_medium(pair: Any) -> None:
     def send_reversed() -> None:
         state["msg_id"] += 1
         for b in reversed(tx_fragments(raw, state["msg_id"])):  # out of order
-            atk.radio.send(link_frame(atk.ident, atk._seq(), node_id, public, msg.FRAGMENT, b))
+            atk.radio.send(
+                link_frame(atk.ident, atk.next_frame_seq(), node_id, public, msg.FRAGMENT, b)
+            )
             time.sleep(0.05)
 
     before = _status(mesh)["counters"]

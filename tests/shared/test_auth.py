@@ -127,9 +127,10 @@ def test_link_key_cache_derives_once_and_checks_ids() -> None:
     cache.get(BOB.id)  # Bob most recent -> Mallory evicted next
     carol = Identity(bytes(range(3, 35)))
     assert cache.get(carol.id, carol.public) is not None
-    assert len(cache) == 2
-    # which keys stay held is the eviction order itself: LinkKeyCache shows no membership
-    assert MALLORY.id not in cache._keys and BOB.id in cache._keys
+    assert len(cache) == 2 and cache.derived == 3
+    # Bob's key is still held (no derivation), Mallory's was evicted (derived again)
+    assert cache.get(BOB.id) == k and cache.derived == 3
+    assert cache.get(MALLORY.id) is not None and cache.derived == 4
 
 
 @settings(max_examples=30)
