@@ -1,12 +1,15 @@
-"""One vocabulary for both sides: lorawire's codes, the names hosts give them, and each
-side's price list covering them (docs/ARCHITECTURE.md, "One vocabulary for both sides")."""
+"""One vocabulary for both sides: lorawire's codes, the names hosts give them, each
+side's price list covering them, and the transmit priorities a gateway asks a board for
+(docs/ARCHITECTURE.md, "One vocabulary for both sides")."""
 
 from __future__ import annotations
 
 from loragate import config
 from loragate.bans import DEFAULT_POINTS, Misbehaviour
+from loragate.mesh.link import BOARD_PRIORITY, PRIO_BLOCK
 from loranode import bans as board_bans
-from lorawire import auth, messages, names
+from loranode import txqueue
+from lorawire import auth, link, messages, names
 from tools.meshsim import status
 
 CODES = {
@@ -55,3 +58,14 @@ def test_every_known_message_type_has_a_name_and_no_other() -> None:
     assert set(names.MESSAGE_TYPES) == known
     assert all(messages.type_name(t) == n for t, n in names.MESSAGE_TYPES.items())
     assert messages.type_name(0x7E) == "0x7e"
+
+
+def test_a_board_queues_at_the_priority_the_gateway_asks_for() -> None:
+    assert (txqueue.CONTROL, txqueue.BLOCKS, txqueue.GOSSIP) == (
+        link.PRIO_CONTROL,
+        link.PRIO_BLOCKS,
+        link.PRIO_GOSSIP,
+    )
+    assert txqueue.PRIORITIES == 3
+    assert set(BOARD_PRIORITY.values()) == {link.PRIO_CONTROL, link.PRIO_BLOCKS, link.PRIO_GOSSIP}
+    assert BOARD_PRIORITY[PRIO_BLOCK] == link.PRIO_BLOCKS
