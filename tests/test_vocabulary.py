@@ -56,6 +56,7 @@ def test_a_boards_ban_reasons_read_with_the_gateways_names() -> None:
 def test_every_known_message_type_has_a_name_and_no_other() -> None:
     known = {t for t in range(256) if messages.is_known(t)}
     assert set(names.MESSAGE_TYPES) == known
+    assert all(getattr(messages, n) == t for t, n in names.MESSAGE_TYPES.items())
     assert all(messages.type_name(t) == n for t, n in names.MESSAGE_TYPES.items())
     assert messages.type_name(0x7E) == "0x7e"
 

@@ -31,7 +31,7 @@ from loragate.eventlog import EventLog
 from loragate.manager import PeerManager
 from loragate.mesh.counters import MeshCounters
 from loragate.mesh.frames import MeshFramer, object_fits
-from loragate.mesh.link import MeshLink
+from loragate.mesh.link import INFO_KEYS, MeshLink
 from loragate.mesh.offers import MeshOffers
 from loragate.mesh.relay import MeshRelay
 from loragate.mesh.serial import SerialLink
@@ -541,7 +541,8 @@ async def test_bridge_link_state_in_status_metrics_and_log(
     EventLog(gw.bus)
     caplog.set_level(logging.INFO, logger="loragate.events")
     port = str(r.cable.link_path)
-    await wait_until(lambda: side.link.settings.get("region") == "EU868")
+    # the board answers one CONFIG_GET at a time: wait for every setting shown, not one
+    await wait_until(lambda: all(side.link.settings.get(k) is not None for k in INFO_KEYS))
     info = side.bridge_info()
     assert (info["state"], info["board_id"], info["firmware"]) == (
         "up",
