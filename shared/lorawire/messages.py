@@ -74,12 +74,14 @@ class UnknownType(DecodeError):
 
 
 def type_name(msg_type):
-    """A type's name on a host (lorawire.names); its number on a board, which holds no
-    name table."""
-    try:
-        from lorawire.names import MESSAGE_TYPES
-    except ImportError:
+    """A type's name on CPython (lorawire.names); its number under MicroPython: a board
+    holds no name table, and a unix port runs as a board does."""
+    import sys
+
+    if sys.implementation.name == "micropython":
         return "0x%02x" % msg_type
+    from lorawire.names import MESSAGE_TYPES
+
     return MESSAGE_TYPES.get(msg_type, "0x%02x" % msg_type)
 
 

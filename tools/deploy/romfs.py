@@ -36,7 +36,7 @@ PACKAGES = (
 # Paths as on the board (package/module.py). Nothing a board runs imports these: the fast
 # paths are tried under try/except ImportError (lorawire.codec, lorawire.ed25519), the
 # handshake is the gateway's TCP link, compose holds the hosts' message builders, names
-# the hosts' names for shared codes (messages.type_name imports it only when present), and
+# the hosts' names for shared codes (messages.type_name imports it only on CPython), and
 # radio_sim (with the protocol it speaks, lorawire.simproto) is imported only for a config
 # with a "sim" section (the unix port), which `tools.deploy flash` refuses.
 CPYTHON_ONLY = frozenset(
