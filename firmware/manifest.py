@@ -20,13 +20,14 @@ require("lora-async")
 
 # Never on a board (tools/deploy/romfs.py BOARD_EXCLUDE, checked against this list by
 # tests/firmware/test_manifest.py): CPython's fast paths, the gateway's TCP handshake, the
-# hosts' message builders, and the SHA-512 layout of ports with 62-bit small ints (a
-# board's are 31-bit).
+# hosts' message builders and names for shared codes, and the SHA-512 layout of ports
+# with 62-bit small ints (a board's are 31-bit).
 _CPYTHON_ONLY = (
     "_fastcodec.py",
     "_ed25519_fast.py",
     "handshake.py",
     "compose.py",
+    "names.py",
     "_sha512_halves.py",
 )
 # The simulated radio and the protocol it speaks to the meshsim medium: unix port only.

@@ -1,6 +1,7 @@
 """Misbehaviour points and a fixed-capacity ban table that survives reboots.
 
-Points: each misbehaviour kind adds POINT_VALUES[kind] to the source's running total,
+Points: each misbehaviour kind (a lorawire.auth code: the vocabulary both sides share;
+names in lorawire.names, on hosts) adds POINT_VALUES[kind] to the source's running total,
 kept in a small fixed points table (`points_capacity`, default POINTS = 16; when full,
 the entry with the fewest points is replaced, so sources close to a ban stay tracked).
 Points are forgiven lazily, one per `decay_ms` without new misbehaviour. Reaching
@@ -62,15 +63,11 @@ try:
 except ImportError:  # CPython: every const() here is an int
     const = int
 
-BAD_TAG = const(0)
-BAD_SIGNATURE = const(1)
-MALFORMED = const(2)
-REPLAY = const(3)
-FLOOD = const(4)
-INVALID_SYNC = const(5)
-MANUAL = const(6)
-KIND_NAMES = ("bad_tag", "bad_signature", "malformed", "replay", "flood", "invalid_sync", "manual")
-POINT_VALUES = (20, 50, 25, 10, 25, 50, 100)
+# The board's prices, by lorawire.auth code: bad tag, bad signature, malformed, replay,
+# flood, invalid sync, manual, handshake failure (never on a board: no TCP), protocol
+# violation. The gateway's are its own ([bans.points]); docs/ARCHITECTURE.md compares.
+POINT_VALUES = (20, 50, 25, 10, 25, 50, 100, 0, 25)
+_MANUAL = const(6)  # lorawire.auth.MANUAL, not imported: the table needs no codec
 
 HISTORY = const(0)  # expired, kept for the repeat count
 ACTIVE = const(1)
@@ -216,7 +213,7 @@ class BanTable:
             i += 1
         return d if d < self.max_ms else self.max_ms
 
-    def ban(self, node_id, now, reason=MANUAL, duration_ms=None, permanent=False):
+    def ban(self, node_id, now, reason=_MANUAL, duration_ms=None, permanent=False):
         """Ban node_id; duration_ms None follows the doubling rule. Returns the slot."""
         if len(node_id) != ID_LEN:
             raise ValueError("node id must be 8 bytes")
@@ -399,7 +396,7 @@ class BanTable:
         for _ in range(n):
             nid = bytes(data[o : o + ID_LEN])
             st, rep, why, rem = struct.unpack(_ENTRY, data[o + ID_LEN : o + _ENTRY_LEN])
-            if st > PERMANENT or why >= len(KIND_NAMES):
+            if st > PERMANENT or why >= len(POINT_VALUES):
                 return None
             out.append((nid, st, rep, why, rem))
             o += _ENTRY_LEN

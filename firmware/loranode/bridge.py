@@ -186,7 +186,8 @@ class Bridge(Node):
         self._olen = o + n
         return True
 
-    def _flush(self):
+    def flush(self):
+        """Write to the UART what it takes of the queued output."""
         o = self._olen
         if not o or not self.uart.is_open:
             return
@@ -594,7 +595,7 @@ class Bridge(Node):
                     if not data:
                         break
                     self.feed(data)
-                self._flush()
+                self.flush()
             except OSError:
                 self._uart_failed()
                 continue
@@ -609,7 +610,7 @@ class Bridge(Node):
     def shutdown(self):
         Node.shutdown(self)
         try:
-            self._flush()
+            self.flush()
         except OSError:
             pass
 

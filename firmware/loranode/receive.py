@@ -29,9 +29,10 @@ FRAGMENT frames (lorawire.fragment.Reassembler, `capacities.reassembly` slots): 
 complete message is decoded and dispatched as if it had arrived whole (its header fields
 are those of the completing fragment; an ANNOUNCE rebuilt from fragments is not relayed
 again: the fragments themselves were). It is attributed only if every fragment carried
-a valid link tag (tracked per reassembly slot). Refusals (ReassemblyError) add
-MALFORMED points to `.source` only when attributed that way and only for the sender's
-faults (malformed, oversize, inconsistent); `busy` and `quota` are our capacity.
+a valid link tag (the Reassembler tracks it). Refusals (ReassemblyError) cost `.source`
+what `auth.blame` says: only when attributed that way and only for the sender's faults
+(malformed, inconsistent; oversize is a protocol violation); `busy` and `quota` are our
+capacity.
 
 Routing facts kept per peer (PeerTable hops / next_hop):
   hops = the hop_count of the frame that carried its record (0 = direct neighbour);
@@ -51,7 +52,6 @@ Application messages (loranode.app APP_TYPES) addressed to us or broadcast go to
 remember whether they were attributed, for `report_invalid`.
 """
 
-from loranode import bans as bn
 from loranode import counters as C
 from loranode.app import APP_TYPES
 from loranode.pex import HOPS_UNKNOWN, PEX_BURST_MAX
@@ -103,7 +103,6 @@ class Receive:
     def _init_receive(self, reassembly_slots):
         self.replay = ReplayTable(self.peers.capacity)
         self.reasm = fg.Reassembler(reassembly_slots, REASM_TIMEOUT_MS, fg.max_message())
-        self.frag_ok = bytearray(reassembly_slots)  # every fragment so far was link-tagged
         self.attr_id = [None] * ATTR_RING
         self.attr_ok = bytearray(ATTR_RING)
         self._attr_pos = 0
@@ -160,7 +159,7 @@ class Receive:
             c[C.DROPPED_FLOOD] += 1
             if v.attributed:
                 c[C.FLOOD_POINTS] += 1
-                self.misbehaved(src, bn.FLOOD, now)
+                self.misbehaved(src, auth.FLOOD, now)
             return
         c[C.ACCEPTED] += 1
         if v.attributed:
@@ -199,35 +198,23 @@ class Receive:
         if whole and f.dest != self.id:
             self._maybe_relay(f, data, mt, now)
 
-    def _frag_slot(self, src, msg_id):
-        i = 0
-        for sl in self.reasm.slots:
-            if sl.source == src and sl.msg_id == msg_id:
-                return i
-            i += 1
-        return -1
-
     def _on_fragment(self, v, rssi, snr, now):
         c = self.c
         c[C.FRAG_RX] += 1
         f = v.frame
         src = f.source
-        msg_id = v.value[0]  # the body passed fragment.check_fields in open_frame
-        i = self._frag_slot(src, msg_id)
-        ok = bool(v.attributed) and (i < 0 or self.frag_ok[i] == 1)
         try:
-            whole = self.reasm.add(src, v.value, now)
+            whole = self.reasm.add(src, v.value, now, bool(v.attributed))
         except fg.ReassemblyError as e:
             c[C.FRAG_REJECTED] += 1
-            if ok and e.reason not in (fg.BUSY, fg.QUOTA):
+            kind = auth.blame(e)
+            if kind is not None:
                 c[C.FRAG_POINTS] += 1
-                self.misbehaved(bytes(e.source), bn.MALFORMED, now)
+                self.misbehaved(bytes(e.source), kind, now)
             return
         if whole is None:
-            j = self._frag_slot(src, msg_id)
-            if j >= 0:
-                self.frag_ok[j] = 1 if ok else 0
             return
+        ok = self.reasm.attributed
         c[C.FRAG_DONE] += 1
         try:
             mt, body = msg.parse_fragment_payload(whole)
@@ -236,7 +223,7 @@ class Receive:
             c[C.FRAG_REJECTED] += 1
             if ok:
                 c[C.FRAG_POINTS] += 1
-                self.misbehaved(src, bn.MALFORMED, now)
+                self.misbehaved(src, auth.MALFORMED, now)
             return
         inner = fr.Frame(
             mt, src, f.seq, f.dest, f.flags, hop_limit=f.hop_limit, hop_count=f.hop_count
@@ -247,8 +234,7 @@ class Receive:
         c = self.c
         if v.kind == auth.DROP_ATTRIBUTED:
             c[C.DROP_ATTRIBUTED] += 1
-            kind = bn.BAD_SIGNATURE if v.reason == "record_bad_signature" else bn.MALFORMED
-            self.misbehaved(v.frame.source, kind, now)
+            self.misbehaved(v.frame.source, auth.blame(v), now)
         else:
             c[_DROP_COUNTERS.get(v.reason, C.DROP_RECORD)] += 1
 
@@ -272,7 +258,7 @@ class Receive:
         except DecodeError:
             c[C.BAD_RECORD] += 1
             if v.attributed:
-                self.misbehaved(v.frame.source, bn.MALFORMED, now)
+                self.misbehaved(v.frame.source, auth.MALFORMED, now)
             return None
         if expected is not None and rec.id != expected:
             c[C.BAD_RECORD] += 1
@@ -295,8 +281,9 @@ class Receive:
         v2, rec = auth.judge_record(v, None, None, rec)
         if rec is None:
             c[C.BAD_RECORD] += 1
-            if v2.kind == auth.DROP_ATTRIBUTED:
-                self.misbehaved(v.frame.source, bn.BAD_SIGNATURE, now)
+            kind = auth.blame(v2)
+            if kind is not None:
+                self.misbehaved(v.frame.source, kind, now)
             return None
         return rec
 
@@ -386,6 +373,6 @@ class Receive:
                 if not self.attr_ok[i]:
                     return False
                 self.attr_ok[i] = 0  # one report per delivered message
-                self.misbehaved(bytes(peer_id), bn.INVALID_SYNC, self.clock.now())
+                self.misbehaved(bytes(peer_id), auth.INVALID_SYNC, self.clock.now())
                 return True
         return False

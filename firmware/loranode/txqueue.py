@@ -26,11 +26,12 @@ try:
 except ImportError:  # CPython: every const() here is an int
     const = int
 
+# lorawire.link's PRIO_* (what a gateway's FRAME_DOWN carries), kept here as const: the
+# queue needs no link module, and tests/test_vocabulary.py checks they agree.
 CONTROL = const(0)
 BLOCKS = const(1)
 GOSSIP = const(2)
 PRIORITIES = const(3)
-PRIORITY_NAMES = ("control", "blocks", "gossip")
 
 _RENUMBER_AT = 1 << 29
 

@@ -47,17 +47,32 @@ from typing import NamedTuple, Protocol
 from loragate.bounded import BoundedDict
 from loragate.config import BanSettings, PeerPrefix
 from loragate.netgroup import PEER_PREFIX_IPV4, PEER_PREFIX_IPV6, IPNetwork, peer_network
+from lorawire import auth, names
 
 
 class Misbehaviour(StrEnum):
-    BAD_TAG = "bad_tag"
-    BAD_SIGNATURE = "bad_signature"
-    MALFORMED_FRAME = "malformed_frame"
-    REPLAY = "replay"
-    FLOODING = "flooding"
-    INVALID_SYNC_DATA = "invalid_sync_data"
-    HANDSHAKE_FAILURE = "handshake_failure"
-    PROTOCOL_VIOLATION = "protocol_violation"
+    """What the gateway charges points for: lorawire's vocabulary (a code in
+    `lorawire.auth`, its name in `lorawire.names`), the board's too. MANUAL is not one:
+    a manual ban costs no points here."""
+
+    BAD_TAG = names.MISBEHAVIOURS[auth.BAD_TAG]
+    BAD_SIGNATURE = names.MISBEHAVIOURS[auth.BAD_SIGNATURE]
+    MALFORMED_FRAME = names.MISBEHAVIOURS[auth.MALFORMED]
+    REPLAY = names.MISBEHAVIOURS[auth.REPLAY]
+    FLOODING = names.MISBEHAVIOURS[auth.FLOOD]
+    INVALID_SYNC_DATA = names.MISBEHAVIOURS[auth.INVALID_SYNC]
+    HANDSHAKE_FAILURE = names.MISBEHAVIOURS[auth.HANDSHAKE_FAILURE]
+    PROTOCOL_VIOLATION = names.MISBEHAVIOURS[auth.PROTOCOL_VIOLATION]
+
+    @property
+    def code(self) -> int:
+        """The lorawire.auth code, as a board names it."""
+        return names.misbehaviour_code(self.value)
+
+    @classmethod
+    def from_code(cls, code: int) -> Misbehaviour:
+        """The misbehaviour for a lorawire.auth code (`auth.blame`'s answer)."""
+        return cls(names.MISBEHAVIOURS[code])
 
 
 _SETTINGS = BanSettings()  # the defaults of the settings, from the one place

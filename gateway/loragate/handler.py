@@ -30,7 +30,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from loragate.addrman import AddrMan
@@ -49,7 +49,7 @@ from loragate.peertable import (
     join_addr,
     record_endpoints,
 )
-from loragate.relay import Relay, RelayPeer
+from loragate.relay import RELAY_TYPES, Relay, RelayPeer
 from loragate.scoring import node_key
 from loragate.session import PRIO_TX, PeerSession
 from loragate.telemetry import Telemetry
@@ -106,22 +106,27 @@ class MessageHandler:
             return
         peer.valid += 1
         self.telemetry.metric("frame_in", len(data))
-        if msg_type == messages.PONG:
-            if session.latency_ms is not None:
-                self.scores.for_update(peer.score_key).latency(session.latency_ms)
-            peer.slot.min_ping_ms = session.min_ping_ms
-        elif self.relay.handle(session, msg_type, value):
-            pass
-        elif msg_type == messages.PEX_REQUEST:
-            self._answer_pex(peer, value)
-        elif msg_type == messages.PEX_RESPONSE:
-            if peer.pex_asked:
-                peer.pex_asked = False
-                for rv in value[0]:
-                    if not self._take_record(rv, peer):
-                        break
-        elif msg_type == messages.ANNOUNCE:
-            self._take_record(value, peer)
+        handle = HANDLERS.get(msg_type)
+        if handle is not None:
+            handle(self, peer, value)
+        elif msg_type in RELAY_TYPES:
+            self.relay.handle(session, msg_type, value)
+
+    def _on_pong(self, peer: ConnectedPeer, value: Any) -> None:
+        session = peer.session
+        if session.latency_ms is not None:
+            self.scores.for_update(peer.score_key).latency(session.latency_ms)
+        peer.slot.min_ping_ms = session.min_ping_ms
+
+    def _on_pex_response(self, peer: ConnectedPeer, value: Any) -> None:
+        if peer.pex_asked:
+            peer.pex_asked = False
+            for rv in value[0]:
+                if not self._take_record(rv, peer):
+                    break
+
+    def _on_announce(self, peer: ConnectedPeer, value: Any) -> None:
+        self._take_record(value, peer)
 
     def on_session_misbehaviour(
         self,
@@ -355,3 +360,21 @@ def _covered(target: BanTarget, peer: ConnectedPeer) -> bool:
         return ipaddress.ip_address(peer.session.host) in target.network
     except ValueError:
         return False
+
+
+# What the peer manager does with each message type from a TCP peer, after the session
+# (session.SESSION_TYPES) and before the relay (relay.RELAY_TYPES); the types a TCP peer
+# has no business sending are in NOT_ON_TCP. tests/test_dispatch.py checks that every
+# type lorawire.messages knows is in exactly one of them.
+HANDLERS: dict[int, Callable[[MessageHandler, ConnectedPeer, Any], None]] = {
+    messages.PONG: MessageHandler._on_pong,
+    messages.PEX_REQUEST: MessageHandler._answer_pex,
+    messages.PEX_RESPONSE: MessageHandler._on_pex_response,
+    messages.ANNOUNCE: MessageHandler._on_announce,
+}
+NOT_ON_TCP: dict[int, str] = {
+    messages.ACK: "acknowledges a LoRa unicast; TCP is reliable",
+    messages.FRAGMENT: "a TCP frame carries a whole message",
+    messages.REJECT: "accepted and ignored: the gateway sends none and acts on none",
+    messages.UART_LINK: "the bridge board's UART only",
+}

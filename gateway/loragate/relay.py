@@ -295,20 +295,19 @@ class Relay:
 
     def handle(self, peer: RelayPeer, msg_type: int, value: Any) -> bool:
         """Process a relay message from a peer; False if the type is not a relay one."""
-        st = self._peers.get(peer.serial)
-        if st is None:
-            return msg_type in (messages.INV, messages.GETDATA, messages.TX, messages.BLOCK)
-        if msg_type == messages.INV:
-            self._on_inv(st, value[0])
-        elif msg_type == messages.GETDATA:
-            self._on_getdata(st, value[0])
-        elif msg_type == messages.TX:
-            self._on_object(st, messages.KIND_TX, value[0])
-        elif msg_type == messages.BLOCK:
-            self._on_object(st, messages.KIND_BLOCK, value[0])
-        else:
+        handle = _HANDLERS.get(msg_type)
+        if handle is None:
             return False
+        st = self._peers.get(peer.serial)
+        if st is not None:
+            handle(self, st, value[0])
         return True
+
+    def _on_tx(self, st: _PeerState, payload: bytes) -> None:
+        self._on_object(st, messages.KIND_TX, payload)
+
+    def _on_block(self, st: _PeerState, payload: bytes) -> None:
+        self._on_object(st, messages.KIND_BLOCK, payload)
 
     def _on_inv(self, st: _PeerState, items: list[list[Any]]) -> None:
         now = time.monotonic()
@@ -391,3 +390,15 @@ class Relay:
             self.on_invalid(st.peer, kind, f"invalid {kind} {h.hex()[:16]}")
             return
         self._accept(code, h, payload, st)
+
+
+# The relay's message types and what each does, for TCP peers and the mesh wing alike
+# (the wing is one relay peer: mesh.relay); tests/test_dispatch.py checks them against
+# lorawire.messages.
+_HANDLERS: dict[int, Callable[[Relay, _PeerState, Any], None]] = {
+    messages.INV: Relay._on_inv,
+    messages.GETDATA: Relay._on_getdata,
+    messages.TX: Relay._on_tx,
+    messages.BLOCK: Relay._on_block,
+}
+RELAY_TYPES = frozenset(_HANDLERS)

@@ -58,6 +58,10 @@ PRIO_CONTROL = 0
 PRIO_BLOCK = 1
 PRIO_TX = 2
 PRIORITIES = (PRIO_CONTROL, PRIO_BLOCK, PRIO_TX)
+# Message types the session consumes and never hands on: PING is answered here, a
+# handshake message after the handshake is a protocol violation. PONG and PEX_REQUEST
+# are looked at here (latency, rate) and handed on (loragate.handler.HANDLERS).
+SESSION_TYPES = frozenset({messages.PING, messages.HELLO, messages.AUTH})
 WRITE_BATCH = 64
 _LENGTH = struct.Struct(">I")
 _MAX_FRAME = wireframe.MAX_TCP_FRAME
@@ -495,8 +499,9 @@ class PeerSession:
     def _rejected(self, v: auth.Verdict, data: bytes) -> None:
         self.rejected_in += 1
         msg_type = v.frame.type if v.frame is not None else None
-        if v.kind == auth.DROP_ATTRIBUTED:
-            self._report(Misbehaviour.MALFORMED_FRAME, v.reason or "", True, msg_type, data)
+        code = auth.blame(v)  # the session tag proves the sender
+        if code is not None:
+            self._report(Misbehaviour.from_code(code), v.reason or "", True, msg_type, data)
             return
         reason = v.reason
         if reason == auth.R_UNKNOWN_TYPE:

@@ -25,8 +25,13 @@ ourselves, and our own id is refused). Hence `open_frame` returns a `Verdict`:
   put a victim's id on garbage), no key, replay (anyone can re-send a captured frame),
   unknown message type (a newer node, not misbehaviour), or a malformed body under a
   network tag. Count these, blame nobody.
+
+Misbehaviour codes are the one vocabulary of both sides (`blame` maps a proven fault to
+one; the names are in lorawire.names, host only). Each side prices them itself: the
+gateway's `[bans.points]`, the board's loranode/bans.py (docs/ARCHITECTURE.md compares).
 """
 
+from lorawire import fragment as _fragment
 from lorawire import frame as _frame
 from lorawire import messages as _messages
 from lorawire.errors import DecodeError
@@ -50,6 +55,21 @@ R_BAD_TAG = "bad_tag"
 R_REPLAY = "replay"
 R_UNKNOWN_TYPE = "unknown_type"
 R_MALFORMED = "malformed"
+
+try:
+    from micropython import const
+except ImportError:  # CPython: every const() here is an int
+    const = int
+
+BAD_TAG = const(0)
+BAD_SIGNATURE = const(1)
+MALFORMED = const(2)
+REPLAY = const(3)
+FLOOD = const(4)
+INVALID_SYNC = const(5)
+MANUAL = const(6)
+HANDSHAKE_FAILURE = const(7)
+PROTOCOL_VIOLATION = const(8)
 
 
 def _check_key(key):
@@ -229,16 +249,37 @@ def judge_record(verdict, held=None, expected_id=None, value=None):
     never anyone's provable misbehaviour. On success the original verdict is returned
     with the Record; a verdict that was not ACCEPT is returned unchanged with None.
     """
-    from lorawire.record import BAD_SIGNATURE, MALFORMED, RecordError, verify_record
+    # record's reasons by attribute: this module's const() codes of the same names would
+    # replace imported names at compile time on MicroPython
+    from lorawire import record
 
     if not verdict.accepted:
         return verdict, None
     try:
-        rec = verify_record(
+        rec = record.verify_record(
             verdict.value if value is None else value, held=held, expected_id=expected_id
         )
-    except RecordError as exc:
-        faulty = exc.reason in (MALFORMED, BAD_SIGNATURE) and verdict.attributed
+    except record.RecordError as exc:
+        faulty = exc.reason in (record.MALFORMED, record.BAD_SIGNATURE) and verdict.attributed
         kind = DROP_ATTRIBUTED if faulty else DROP_UNATTRIBUTED
         return Verdict(kind, faulty, "record_" + exc.reason, verdict.frame), None
     return verdict, rec
+
+
+def blame(outcome):
+    """The misbehaviour code a refusal costs its source, or None when nothing is proven
+    against it. `outcome`: a Verdict (open_frame, judge_record) or a
+    fragment.ReassemblyError; only an attributed one blames (see the module doc).
+    A forged signature is BAD_SIGNATURE, a message too big for any reassembly
+    PROTOCOL_VIOLATION, a refusal for want of room (BUSY, QUOTA) nobody's fault, and
+    every other attributed fault MALFORMED."""
+    reason = outcome.reason
+    if not outcome.attributed or reason is None:
+        return None
+    if reason == "record_bad_signature":
+        return BAD_SIGNATURE
+    if reason == _fragment.OVERSIZE:
+        return PROTOCOL_VIOLATION
+    if reason == _fragment.BUSY or reason == _fragment.QUOTA:
+        return None
+    return MALFORMED

@@ -19,6 +19,11 @@ with neither it is refused (BUSY). So sources opening messages they never finish
 keep an honest source out only while they hold slots younger than hold_ms and no more
 than their share: two sources re-opening first fragments whenever their slots time out
 no longer shut out a third, and a message is sure of its slot for hold_ms.
+
+Attribution: `add` takes whether the fragment's frame was attributed (link-tagged, see
+lorawire.auth). A message counts as attributed only if every fragment was; after `add`
+returns a message, `attributed` says whether it was, and a ReassemblyError carries the
+same for the message it refused (lorawire.auth.blame turns it into a misbehaviour).
 """
 
 from lorawire.codec import packb, unpackb
@@ -50,11 +55,12 @@ class ReassemblyError(DecodeError):
     against `source` only as far as the frame's tag proves it came from there.
     """
 
-    def __init__(self, reason, source, msg_id, detail=""):
+    def __init__(self, reason, source, msg_id, detail="", attributed=False):
         super().__init__("%s fragment: %s" % (reason, detail) if detail else reason)
         self.reason = reason
         self.source = source
         self.msg_id = msg_id
+        self.attributed = attributed  # this fragment and every earlier one of its message
 
 
 def chunk_for_body(mtu_body):
@@ -139,6 +145,7 @@ class _Slot:
         "size",
         "started",
         "chunks",
+        "attributed",
     )
 
     def __init__(self):
@@ -154,6 +161,7 @@ class _Slot:
         self.received = 0
         self.size = 0
         self.started = 0
+        self.attributed = False
         for i in range(MAX_FRAGMENTS):
             self.chunks[i] = None
 
@@ -187,6 +195,7 @@ class Reassembler:
         self.expired = 0
         self.evicted = 0
         self.rejected = 0
+        self.attributed = False  # of the message the last add completed
 
     def live_slots(self):
         return sum(1 for s in self.slots if s.source is not None)
@@ -230,31 +239,33 @@ class Reassembler:
                 stale = s
         return most if most is not None else stale
 
-    def _reject(self, reason, source, msg_id, detail, slot=None):
+    def _reject(self, reason, source, msg_id, detail, attributed, slot=None):
         """Count a refusal and free `slot`; the ReassemblyError for the caller to raise."""
         if slot is not None:
             slot.clear()
         self.rejected += 1
-        return ReassemblyError(reason, source, msg_id, detail)
+        return ReassemblyError(reason, source, msg_id, detail, attributed)
 
-    def add(self, source, fields, now_ms):
-        """Take one fragment (its decoded body) from `source`.
+    def add(self, source, fields, now_ms, attributed=False):
+        """Take one fragment (its decoded body) from `source`; `attributed`: its frame was.
 
-        Returns the complete message bytes when this fragment completes it, else None
-        (stored, or a duplicate, which is counted and ignored). Raises ReassemblyError
-        (a DecodeError) naming `source` when the fragment is refused; a refusal for
-        OVERSIZE or INCONSISTENT on a message in progress abandons that message.
+        Returns the complete message bytes when this fragment completes it (`attributed`
+        then says whether every fragment was), else None (stored, or a duplicate, which
+        is counted and ignored). Raises ReassemblyError (a DecodeError) naming `source`
+        when the fragment is refused; a refusal for OVERSIZE or INCONSISTENT on a
+        message in progress abandons that message.
         """
         try:
             msg_id, index, count, chunk = check_fields(fields)
         except DecodeError as exc:
-            raise self._reject(MALFORMED, source, None, str(exc)) from exc
+            raise self._reject(MALFORMED, source, None, str(exc), attributed) from exc
         n = len(chunk)
         last = index == count - 1
         if count == 1:
             if n > self.max_message:
-                raise self._reject(OVERSIZE, source, msg_id, "%d bytes" % n)
+                raise self._reject(OVERSIZE, source, msg_id, "%d bytes" % n, attributed)
             self.completed += 1
+            self.attributed = attributed
             return chunk
         self.expire(now_ms)
         slot = None
@@ -272,16 +283,18 @@ class Reassembler:
             self.duplicates += 1
             return None
         if slot is not None:
+            attributed = attributed and slot.attributed
+            slot.attributed = attributed
             if slot.count != count:
-                raise self._reject(
-                    INCONSISTENT, source, msg_id, "count %d then %d" % (slot.count, count), slot
-                )
+                what = "count %d then %d" % (slot.count, count)
+                raise self._reject(INCONSISTENT, source, msg_id, what, attributed, slot)
             held = slot.chunks[index]
             if held is not None:
                 if held == chunk:
                     self.duplicates += 1
                     return None
-                raise self._reject(INCONSISTENT, source, msg_id, "two chunks for one index", slot)
+                what = "two chunks for one index"
+                raise self._reject(INCONSISTENT, source, msg_id, what, attributed, slot)
             chunk_len = slot.chunk_len
             last_len = slot.last_len
         else:
@@ -292,25 +305,27 @@ class Reassembler:
         elif chunk_len == 0:
             chunk_len = n
         elif n != chunk_len:
-            raise self._reject(INCONSISTENT, source, msg_id, "chunk length differs", slot)
+            what = "chunk length differs"
+            raise self._reject(INCONSISTENT, source, msg_id, what, attributed, slot)
         if chunk_len and last_len > chunk_len:
-            raise self._reject(
-                INCONSISTENT, source, msg_id, "last chunk longer than the others", slot
-            )
+            what = "last chunk longer than the others"
+            raise self._reject(INCONSISTENT, source, msg_id, what, attributed, slot)
         # Smallest total these lengths allow: refuse as soon as it cannot fit.
         if chunk_len:
             least = (count - 1) * chunk_len + (last_len or 1)
         else:
             least = count * last_len
         if least > self.max_message:
-            raise self._reject(OVERSIZE, source, msg_id, "at least %d bytes" % least, slot)
+            what = "at least %d bytes" % least
+            raise self._reject(OVERSIZE, source, msg_id, what, attributed, slot)
         if slot is None:
             if mine >= self.per_source:
-                raise self._reject(QUOTA, source, msg_id, "%d slots held" % mine)
+                raise self._reject(QUOTA, source, msg_id, "%d slots held" % mine, attributed)
             if free is None:
                 free = self._victim(mine, now_ms)
                 if free is None:
-                    raise self._reject(BUSY, source, msg_id, "all %d slots busy" % len(self.slots))
+                    what = "all %d slots busy" % len(self.slots)
+                    raise self._reject(BUSY, source, msg_id, what, attributed)
                 free.clear()
                 self.evicted += 1
             slot = free
@@ -318,6 +333,7 @@ class Reassembler:
             slot.msg_id = msg_id
             slot.count = count
             slot.started = now_ms
+            slot.attributed = attributed
         slot.chunk_len = chunk_len
         slot.last_len = last_len
         slot.chunks[index] = chunk
@@ -327,6 +343,7 @@ class Reassembler:
             return None
         # chunks and _done are preallocated [None] * n: mypy takes them for lists of None only
         message = b"".join(slot.chunks[:count])  # type: ignore[arg-type]
+        self.attributed = slot.attributed
         slot.clear()
         self._done[self._done_pos] = (source, msg_id, now_ms)  # type: ignore[call-overload]
         self._done_pos = (self._done_pos + 1) % len(self._done)

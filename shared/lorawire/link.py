@@ -34,6 +34,13 @@ ERR_READ_ONLY = 4
 ERR_BAD_VALUE = 5
 ERR_TX_FAILED = 6
 
+# FRAME_DOWN priorities: a board's transmit queue (loranode.txqueue CONTROL, BLOCKS,
+# GOSSIP have these values; tests/test_vocabulary.py checks) and what the gateway maps
+# its own onto (loragate.mesh.link.BOARD_PRIORITY).
+PRIO_CONTROL = 0
+PRIO_BLOCKS = 1
+PRIO_GOSSIP = 2
+
 # Deferral reasons.
 DEFER_DUTY_CYCLE = 1
 DEFER_QUEUE_FULL = 2

@@ -40,24 +40,6 @@ HELLO = const(0x30)
 AUTH = const(0x31)
 UART_LINK = const(0x3F)
 
-NAMES = {
-    ANNOUNCE: "ANNOUNCE",
-    PEX_REQUEST: "PEX_REQUEST",
-    PEX_RESPONSE: "PEX_RESPONSE",
-    PING: "PING",
-    PONG: "PONG",
-    ACK: "ACK",
-    INV: "INV",
-    GETDATA: "GETDATA",
-    TX: "TX",
-    BLOCK: "BLOCK",
-    REJECT: "REJECT",
-    FRAGMENT: "FRAGMENT",
-    HELLO: "HELLO",
-    AUTH: "AUTH",
-    UART_LINK: "UART_LINK",
-}
-
 # Limits.
 PEX_WANT_MAX = const(16)
 PEX_HAVE_MAX = const(16)
@@ -92,7 +74,15 @@ class UnknownType(DecodeError):
 
 
 def type_name(msg_type):
-    return NAMES.get(msg_type, "0x%02x" % msg_type)
+    """A type's name on CPython (lorawire.names); its number under MicroPython: a board
+    holds no name table, and a unix port runs as a board does."""
+    import sys
+
+    if sys.implementation.name == "micropython":
+        return "0x%02x" % msg_type
+    from lorawire.names import MESSAGE_TYPES
+
+    return MESSAGE_TYPES.get(msg_type, "0x%02x" % msg_type)
 
 
 # ---------------------------------------------------------------- field checks

@@ -51,7 +51,7 @@ def _settings(chip):
     if chip.NAME == "sx1276":
         r = chip.regs
         out.update(
-            preamble=chip._preamble(),
+            preamble=chip.preamble(),
             crc=bool(r[0x1E] & 0x04),
             implicit=bool(r[0x1D] & 1),
             ldro=bool(r[0x26] & 0x08),
@@ -234,7 +234,7 @@ def scenario_tx_during_rx():
     from time import sleep_ms, ticks_diff, ticks_ms
 
     _ready()  # the test has started the long frame and waited into it
-    listening = chip._listen_from is not None
+    listening = chip.listening()
     airtime = r.send(b"interrupting")
     after = []
     start = ticks_ms()
@@ -270,41 +270,95 @@ def _refused(out, what, fn, cs):
     out[what] = None if len(faults.LOG) == n else "recorded without raising"
 
 
+class _RawSpi:
+    """The chip's SPI bus on the board preset's pins, driven as micropython-lib's drivers
+    drive it (sx127x `_reg_write` / `_reg_read`, sx126x `_cmd`), for accesses their public
+    API never makes: the emulated chip must refuse them as the real one would."""
+
+    def __init__(self, preset):
+        import machine  # the stand-in boot.build installed
+
+        self.spi = machine.SPI(
+            preset["spi_id"],
+            baudrate=preset.get("spi_baudrate", 2000000),
+            polarity=0,
+            phase=0,
+            sck=machine.Pin(preset["sck"]),
+            mosi=machine.Pin(preset["mosi"]),
+            miso=machine.Pin(preset["miso"]),
+        )
+        self.cs = machine.Pin(preset["cs"], machine.Pin.OUT, value=1)
+        busy = preset.get("busy")
+        self.busy = None if busy is None else machine.Pin(busy)
+
+    def reg_write(self, reg, value):  # sx127x: address | 0x80, then the bytes
+        self.cs(0)
+        self.spi.write(bytes([reg | 0x80]))
+        self.spi.write(bytes([value]) if isinstance(value, int) else value)
+        self.cs(1)
+
+    def reg_read(self, reg):  # sx127x
+        buf = bytearray([reg, 0xFF])
+        self.cs(0)
+        self.spi.write_readinto(buf, buf)
+        self.cs(1)
+        return buf[1]
+
+    def cmd(self, *data):  # sx126x: wait for BUSY low, then one transaction
+        from time import sleep_ms, ticks_diff, ticks_ms
+
+        start = ticks_ms()
+        while self.busy.value():
+            if ticks_diff(ticks_ms(), start) > 100:
+                raise RuntimeError("BUSY timeout")
+            sleep_ms(1)
+        buf = bytearray(data)
+        self.cs(0)
+        self.spi.write_readinto(buf, buf)
+        self.cs(1)
+        return buf
+
+    def reg_read_126x(self, addr):  # ReadRegister (0x1D): address, a status byte, data
+        return self.cmd(0x1D, addr >> 8, addr & 0xFF, 0, 0)[4]
+
+
 def scenario_wrong_access():
-    """Accesses the real chip would not accept, made on purpose through the driver."""
+    """Accesses the real chip would not accept, made on purpose on its SPI bus."""
     desc = _desc()
     chip, board = boot.build(desc)
     r = _open(_preset(desc))
     m = r.modem
+    raw = _RawSpi(_preset(desc))
+    cs = raw.cs
     out = {"normal_faults": list(faults.LOG)}
     if desc["chip"] == "sx1276":
-        _refused(out, "write_read_only", lambda: m._reg_write(0x42, 0x00), m._cs)
-        _refused(out, "outside_map", lambda: m._reg_read(0x05), m._cs)
+        _refused(out, "write_read_only", lambda: raw.reg_write(0x42, 0x00), cs)
+        _refused(out, "outside_map", lambda: raw.reg_read(0x05), cs)
         m.standby()
-        _refused(out, "long_range_in_standby", lambda: m._reg_write(0x01, 0x01), m._cs)
+        _refused(out, "long_range_in_standby", lambda: raw.reg_write(0x01, 0x01), cs)
         r.configure(FREQ, 7, 125000, 5, 14)  # receiving again
-        _refused(out, "fifo_write_in_rx", lambda: m._reg_write(0x00, b"x"), m._cs)
-        _refused(out, "config_in_rx", lambda: m._reg_write(0x1D, 0x72), m._cs)
+        _refused(out, "fifo_write_in_rx", lambda: raw.reg_write(0x00, b"x"), cs)
+        _refused(out, "config_in_rx", lambda: raw.reg_write(0x1D, 0x72), cs)
         m.standby()
-        _refused(out, "reserved_bandwidth", lambda: m._reg_write(0x1D, 0xF2), m._cs)
+        _refused(out, "reserved_bandwidth", lambda: raw.reg_write(0x1D, 0xF2), cs)
     else:
         m.standby()
-        _refused(out, "coding_rate_4_4", lambda: m.configure({"coding_rate": 4}), m._cs)
-        _refused(out, "unknown_opcode", lambda: m._cmd("B", 0x55), m._cs)
-        _refused(out, "outside_map", lambda: m._reg_read(0x1234), m._cs)
+        _refused(out, "coding_rate_4_4", lambda: m.configure({"coding_rate": 4}), cs)
+        _refused(out, "unknown_opcode", lambda: raw.cmd(0x55), cs)
+        _refused(out, "outside_map", lambda: raw.reg_read_126x(0x1234), cs)
 
         def while_busy():
-            m._cmd("BB", 0x80, 0)  # STDBY_RC
-            m._cmd("BB", 0x89, 0x7F)  # Calibrate: BUSY high for 3.5 ms
-            m._cs(0)  # and a command at once, without waiting for BUSY
+            raw.cmd(0x80, 0)  # STDBY_RC
+            raw.cmd(0x89, 0x7F)  # Calibrate: BUSY high for 3.5 ms
+            cs(0)  # and a command at once, without waiting for BUSY
             try:
-                m._spi.write(b"\xc0\x00")
+                raw.spi.write(b"\xc0\x00")
             finally:
-                m._cs(1)
+                cs(1)
 
-        _refused(out, "command_while_busy", while_busy, m._cs)
+        _refused(out, "command_while_busy", while_busy, cs)
         r.configure(FREQ, 7, 125000, 5, 14)  # receiving again
-        _refused(out, "sleep_from_rx", lambda: m._cmd("BB", 0x84, 0x04), m._cs)
+        _refused(out, "sleep_from_rx", lambda: raw.cmd(0x84, 0x04), cs)
     _done(out, chip, board)
 
 

@@ -141,3 +141,23 @@ def drain():
             return
         node.charge(d, node.clock.now())
 """
+
+
+class UartCapture:
+    """A UART port that keeps what a Bridge writes to it (the gateway's end of the cable),
+    for driving a Bridge on CPython through its public `feed` and `flush`."""
+
+    is_open = True
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, buf: Any) -> int:
+        self.data += bytes(buf)
+        return len(buf)
+
+    def packets(self) -> list[tuple[int, dict[str, Any]]]:
+        """The link messages written so far, decoded."""
+        from lorawire import link, uart
+
+        return [link.decode(p) for p in uart.StreamDecoder().feed(bytes(self.data))]

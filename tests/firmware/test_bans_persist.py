@@ -19,8 +19,8 @@ pytestmark = pytest.mark.upy
 
 SCRIPT = r"""
 import sys
-from loranode.bans import (BanTable, BAD_SIGNATURE, BAD_TAG, ACTIVE, PERMANENT, HISTORY,
-                           MANUAL)
+from loranode.bans import BanTable, ACTIVE, PERMANENT, HISTORY
+from lorawire.auth import BAD_SIGNATURE, BAD_TAG, MANUAL
 
 mode = sys.argv[1]
 path = sys.argv[2]

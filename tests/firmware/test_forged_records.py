@@ -103,14 +103,14 @@ def test_link_tagged_forged_record_earns_bad_signature_points_then_a_ban(
 
     forge(2)
     assert counts(node)["bad_record"] == 1 and counts(node)["sig_checks"] == 2  # it was checked
-    assert node.bans.points(ATK.id) == bn.POINT_VALUES[bn.BAD_SIGNATURE]
+    assert node.bans.points(ATK.id) == bn.POINT_VALUES[auth.BAD_SIGNATURE]
     assert node.peers.invalid[s] > invalid0  # and the score knows
     assert not _banned(node, ATK.id)
     assert node.bans.points(VICTIM.id) == 0 and node.peers.find(VICTIM.id) < 0
     forge(3)
     assert _banned(node, ATK.id) and counts(node)["bans"] == 1
     (entry,) = [b for b in node.bans.dump(node.clock.now()) if b[0] == ATK.id]
-    assert entry[1] > 0 and entry[3] == bn.BAD_SIGNATURE
+    assert entry[1] > 0 and entry[3] == auth.BAD_SIGNATURE
     assert node.peers.find(ATK.id) < 0  # a banned peer leaves the table
     assert not _banned(node, VICTIM.id)
     # afterwards its frames are dropped before any signature check
@@ -166,7 +166,7 @@ def test_link_tagged_answer_mixing_good_and_forged_records(tmp_path: Path) -> No
     atk.send(msg.PEX_RESPONSE, body, link=True)
     s = node.peers.find(other.id)
     assert node.peers.has_record(s) and node.peers.next_hop[s] == ATK.id
-    assert node.bans.points(ATK.id) == bn.POINT_VALUES[bn.BAD_SIGNATURE]
+    assert node.bans.points(ATK.id) == bn.POINT_VALUES[auth.BAD_SIGNATURE]
     assert node.peers.find(VICTIM.id) < 0
 
 

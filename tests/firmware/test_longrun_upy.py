@@ -109,7 +109,7 @@ while day < %d:
         sid = strangers[who].id
         if started[e] < 0 and t >= at:
             for _ in range(times):
-                node.bans.ban(sid, now, bn.BAD_SIGNATURE, duration)
+                node.bans.ban(sid, now, auth.BAD_SIGNATURE, duration)
             started[e] = t
         elif started[e] >= 0 and lifted[e] < 0 and not node.bans.is_banned(sid, now):
             lifted[e] = t

@@ -50,7 +50,7 @@ class Attacker:
         self.seq = int.from_bytes(os.urandom(2), "big") & 0x7FFF
         self.rseq = 0
 
-    def _seq(self) -> int:
+    def next_frame_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFF
         return self.seq
 
@@ -60,13 +60,15 @@ class Attacker:
             {"seq": self.rseq, "kind": record.KIND_MESH, "services": 0, "mesh": (0, 7)},
             self.ident,
         )
-        f = fr.Frame(msg.ANNOUNCE, self.ident.id, self._seq(), hop_limit=0)
+        f = fr.Frame(msg.ANNOUNCE, self.ident.id, self.next_frame_seq(), hop_limit=0)
         self.radio.send(auth.seal_frame(f, rec, self.key))
 
     def malformed_link_frame(self, node_id: bytes, node_public: bytes) -> None:
         """A TX whose body is not msgpack, under a valid pairwise link tag: provably ours."""
         lk = auth.link_key(self.ident.x_secret(), self.ident.id, node_public)
-        f = fr.Frame(msg.TX, self.ident.id, self._seq(), node_id, fr.FLAG_LINK, hop_limit=0)
+        f = fr.Frame(
+            msg.TX, self.ident.id, self.next_frame_seq(), node_id, fr.FLAG_LINK, hop_limit=0
+        )
         self.radio.send(fr.encode(f, b"\xc1", lambda region: auth.tag(lk, region)))
 
     def close(self) -> None:
@@ -114,7 +116,7 @@ def _ban_attacker(mesh: Mesh, atk: Attacker) -> dict[str, Any]:
     )
     assert s["counters"]["drop_attributed"] >= 4  # 25 points each, ban at 100
     ban = next(b for b in s["bans"] if b[0] == aid)
-    assert ban[1] > 0 and ban[3] == "malformed"
+    assert ban[1] > 0 and ban[3] == "malformed_frame"
     assert aid not in {p[0] for p in s["peers"]}  # a banned peer leaves the table
     return s
 

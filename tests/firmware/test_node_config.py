@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nodekit import status_of
+from nodekit import UartCapture, status_of
 
 from loranode.node import Node
 from lorawire.identity import Identity
@@ -45,7 +45,12 @@ def test_configured_score_weights_reach_the_scorer(tmp_path: Path, weights: dict
 def test_default_score_weights_reach_the_scorer(tmp_path: Path) -> None:
     sc = _node(tmp_path).peers.scorer
     want = config.SCORE_WEIGHT_DEFAULTS
-    got = {"reliability": sc._wr, "performance": sc._wl, "behaviour": sc._wb}
+    w = sc.config
+    got = {
+        "reliability": w["w_reliability"],
+        "performance": w["w_link"],
+        "behaviour": w["w_behaviour"],
+    }
     assert got == want
 
 
@@ -91,7 +96,6 @@ def test_default_capacities_reach_the_tables(tmp_path: Path) -> None:
 
 def _bridge_answers(region: str, key: str, value: int, tmp_path: Path) -> list:
     from loranode import bridge as bmod
-    from lorawire import link, uart
 
     cfg = config.validate(
         {
@@ -102,10 +106,13 @@ def _bridge_answers(region: str, key: str, value: int, tmp_path: Path) -> list:
             "node": {"state_dir": str(tmp_path), "stdin": False},
         }
     )
-    b = bmod.Bridge(config.board_config(cfg), Identity(bytes(range(32))), None, None)
-    b._olen = 0
+    port = UartCapture()
+    b = bmod.Bridge(config.board_config(cfg), Identity(bytes(range(32))), None, port)
+    b.flush()  # anything the bridge queued while starting
+    port.data.clear()
     b.config_set(key, value)
-    return [link.decode(p) for p in uart.StreamDecoder().feed(bytes(b._out[: b._olen]))]
+    b.flush()
+    return port.packets()
 
 
 def test_bridge_config_set_sf_keeps_the_largest_frame_sendable(tmp_path: Path) -> None:

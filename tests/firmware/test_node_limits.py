@@ -98,7 +98,7 @@ def test_link_tagged_flood_is_banned_but_normal_rate_is_not(trio: Any) -> None:
 
     def tx(i: int) -> None:
         body = msg.encode_body(msg.TX, {0: bytes([i & 0xFF]) * 20})
-        atk.radio.send(link_frame(atk.ident, atk._seq(), node_id, public, msg.TX, body))
+        atk.radio.send(link_frame(atk.ident, atk.next_frame_seq(), node_id, public, msg.TX, body))
 
     # below the limit: 12 frames at 1 per 4 s of medium time (15/min < 20/min)
     before = _status(mesh)["counters"]
@@ -121,7 +121,7 @@ def test_link_tagged_flood_is_banned_but_normal_rate_is_not(trio: Any) -> None:
     c = s["counters"]
     ban = next((b for b in s["bans"] if b[0] == aid), None)
     print("flood:", {k: c[k] for k in ("dropped_flood", "flood_points", "dropped_banned")})
-    assert ban is not None and ban[3] == "flood", (s["bans"], c)
+    assert ban is not None and ban[3] == "flooding", (s["bans"], c)
     assert c["flood_points"] >= 4 and c["dropped_flood"] >= c["flood_points"]
     assert c["dropped_banned"] >= 1  # what followed the ban cost nothing
     # the honest neighbour, announcing and exchanging peers at the normal rate all along
@@ -153,7 +153,9 @@ def test_fragmented_tx_reaches_the_app_through_the_medium(pair: Any) -> None:
     def send_reversed() -> None:
         state["msg_id"] += 1
         for b in reversed(tx_fragments(raw, state["msg_id"])):  # out of order
-            atk.radio.send(link_frame(atk.ident, atk._seq(), node_id, public, msg.FRAGMENT, b))
+            atk.radio.send(
+                link_frame(atk.ident, atk.next_frame_seq(), node_id, public, msg.FRAGMENT, b)
+            )
             time.sleep(0.05)
 
     before = _status(mesh)["counters"]
@@ -265,7 +267,7 @@ def test_link_tagged_flood_bans_before_tag_work_of_later_frames(tmp_path: Path) 
     assert app.received == 4
     assert c["flood_points"] == 4  # 25 points each: banned on the 4th
     assert node.bans.is_banned(atk.id, node.clock.now())
-    assert list(node.bans.dump(node.clock.now()))[0][3] == bn.FLOOD
+    assert list(node.bans.dump(node.clock.now()))[0][3] == auth.FLOOD
     assert c["dropped_flood"] == 4 and c["dropped_banned"] == 2
     assert node.peers.find(atk.id) < 0 and node.flood.index.get(atk.id) is None
 
@@ -345,7 +347,7 @@ def test_inconsistent_fragments_cost_points_only_when_attributed(tmp_path: Path)
     # link-tagged, all of them: the contradiction is provably the sender's
     _send_fragments(node, who, [a[0], b[1]], [0, 1], [True, True], 20)
     assert counts(node)["frag_rejected"] == 2 and counts(node)["frag_points"] == 1
-    assert node.bans.points(who.id) == bn.POINT_VALUES[bn.MALFORMED]
+    assert node.bans.points(who.id) == bn.POINT_VALUES[auth.MALFORMED]
     # a complete message that does not decode (TX body not msgpack) under link tags
     bad = fg.split(b"\x12\xc1" + bytes(300), 2, 200)
     _send_fragments(node, who, bad, [0, 1], [True, True], 30)

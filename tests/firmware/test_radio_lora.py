@@ -5,17 +5,10 @@ presets) and tests/e2e/test_emulated_boards.py (in a mesh)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
+from loranode.radio_lora import LoraRadio, lora_cfg
 from upy import run_upy
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "firmware"))
-
-from loranode.radio_lora import LoraRadio, lora_cfg  # noqa: E402
 
 
 def test_lora_cfg_is_the_drivers_dict() -> None:

@@ -26,7 +26,8 @@ import gc
 gc.collect()
 base0 = gc.mem_alloc()
 from loranode.peers import PeerTable, NEXT_HOP, KIND_GATEWAY
-from loranode.bans import BanTable, BAD_SIGNATURE, BAD_TAG
+from loranode.bans import BanTable
+BAD_TAG, BAD_SIGNATURE = 0, 1  # lorawire.auth's codes; importing it would load the codec
 from loranode.seen import SeenRing
 from loranode.keycache import KeyCache
 from loranode.txqueue import TxQueue, CONTROL, BLOCKS, GOSSIP

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import auth, codec, compose, frame, hmac256, messages, record
+from lorawire import auth, codec, compose, fragment, frame, hmac256, messages, record
 from lorawire.frame import Frame
 from lorawire.identity import Identity
 from lorawire.replay import ReplayTable
@@ -127,9 +127,10 @@ def test_link_key_cache_derives_once_and_checks_ids() -> None:
     cache.get(BOB.id)  # Bob most recent -> Mallory evicted next
     carol = Identity(bytes(range(3, 35)))
     assert cache.get(carol.id, carol.public) is not None
-    assert len(cache) == 2
-    # which keys stay held is the eviction order itself: LinkKeyCache shows no membership
-    assert MALLORY.id not in cache._keys and BOB.id in cache._keys
+    assert len(cache) == 2 and cache.derived == 3
+    # Bob's key is still held (no derivation), Mallory's was evicted (derived again)
+    assert cache.get(BOB.id) == k and cache.derived == 3
+    assert cache.get(MALLORY.id) is not None and cache.derived == 4
 
 
 @settings(max_examples=30)
@@ -209,6 +210,7 @@ def test_malformed_body_under_link_tag_is_attributed() -> None:
     v = auth.open_frame(data, NET_KEY, _ab_key())
     assert v.kind == auth.DROP_ATTRIBUTED and v.attributed and v.reason == auth.R_MALFORMED
     assert v.blame == ALICE.id
+    assert auth.blame(v) == auth.MALFORMED
 
 
 def test_unknown_type_is_not_misbehaviour_even_when_proven() -> None:
@@ -276,6 +278,7 @@ def test_attack_member_forging_victim_frames_gets_nothing_attributed() -> None:
             assert rec is None
         assert not v.accepted
         assert v.blame is None and not v.attributed, v
+        assert auth.blame(v) is None, v
         reasons.append(v.reason)
     assert reasons == [
         "malformed",
@@ -295,6 +298,7 @@ def test_attack_member_forging_victim_frames_gets_nothing_attributed() -> None:
     v = auth.open_frame(data, NET_KEY, bob_keys, replay, my_id=BOB.id)
     v, rec = auth.judge_record(v)
     assert v.kind == auth.DROP_ATTRIBUTED and v.blame == victim
+    assert auth.blame(v) == auth.BAD_SIGNATURE
 
 
 def encode_alice_record(seq: int) -> bytes:
@@ -315,6 +319,8 @@ def test_judge_record_for_pex_entries_and_non_accepted_verdicts() -> None:
     assert v1 is v and rec is not None and rec.id == BOB.id
     v2, rec2 = auth.judge_record(v, value=v.value[0][1])
     assert rec2 is None and v2.reason == "record_malformed" and v2.blame == ALICE.id
+    assert auth.blame(v2) == auth.MALFORMED
+    assert auth.blame(v1) is None  # accepted: nothing to blame
     dropped = auth.open_frame(data, NET_KEY, bytes(32))
     assert auth.judge_record(dropped) == (dropped, None)
 
@@ -327,6 +333,38 @@ def test_stale_record_is_never_attributed() -> None:
     )
     v, rec = auth.judge_record(auth.open_frame(data, NET_KEY, _ab_key()), held=held)
     assert rec is None and v.reason == "record_stale_sequence" and v.blame is None
+    assert auth.blame(v) is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        (fragment.MALFORMED, auth.MALFORMED),
+        (fragment.INCONSISTENT, auth.MALFORMED),
+        (fragment.OVERSIZE, auth.PROTOCOL_VIOLATION),
+        (fragment.BUSY, None),  # our capacity, not the sender's fault
+        (fragment.QUOTA, None),
+    ],
+)
+def test_blame_for_a_refused_fragment(reason: str, code: int | None) -> None:
+    proven = fragment.ReassemblyError(reason, ALICE.id, 1, attributed=True)
+    assert auth.blame(proven) == code
+    assert auth.blame(fragment.ReassemblyError(reason, ALICE.id, 1)) is None  # unproven
+
+
+def test_the_misbehaviour_codes_are_distinct_and_dense() -> None:
+    codes = [
+        auth.BAD_TAG,
+        auth.BAD_SIGNATURE,
+        auth.MALFORMED,
+        auth.REPLAY,
+        auth.FLOOD,
+        auth.INVALID_SYNC,
+        auth.MANUAL,
+        auth.HANDSHAKE_FAILURE,
+        auth.PROTOCOL_VIOLATION,
+    ]
+    assert sorted(codes) == list(range(len(codes)))  # a board indexes its prices by them
 
 
 def test_forged_network_frames_cannot_slide_the_link_replay_window() -> None:

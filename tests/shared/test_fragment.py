@@ -16,9 +16,11 @@ from lorawire.fragment import Reassembler, ReassemblyError
 A, B, C = b"A" * 8, b"B" * 8, b"C" * 8
 
 
-def refusal(r: Reassembler, source: bytes, fields: Any, now: int = 0) -> ReassemblyError:
+def refusal(
+    r: Reassembler, source: bytes, fields: Any, now: int = 0, attributed: bool = False
+) -> ReassemblyError:
     with pytest.raises(ReassemblyError) as info:
-        r.add(source, fields, now)
+        r.add(source, fields, now, attributed)
     assert info.value.source == source
     return info.value
 
@@ -267,3 +269,37 @@ def test_late_copy_of_a_completed_message_is_a_duplicate_not_a_new_slot() -> Non
     # Once the timeout has passed the id may be reused (a sender restarted its counter).
     assert r.add(A, [4, 0, 2, b"xy"], 1010) is None
     assert r.add(A, [4, 1, 2, b"z"], 1011) == b"xyz"
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        [True, True, True],
+        [True, False, True],  # one fragment under the network key: the whole is unproven
+        [False, True, True],
+        [False, False, False],
+    ],
+)
+def test_a_message_is_attributed_only_if_every_fragment_was(tags: list[bool]) -> None:
+    r = Reassembler()
+    parts = [[9, i, 3, bytes([i]) * 4] for i in range(3)]
+    for part, tagged in zip(parts[:-1], tags[:-1], strict=True):
+        assert r.add(A, part, 0, tagged) is None
+    assert r.add(A, parts[-1], 0, tags[-1]) == bytes(4) + b"\x01" * 4 + b"\x02" * 4
+    assert r.attributed is all(tags)
+
+
+def test_a_refusal_carries_the_attribution_of_its_message() -> None:
+    r = Reassembler(max_message=100)
+    assert r.add(A, [1, 0, 3, b"abcd"], 0, False) is None
+    assert not refusal(r, A, [1, 1, 3, b"abc"], attributed=True).attributed
+    assert r.add(B, [1, 0, 3, b"abcd"], 0, True) is None
+    assert refusal(r, B, [1, 1, 3, b"abc"], attributed=True).attributed
+    assert refusal(r, C, [1, 0, 0, b""], attributed=True).attributed  # malformed fields
+    assert not refusal(r, C, [1, 0, 0, b""]).attributed  # unproven by default
+
+
+def test_a_single_fragment_message_is_as_attributed_as_its_frame() -> None:
+    r = Reassembler()
+    assert r.add(A, [1, 0, 1, b"x"], 0, True) == b"x" and r.attributed
+    assert r.add(A, [2, 0, 1, b"y"], 0) == b"y" and not r.attributed

@@ -13,7 +13,7 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import compose, frame, messages
+from lorawire import compose, frame, messages, names
 from lorawire.errors import DecodeError
 from lorawire.frame import Frame
 
@@ -62,7 +62,7 @@ def test_vectors_file_is_what_the_generator_produces() -> None:
 
 def test_vectors_cover_every_type_and_enough_errors() -> None:
     types = {v["type"] for v in VECTORS["frames"]}
-    assert types == set(messages.NAMES) - {messages.UART_LINK}
+    assert types == set(names.MESSAGE_TYPES) - {messages.UART_LINK}
     assert len(VECTORS["errors"]) >= 15
     assert {v["error"] for v in VECTORS["errors"]} == {"frame", "body", "unknown"}
 

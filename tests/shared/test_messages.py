@@ -11,7 +11,7 @@ import upy_frames_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import compose, frame, messages
+from lorawire import compose, frame, messages, names
 from lorawire.codec import packb
 from lorawire.errors import DecodeError
 from lorawire.messages import UnknownType
@@ -83,8 +83,8 @@ VALID = {
 
 
 def test_every_wire_type_has_a_schema() -> None:
-    assert set(VALID) == set(messages.NAMES)
-    assert messages.NAMES == {
+    assert set(VALID) == set(names.MESSAGE_TYPES)
+    assert names.MESSAGE_TYPES == {
         0x01: "ANNOUNCE",
         0x02: "PEX_REQUEST",
         0x03: "PEX_RESPONSE",
@@ -120,9 +120,9 @@ def test_random_bodies_raise_only_decode_error(msg_type: int, body: bytes) -> No
         messages.decode_body(msg_type, body)
     except UnknownType as exc:
         assert exc.msg_type == msg_type
-        assert msg_type not in messages.NAMES
+        assert msg_type not in names.MESSAGE_TYPES
     except DecodeError:
-        assert msg_type in messages.NAMES
+        assert msg_type in names.MESSAGE_TYPES
 
 
 @settings(max_examples=1000)
@@ -136,7 +136,7 @@ def test_random_values_raise_only_decode_error(msg_type: int, value: Any) -> Non
         messages.decode_body(msg_type, body)
     except DecodeError:
         return
-    assert msg_type in messages.NAMES
+    assert msg_type in names.MESSAGE_TYPES
 
 
 @pytest.mark.parametrize("vec", BODY_ERRORS, ids=[v["name"] for v in BODY_ERRORS])

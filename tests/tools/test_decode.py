@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lorawire import auth, compose, fragment, frame, link, messages, record, uart
+from lorawire import auth, compose, fragment, frame, link, messages, names, record, uart
 from lorawire.codec import unpackb
 from lorawire.identity import Identity
 from tools.decode.__main__ import main
@@ -89,7 +89,7 @@ def test_every_valid_vector_decodes_with_its_fields_and_tag_ok(name):
     assert rep["ok"] and rep["error"] is None
     header = rep["header"]
     assert header["type"] == vec["type"]
-    assert header["type_name"] == messages.NAMES[vec["type"]]
+    assert header["type_name"] == names.MESSAGE_TYPES[vec["type"]]
     assert header["source"] == vec["source"]
     assert header["dest"] == vec["dest"]
     assert header["seq"] == vec["seq"]
@@ -146,8 +146,10 @@ def test_text_dump_shows_header_body_and_tag(name):
     result = run(*KEYS, vec["hex"])
     assert result.exit_code == 0
     out = result.output
-    assert f"frame 1 (arg 1): {len(vec['hex']) // 2} bytes, {messages.NAMES[vec['type']]}" in out
-    assert "type:     0x{:02x} {}".format(vec["type"], messages.NAMES[vec["type"]]) in out
+    assert (
+        f"frame 1 (arg 1): {len(vec['hex']) // 2} bytes, {names.MESSAGE_TYPES[vec['type']]}" in out
+    )
+    assert "type:     0x{:02x} {}".format(vec["type"], names.MESSAGE_TYPES[vec["type"]]) in out
     assert "source:   {}".format(vec["source"]) in out
     assert f"seq:      {vec['seq']}" in out
     assert "tag:      {} tag ok".format(vec["tag"]) in out

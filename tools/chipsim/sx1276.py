@@ -414,7 +414,8 @@ class SX1276(Transceiver):
         if sf == 6 and not self.regs[R_MC1] & 1:
             raise fault(NAME, "SF6 needs implicit header mode (DS Spreading Factor)")
 
-    def _preamble(self):
+    def preamble(self):
+        """The preamble length the registers set (symbols)."""
         return (self.regs[ADDR["RegPreambleMsb"]] << 8) | self.regs[ADDR["RegPreambleLsb"]]
 
     def time_on_air_us(self, n):
@@ -424,7 +425,7 @@ class SX1276(Transceiver):
             sf,
             bw,
             (mc1 >> 1) & 7,
-            self._preamble(),
+            self.preamble(),
             n,
             bool(self.regs[R_MC2] & 0x04),
             bool(mc1 & 1),

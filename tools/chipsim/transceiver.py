@@ -152,6 +152,10 @@ class Transceiver:
                 best = d if best is None or d < best else best
         return best
 
+    def listening(self):
+        """Whether the modem is receiving (a frame on the air now would be heard)."""
+        return self._listen_from is not None
+
     def _deliver(self, f):
         since = self._listen_from
         start = self.air.local_ms(f.start_s)

@@ -35,7 +35,8 @@ PACKAGES = (
 )
 # Paths as on the board (package/module.py). Nothing a board runs imports these: the fast
 # paths are tried under try/except ImportError (lorawire.codec, lorawire.ed25519), the
-# handshake is the gateway's TCP link, compose holds the hosts' message builders, and
+# handshake is the gateway's TCP link, compose holds the hosts' message builders, names
+# the hosts' names for shared codes (messages.type_name imports it only on CPython), and
 # radio_sim (with the protocol it speaks, lorawire.simproto) is imported only for a config
 # with a "sim" section (the unix port), which `tools.deploy flash` refuses.
 CPYTHON_ONLY = frozenset(
@@ -44,6 +45,7 @@ CPYTHON_ONLY = frozenset(
         "lorawire/_ed25519_fast.py",
         "lorawire/handshake.py",
         "lorawire/compose.py",
+        "lorawire/names.py",
     }
 )
 # The SHA-512 layout for ports whose small ints hold 62 bits (lorawire.sha512 picks it

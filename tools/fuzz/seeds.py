@@ -147,7 +147,8 @@ def board_configs() -> list[bytes]:
 
 def ban_files() -> list[bytes]:
     """A ban file the firmware itself wrote."""
-    from loranode.bans import BAD_SIGNATURE, BanTable
+    from loranode.bans import BanTable
+    from lorawire.auth import BAD_SIGNATURE
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bans.bin")

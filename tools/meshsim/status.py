@@ -11,7 +11,8 @@ layout); `expand` turns one into the dict the simulator, the demo and the tests 
   gc_alloc}, tables: {name: [len, capacity]}, counters: {name: n}, gateway.
 
 Counter names come from loranode.counters (its constants, lower-cased, in index order),
-ban reasons from loranode.bans.KIND_NAMES: one source for both sides.
+ban reasons (lorawire.auth's misbehaviour codes) from lorawire.names, the names the
+gateway uses too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loranode import bans, counters
+from loranode import counters
+from lorawire import names
 
 PREFIX = "STATUS "
 VERIFIED = 0x10  # loranode.peers.VERIFIED
@@ -47,7 +49,7 @@ COUNTERS = counter_names()
 
 
 def reason_name(code: int) -> str:
-    return bans.KIND_NAMES[code] if 0 <= code < len(bans.KIND_NAMES) else str(code)
+    return names.misbehaviour(code)
 
 
 def expand(compact: dict[str, Any]) -> dict[str, Any]:

@@ -65,7 +65,12 @@ PRIORITY_NAMES = {
     PRIO_GOSSIP: "gossip",
 }
 # Board txqueue priorities: CONTROL 0, BLOCKS 1, GOSSIP 2 (transactions travel as gossip).
-BOARD_PRIORITY = {PRIO_CONTROL: 0, PRIO_BLOCK: 1, PRIO_TX: 2, PRIO_GOSSIP: 2}
+BOARD_PRIORITY = {
+    PRIO_CONTROL: link.PRIO_CONTROL,
+    PRIO_BLOCK: link.PRIO_BLOCKS,
+    PRIO_TX: link.PRIO_GOSSIP,
+    PRIO_GOSSIP: link.PRIO_GOSSIP,
+}
 
 ROLE_BRIDGE = "bridge"
 ROLE_GATEWAY = "gateway"

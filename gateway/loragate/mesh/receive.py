@@ -2,9 +2,11 @@
 
 This module is the one place on the gateway where a mesh frame is judged: the order of
 the checks (`MeshReceiver.on_frame`), what is dispatched where, and what a proven fault
-costs its sender (`BLAME`, `MeshBlame`). The firmware has its own copy of the pipeline
-(firmware/loranode/receive.py); a later change moves the shared vocabulary (reason
-codes, dispatch tables) into lorawire, and on this side it is then an edit here only.
+costs its sender (`MeshBlame`). What both sides must mean the same is lorawire's: the
+misbehaviour codes and the rule from a refusal to one (`lorawire.auth.blame`), the
+attribution of a reassembled message (`lorawire.fragment.Reassembler`), the header peeks
+(`lorawire.frame.peek_*`). The firmware's pipeline (firmware/loranode/receive.py) uses
+the same, in the order and with the tables a board can afford.
 
 Receive (`on_frame(frame, rssi, snr)`, a listener of the link's `on_frame`), cheapest
 check first:
@@ -14,7 +16,7 @@ check first:
 2. A link-tagged unicast between two other nodes is dropped (we cannot check its tag).
 3. `lorawire.auth.open_frame` with the network key, a LinkKeyCache over the public keys
    of mesh records we verified, a ReplayTable and our id. Unattributed drops are
-   counted (`dropped_<reason>`); attributed ones cost the source points (`BLAME`).
+   counted (`dropped_<reason>`); attributed ones cost the source points (`auth.blame`).
 4. Accepted: ANNOUNCE / PEX_RESPONSE records are judged (`auth.judge_record`) and handed
    to `MeshHost.add_mesh_announcement(record, bridge_id, rssi, snr, hops)`; INV, GETDATA,
    TX and BLOCK go into the relay as coming from the mesh (`relay.MeshRelay`). FRAGMENT
@@ -31,16 +33,16 @@ from collections.abc import Callable
 from typing import Any
 
 from loragate.bans import Misbehaviour
-from loragate.bounded import BoundedDict
 from loragate.mesh.bans import MeshBans
 from loragate.mesh.counters import MeshCounters
 from loragate.mesh.frames import MAX_OBJECT_MESSAGE, MeshFramer
 from loragate.mesh.host import MeshHost
 from loragate.mesh.link import PRIO_CONTROL
 from loragate.mesh.peers import MeshPeers
-from loragate.mesh.relay import R_INVALID_OBJECT, RELAY_TYPES, MeshRelay
+from loragate.mesh.relay import MeshRelay
 from loragate.mesh.tuning import MeshTuning
 from loragate.ratelimit import BucketTable
+from loragate.relay import RELAY_TYPES
 from loragate.scoring import node_key
 from lorawire import auth, fragment, messages
 from lorawire import frame as wframe
@@ -50,32 +52,18 @@ from lorawire.replay import ReplayTable
 
 log = logging.getLogger(__name__)
 
+Num = int | float  # RSSI comes as either
+
 # Drop reasons of the receive path (counters and metrics.dropped, prefixed "mesh_").
 D_BANNED = "banned"
 D_NOT_FOR_US = "not_for_us"
 D_REASSEMBLY = "reassembly"
 D_REPLY_RATE = "reply_rate"
 
-# What a proven (attributed) fault of a mesh node costs it, by the reason it was dropped
-# for: lorawire's verdict reasons (auth.open_frame, auth.judge_record as "record_*"),
-# the reassembler's ("fragment_*") and the relay validator's. Any other attributed drop
-# is a body that does not decode: MALFORMED_FRAME.
-BLAME: dict[str, Misbehaviour] = {
-    "record_" + wrecord.BAD_SIGNATURE: Misbehaviour.BAD_SIGNATURE,
-    "fragment_" + fragment.MALFORMED: Misbehaviour.MALFORMED_FRAME,
-    "fragment_" + fragment.OVERSIZE: Misbehaviour.PROTOCOL_VIOLATION,
-    R_INVALID_OBJECT: Misbehaviour.INVALID_SYNC_DATA,
-}
-FRAGMENT_FAULTS = (fragment.MALFORMED, fragment.OVERSIZE)  # the sender's, not our capacity
-
-
-def blame(reason: str) -> Misbehaviour:
-    """The misbehaviour an attributed drop for `reason` is charged as."""
-    return BLAME.get(reason, Misbehaviour.MALFORMED_FRAME)
-
 
 class MeshBlame:
-    """Charges a mesh node for a fault proven against it (see `BLAME`)."""
+    """Charges a mesh node for a fault proven against it; what it costs is lorawire's
+    rule (`auth.blame`), the same as on a board, priced by the gateway's list."""
 
     def __init__(self, host: MeshHost, peers: MeshPeers, counters: MeshCounters) -> None:
         self.host = host
@@ -84,6 +72,7 @@ class MeshBlame:
 
     def charge(
         self,
+        kind: Misbehaviour,
         reason: str,
         node_id: bytes,
         msg_type: int | None,
@@ -91,7 +80,6 @@ class MeshBlame:
         detail: str | None = None,
     ) -> None:
         """Points for `node_id`; the evidence says "mesh: <detail or reason>"."""
-        kind = blame(reason)
         self.counters.count("misbehaviour_" + kind.value)
         self.peers.note_heard(node_id, self.peers.hops_of(node_id))
         self.host.misbehaving(kind, node_id, None, "mesh: " + (detail or reason), msg_type, data)
@@ -164,17 +152,10 @@ class MeshReceiver:
         self._newcomer = newcomer  # a node we never heard of: announce ourselves soon
         self.bridge_id: bytes = bytes(8)  # the bridge board the frames come through
         self.replay = ReplayTable(tuning.replay_sources)
+        # follows each message's attribution too (every fragment attributed, or not)
         self.reassembler = fragment.Reassembler(
             tuning.reassembly_slots, tuning.reassembly_timeout_ms, MAX_OBJECT_MESSAGE
         )
-        # (source, message id) -> every fragment so far was attributed
-        self._frag_attr: BoundedDict[tuple[bytes, int], bool] = BoundedDict(
-            4 * tuning.reassembly_slots
-        )
-
-    def fragments_tracked(self) -> int:
-        """Messages whose fragments' attribution is being followed (bounded)."""
-        return len(self._frag_attr)
 
     def expire(self) -> None:
         """Give up on messages whose fragments stopped coming."""
@@ -202,12 +183,8 @@ class MeshReceiver:
             self.counters.drop(D_BANNED)
             self.bans.push_if_missing(src)
             return
-        if (
-            len(data) >= wframe.HEADER_UNICAST
-            and data[0] & wframe.FLAG_DEST
-            and data[0] & wframe.FLAG_LINK
-            and data[11:19] != self.identity.id
-        ):
+        dest = wframe.peek_dest(data)
+        if dest is not None and data[0] & wframe.FLAG_LINK and dest != self.identity.id:
             # A link-tagged unicast between two other nodes: we cannot check its tag.
             self.counters.drop(D_NOT_FOR_US)
             return
@@ -233,8 +210,10 @@ class MeshReceiver:
         if reason == auth.R_OWN_FRAME:
             self.counters.count("own_echo")  # our broadcast, relayed back by a neighbour
             return
-        if v.kind == auth.DROP_ATTRIBUTED and v.frame is not None:
-            self.blame.charge(reason, bytes(v.frame.source), v.frame.type, data)
+        code = auth.blame(v)
+        if code is not None and v.frame is not None:
+            kind = Misbehaviour.from_code(code)
+            self.blame.charge(kind, reason, bytes(v.frame.source), v.frame.type, data)
             self.counters.drop("attributed_" + reason)
             return
         self.counters.drop(reason)
@@ -249,26 +228,70 @@ class MeshReceiver:
         snr: float,
         attributed: bool,
     ) -> None:
-        f = v.frame
-        src = bytes(f.source)
         self.counters.count("rx_" + messages.type_name(msg_type).lower())
-        if msg_type == messages.ANNOUNCE:
-            self._on_record(v, value, src, data, rssi, snr, f.hop_count, direct=True)
-        elif msg_type == messages.PEX_RESPONSE:
-            for rv in value[0]:
-                hops = f.hop_count + 1
-                if not self._on_record(v, rv, None, data, rssi, snr, hops, direct=False):
-                    break
-        elif msg_type in RELAY_TYPES:
-            if f.dest is not None:
-                self.replier.reply(f, messages.ACK, {0: f.seq})
-            self.relay.to_relay(src, attributed, f.hop_count, msg_type, value, data)
-        elif msg_type == messages.FRAGMENT:
-            self._on_fragment(v, value, data, rssi, snr, attributed)
-        elif msg_type == messages.PING and f.dest is not None:
-            self.replier.reply(f, messages.PONG, {0: value[0]})
+        handle = HANDLERS.get(msg_type)
+        if handle is not None:
+            handle(self, v, msg_type, value, data, rssi, snr, attributed)
         else:
             self.counters.count("ignored")
+
+    def _on_announce(
+        self,
+        v: auth.Verdict,
+        msg_type: int,
+        value: Any,
+        data: bytes,
+        rssi: Num,
+        snr: float,
+        _: bool,
+    ) -> None:
+        f = v.frame
+        self._on_record(v, value, bytes(f.source), data, rssi, snr, f.hop_count, direct=True)
+
+    def _on_pex_response(
+        self,
+        v: auth.Verdict,
+        msg_type: int,
+        value: Any,
+        data: bytes,
+        rssi: Num,
+        snr: float,
+        _: bool,
+    ) -> None:
+        hops = v.frame.hop_count + 1
+        for rv in value[0]:
+            if not self._on_record(v, rv, None, data, rssi, snr, hops, direct=False):
+                break
+
+    def _on_relay_message(
+        self,
+        v: auth.Verdict,
+        msg_type: int,
+        value: Any,
+        data: bytes,
+        rssi: Num,
+        snr: float,
+        attributed: bool,
+    ) -> None:
+        f = v.frame
+        if f.dest is not None:
+            self.replier.reply(f, messages.ACK, {0: f.seq})
+        self.relay.to_relay(bytes(f.source), attributed, f.hop_count, msg_type, value, data)
+
+    def _on_ping(
+        self,
+        v: auth.Verdict,
+        msg_type: int,
+        value: Any,
+        data: bytes,
+        rssi: Num,
+        snr: float,
+        _: bool,
+    ) -> None:
+        if v.frame.dest is not None:
+            self.replier.reply(v.frame, messages.PONG, {0: value[0]})
+        else:
+            self.counters.count("ignored")  # a broadcast PING asks no one in particular
 
     def _on_record(
         self,
@@ -329,28 +352,28 @@ class MeshReceiver:
     def _on_fragment(
         self,
         v: auth.Verdict,
+        msg_type: int,
         value: Any,
         data: bytes,
-        rssi: int | float,
+        rssi: Num,
         snr: float,
         attributed: bool,
     ) -> None:
         f = v.frame
         src = bytes(f.source)
-        key = (src, int(value[0]))
-        self._frag_attr.put(key, self._frag_attr.get(key, True) and attributed)
         try:
-            message = self.reassembler.add(src, value, _ms())
+            message = self.reassembler.add(src, value, _ms(), attributed)
         except fragment.ReassemblyError as exc:
-            self._frag_attr.pop(key)
             self.counters.drop(D_REASSEMBLY)
-            if attributed and exc.reason in FRAGMENT_FAULTS:
+            code = auth.blame(exc)
+            if code is not None:
                 reason = "fragment_" + exc.reason
-                self.blame.charge(reason, src, f.type, data, "fragment " + exc.reason)
+                kind = Misbehaviour.from_code(code)
+                self.blame.charge(kind, reason, src, f.type, data, "fragment " + exc.reason)
             return
         if message is None:
             return
-        whole_attr = self._frag_attr.pop(key, attributed)
+        whole_attr = self.reassembler.attributed
         try:
             inner_type, body = messages.parse_fragment_payload(message)
             inner = messages.decode_body(inner_type, body)
@@ -360,7 +383,8 @@ class MeshReceiver:
         except DecodeError as exc:
             reason = "fragment_" + auth.R_MALFORMED
             if whole_attr:
-                self.blame.charge(reason, src, f.type, data, str(exc))
+                kind = Misbehaviour.MALFORMED_FRAME
+                self.blame.charge(kind, reason, src, f.type, data, str(exc))
             self.counters.drop(reason)
             return
         self.counters.count("reassembled")
@@ -371,6 +395,28 @@ class MeshReceiver:
             self._dispatch(inner_v, inner_type, inner, data, rssi, snr, whole_attr)
         else:
             self.counters.count("ignored")
+
+
+_Handler = Callable[[MeshReceiver, auth.Verdict, int, Any, bytes, Num, float, bool], None]
+# What the wing does with each message type heard on the mesh (after the checks in
+# `on_frame`); the types it hears and leaves alone are in NOT_ON_MESH, with why.
+# tests/test_dispatch.py checks that every type lorawire.messages knows is in one of them.
+HANDLERS: dict[int, _Handler] = {
+    messages.ANNOUNCE: MeshReceiver._on_announce,
+    messages.PEX_RESPONSE: MeshReceiver._on_pex_response,
+    messages.FRAGMENT: MeshReceiver._on_fragment,
+    messages.PING: MeshReceiver._on_ping,
+    **{t: MeshReceiver._on_relay_message for t in RELAY_TYPES},
+}
+NOT_ON_MESH: dict[int, str] = {
+    messages.PEX_REQUEST: "boards answer each other; our record reaches them by ANNOUNCE",
+    messages.PONG: "the wing sends no PING",
+    messages.ACK: "the bridge's TX_DONE says what went out; nothing is resent on an ACK",
+    messages.REJECT: "counted and ignored, as on TCP",
+    messages.HELLO: "the TCP handshake",
+    messages.AUTH: "the TCP handshake",
+    messages.UART_LINK: "the bridge board's UART, never the air",
+}
 
 
 def _ms() -> int:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from loragate.bans import Misbehaviour
 from loragate.bounded import BoundedDict
 from loragate.mesh.counters import MeshCounters
 from loragate.mesh.frames import KIND_BLOCK, KIND_TX, OBJ_TYPE, MeshFramer, object_fits
@@ -42,7 +43,6 @@ MESH_RELAY_SERIAL = -1  # PeerSession serials count up from 1
 
 CODE = {KIND_TX: messages.KIND_TX, KIND_BLOCK: messages.KIND_BLOCK}
 OBJ_PRIO = {messages.TX: PRIO_TX, messages.BLOCK: PRIO_BLOCK}
-RELAY_TYPES = (messages.INV, messages.GETDATA, messages.TX, messages.BLOCK)
 
 # Drop reasons (counters and metrics.dropped, prefixed "mesh_").
 D_ORIGIN_RATE = "origin_rate"
@@ -51,11 +51,11 @@ D_REQUEST_RATE = "request_rate"
 D_QUEUE_FULL = "queue_full"
 D_NO_ROUTE = "no_route"
 D_INVALID_UNATTRIBUTED = "invalid_unattributed"
-# The fault of an attributed object the validator refused (receive.BLAME prices it).
+# The fault of an attributed object the validator refused (INVALID_SYNC_DATA).
 R_INVALID_OBJECT = "invalid_object"
 
-# charge(reason, node_id, msg_type, frame, detail): receive.MeshBlame.charge
-Charge = Callable[[str, bytes, "int | None", bytes, "str | None"], None]
+# charge(kind, reason, node_id, msg_type, frame, detail): receive.MeshBlame.charge
+Charge = Callable[[Misbehaviour, str, bytes, "int | None", bytes, "str | None"], None]
 
 
 class RelayCtx:
@@ -154,7 +154,8 @@ class MeshRelay:
         if ctx is None or not ctx.attributed:
             self.counters.drop(D_INVALID_UNATTRIBUTED)
             return
-        self._charge(R_INVALID_OBJECT, ctx.source, OBJ_TYPE.get(kind), ctx.frame, reason)
+        kind = Misbehaviour.INVALID_SYNC_DATA
+        self._charge(kind, R_INVALID_OBJECT, ctx.source, OBJ_TYPE.get(kind), ctx.frame, reason)
 
     # ---- relay -> mesh -------------------------------------------------------------------------
 
