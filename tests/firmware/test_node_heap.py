@@ -47,7 +47,7 @@ PAIR = {"links": [["n0", "zz", {"rssi": -80, "snr": 10}]]}
 CAPACITY = {"peers": 32, "bans": 16, "seen": 64, "key_cache": 16, "reassembly": 4}
 # Malformed frames that earn a ban: sent together, so one round of status requests per
 # ban (one frame per round took 72 rounds and more than the test's 300 s under load).
-BAN_BURST = -(-BAN_THRESHOLD // bn.POINT_VALUES[bn.MALFORMED])
+BAN_BURST = -(-BAN_THRESHOLD // bn.POINT_VALUES[auth.MALFORMED])
 
 
 class Station:
