@@ -27,7 +27,8 @@ from tools.meshsim.topology import from_dict
 
 FREQ = 868_100_000
 SPEED = 50.0
-IDENTITIES = 1000
+IDENTITIES = 1000  # verified by n0
+SENT_MAX = 4000
 CHECKPOINT = 300
 PEERS = 32
 HEAP_TOLERANCE = 2048  # bytes of allocated heap the node may gain after its tables fill
@@ -47,15 +48,16 @@ TOPOLOGY = {
 }
 
 
-def _catch_up(node: NodeProc, sent: int) -> None:
+def _catch_up(node: NodeProc, sent: int) -> int:
     """Block until n0 has taken all but BATCH of the `sent` announces, or stopped
-    taking them (some can be lost to collisions with the honest nodes' own frames)."""
+    taking them (some are lost on the air); the identities it has verified so far."""
     last = -1
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        taken = node.ask("status")["counters"]["announce_rx"]
-        if taken >= sent - BATCH or taken == last:
-            return
+    while True:
+        counters = node.ask("status")["counters"]
+        taken = counters["announce_rx"]
+        if taken >= sent - BATCH or taken == last or time.monotonic() > deadline:
+            return int(counters["sig_checks"])
         last = taken
         time.sleep(0.5)
 
@@ -97,7 +99,10 @@ def test_thousand_signed_identities_do_not_displace_neighbours_or_grow_heap(
     tmp_path: Path,
 ) -> None:
     t0 = time.monotonic()
-    attackers = [Identity.generate() for _ in range(IDENTITIES)]
+    # The air loses many of them while n0 transmits (half duplex: its announces and PEX
+    # answers to the honest neighbours), so fresh identities keep coming until n0 has
+    # verified IDENTITIES of them (bounded: SENT_MAX sent).
+    attackers = [Identity.generate() for _ in range(SENT_MAX)]
     with Mesh(4, from_dict(TOPOLOGY), tmp_path, speed=SPEED, announce_min_s=30) as mesh:
         n0 = mesh.nodes[0]
         honest = {n.node_id for n in mesh.nodes[1:]}
@@ -120,13 +125,18 @@ def test_thousand_signed_identities_do_not_displace_neighbours_or_grow_heap(
                 f = fr.Frame(msg.ANNOUNCE, ident.id, 1, hop_limit=0)
                 radio.send(auth.seal_frame(f, rec, key))
                 time.sleep(PACE_S)
-                if (i + 1) % BATCH == 0:
-                    _catch_up(n0, i + 1)
-                if i + 1 in (CHECKPOINT, IDENTITIES):
-                    samples[i + 1] = _settle(n0, i + 1)
-                    _check_tables(samples[i + 1])
+                if (i + 1) % BATCH:
+                    continue
+                verified = _catch_up(n0, i + 1)
+                for mark in (CHECKPOINT, IDENTITIES):
+                    if mark not in samples and verified >= mark:
+                        samples[mark] = _settle(n0, i + 1)
+                        _check_tables(samples[mark])
+                if IDENTITIES in samples:
+                    break
         finally:
             radio.close()
+        assert IDENTITIES in samples, f"n0 verified fewer than {IDENTITIES} of {SENT_MAX}"
         first, last = samples[CHECKPOINT], samples[IDENTITIES]
         c = last["counters"]
         peers = {p[0] for p in last["peers"]}
@@ -138,8 +148,10 @@ def test_thousand_signed_identities_do_not_displace_neighbours_or_grow_heap(
             f"peer table {len(last['peers'])}/{PEERS}; evicted flood buckets "
             f"{c['flood_evicted']}; wall {time.monotonic() - t0:.1f} s"
         )
-        # most of the flood reached n0 and cost it a verification each
-        assert c["sig_checks"] >= 0.7 * IDENTITIES
+        # each distinct announce n0 heard cost it a verification
+        counted = str({k: v for k, v in c.items() if v})
+        assert c["sig_checks"] >= IDENTITIES, counted
+        assert c["announce_rx"] - c["dup_record"] - c["stale_record"] <= c["sig_checks"], counted
         assert honest <= peers, (honest - peers, last["peers"])
         assert not last["bans"] and c["points"] == 0
         assert last["heap"]["gc_alloc"] <= first["heap"]["gc_alloc"] + HEAP_TOLERANCE

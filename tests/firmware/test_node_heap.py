@@ -39,10 +39,14 @@ from tools.meshsim.launcher import Mesh, NodeProc
 from tools.meshsim.topology import from_dict
 
 FREQ = 868_100_000
-# The heap each build runs the scenario in (-X heapsize). Goals (issue 10): plain 108 KB
-# with 16 KB left over, frozen 64 KB. What the node needs today is printed; see
-# docs/ARCHITECTURE.md "Memory on a board" for the measured figures.
-HEAP_KB = {"plain": 256, "frozen": 64}
+# The heap each build runs the scenario in (-X heapsize): room to spare, so that what
+# this test checks (every table at capacity, the node up and answering, the heap it
+# holds printed) does not hang on the heap goal. The goals (issue 10: plain 108 KB with
+# 16 KB left over, frozen 64 KB) are measured by `make bench` (tools/bench/
+# bench_footprint.py: the smallest heap the same fill completes in, without the unix
+# port's simulated radio and its sockets, which a board does not have); see
+# docs/ARCHITECTURE.md "Memory on a board" for the figures.
+HEAP_KB = {"plain": 256, "frozen": 96}
 PAIR = {"links": [["n0", "zz", {"rssi": -80, "snr": 10}]]}
 CAPACITY = {"peers": 32, "bans": 16, "seen": 64, "key_cache": 16, "reassembly": 4}
 # Malformed frames that earn a ban: sent together, so one round of status requests per

@@ -118,7 +118,7 @@ def _attack(mesh: Any, victim: Attacker, outsider: SimRadio) -> None:
     gap_wall = VICTIM_GAP_S / SPEED / (ATTACK_PER_GAP + 1)
     for k in range(GENUINE):
         body = msg.encode_body(msg.TX, {0: b"genuine-" + k.to_bytes(2, "big")})
-        frame = link_frame(victim.ident, victim._seq(), node_id, public, msg.TX, body)
+        frame = link_frame(victim.ident, victim.next_frame_seq(), node_id, public, msg.TX, body)
         victim.radio.send(frame)
         genuine.append(frame)
         for _ in range(ATTACK_PER_GAP):
