@@ -150,6 +150,7 @@ class Bridge(Node):
         self.uart = uart_port
         self.firmware = firmware
         self.stats_ms = cfg["bridge"]["stats_interval_s"] * 1000
+        self.region = cfg["region"]  # for CONFIG_GET: the node keeps no parsed config
         self.power_max = cfg["tx_power_dbm"]
         self.power = cfg["tx_power_dbm"]
         self.decoder = uart.StreamDecoder()
@@ -492,7 +493,7 @@ class Bridge(Node):
             return self.freq
         if key == "role":
             return ROLE
-        return self.cfg[key]
+        return self.region  # the one key left: CONFIG_KEYS
 
     def config_get(self, key):
         if key not in CONFIG_KEYS:

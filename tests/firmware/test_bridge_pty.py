@@ -308,7 +308,8 @@ def test_hello_and_config(rig: Rig) -> None:
     st = rig.gw.expect(link.RADIO_STATS)
     assert st["airtime_budget_ms"] == BUDGET_MS and st["airtime_used_ms"] == ANNOUNCE_MS
     # the gateway's radio questions
-    for key, want in (("sf", SF), ("bandwidth_hz", BW), ("coding_rate", CR), ("role", "bridge")):
+    radio_questions = (("sf", SF), ("bandwidth_hz", BW), ("coding_rate", CR), ("role", "bridge"))
+    for key, want in (*radio_questions, ("region", "EU868")):
         rig.gw.send(link.CONFIG_GET, key=key)
         assert rig.gw.expect(link.CONFIG_VALUE, lambda f, k=key: f["key"] == k)["value"] == want
     rig.gw.send(link.CONFIG_GET, key="network_key")
