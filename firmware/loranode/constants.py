@@ -37,8 +37,8 @@ SAVE_INTERVAL_MS = const(60000)  # ban file written at most once a minute (flash
 # long-lived entries (peer ids, records) then land in the holes of the last collection
 # rather than among fresh garbage, which fragmented the heap. With every table full the
 # frozen 32-bit build needed 67 KB without it, 59 KB with it (4 or 8 KB alike, 58 KB at
-# 2 KB); a collection took 0.15 ms on the host, so a few ms on an ESP32, about once per
-# two received announces.
+# 2 KB). Not inside signature checks and key derivations (loranode.receive
+# _crypto_begin): their garbage would make it collect over a hundred times per call.
 GC_THRESHOLD = const(8192)
 
 

@@ -50,6 +50,22 @@ def _pinged_both_ways(mesh: Mesh) -> bool:
     return True
 
 
+def _link_tagged_both_ways(mesh: Mesh) -> bool:
+    """Each emulated board verified link-tagged frames and PONGs, at least one per
+    neighbour. A round trip alone does not prove it: a PING sent before the pinger knew
+    its neighbour's key goes out network-tagged, and so does the PONG to it."""
+    for name in CHIP_NODES:
+        status = mesh.nodes[mesh.names.index(name)].status or {}
+        c = status.get("counters", {})
+        if c.get("attributed", 0) < 3 or c.get("pong_rx", 0) < 3:
+            return False
+    return True
+
+
+def _joined(mesh: Mesh) -> bool:
+    return mesh.converged() and _pinged_both_ways(mesh) and _link_tagged_both_ways(mesh)
+
+
 @pytest.mark.slow
 @pytest.mark.upy("plain", "frozen")
 def test_emulated_heltec_boards_join_a_simradio_mesh(tmp_path: Path) -> None:
@@ -63,7 +79,7 @@ def test_emulated_heltec_boards_join_a_simradio_mesh(tmp_path: Path) -> None:
         node_options={"ping_interval_s": PING_INTERVAL_S, **FLOOD},
     )
     with mesh:
-        ok = mesh.wait_until(lambda m: m.converged() and _pinged_both_ways(m), timeout=240, poll=2)
+        ok = mesh.wait_until(_joined, timeout=240, poll=2)
         assert ok, f"knowledge {mesh.knowledge()}/12, statuses {mesh.statuses()}"
         for node in NAMES:
             for other in NAMES:

@@ -236,6 +236,11 @@ class BridgeProc:
                 return self.proc.wait(10)
         return self.proc.returncode
 
+    def stop_cleanly(self) -> None:
+        """stop(), which must exit 0; otherwise the bridge's own output says why."""
+        rc = self.stop()
+        assert rc == 0, f"bridge exited {rc}:\n{self.output()[-3000:]}"
+
 
 class Rig:
     def __init__(self, tmp_path: Path, medium_port: int, uart_path: str | None = None) -> None:
@@ -442,7 +447,7 @@ def test_bans_survive_a_hard_restart(rig: Rig) -> None:
     # a clean stop saves too: unban one, stop with SIGINT, start again
     rig.gw.send(link.UNBAN, node_id=timed)
     rig.gw.settle(0.3)
-    assert rig.bridge.stop() == 0
+    rig.bridge.stop_cleanly()
     rig.gw.inbox.clear()
     rig.start()
     rig.peer.send(make_frame(timed, 10))
@@ -506,7 +511,7 @@ def test_ban_pushes_write_the_flash_at_most_once_a_minute(tmp_path: Path, medium
         assert _writes(ban_file, 9.5, push) == 1
         assert len(pushed) == len(ids)
         assert _saved_bans(ban_file) == {ids[0]}  # the others wait for the save interval
-        assert r.bridge.stop() == 0  # a clean stop saves the rest
+        r.bridge.stop_cleanly()  # a clean stop saves the rest
         assert _saved_bans(ban_file) == set(ids)
     finally:
         r.close()

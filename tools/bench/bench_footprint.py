@@ -171,8 +171,13 @@ def _row(
     print(line, flush=True)
 
 
-def main(roles: tuple[str, ...] = ("node", "bridge"), search: bool = True) -> None:
-    """Every row; `search=False` skips the bisection (one run per row, for tests)."""
+def main(
+    roles: tuple[str, ...] = ("node", "bridge"),
+    search: bool = True,
+    chips: tuple[str, ...] | None = None,
+) -> None:
+    """Every row; `search=False` skips the bisection (one run per row), `chips` keeps
+    only those drivers' rows (both for tests)."""
     missing = [b for b in interpreters.BOARD_NAMES if interpreters.missing(b)]
     if missing:
         print(f"footprint: skipped: {interpreters.missing(missing[0])}")
@@ -191,6 +196,8 @@ def main(roles: tuple[str, ...] = ("node", "bridge"), search: bool = True) -> No
             for name, preset in boards.BOARDS.items():
                 by_chip.setdefault(str(preset["chip"]), []).append(name)
             for chip, names in sorted(by_chip.items()):
+                if chips is not None and chip not in chips:
+                    continue
                 shutil.rmtree(folder / "lib", ignore_errors=True)
                 packages = ("lora", *boards.packages(boards.BOARDS[names[0]]))
                 mpytree.ensure_lora(folder / "lib", packages)
