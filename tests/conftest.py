@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,6 +25,11 @@ DEFAULT_INTERPRETERS = ("pypi", "plain")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "solo: runs with no other test beside it (pytest-xdist's other workers wait): a "
+        "scenario whose figures shift when it shares the cores",
+    )
     config.addinivalue_line(
         "markers",
         "upy(*interpreters): runs code inside MicroPython unix ports, once per interpreter "
@@ -73,3 +82,34 @@ def upy_interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 def upy():  # noqa: ANN201 - a callable fixture
     """Run code under the MicroPython unix port: `upy(code, heap="64K")`."""
     return run_upy
+
+
+def _lock(name: str, run: str) -> int:
+    fd = os.open(
+        Path(tempfile.gettempdir()) / f"lorachain-{run}-{name}.lock", os.O_RDWR | os.O_CREAT
+    )
+    return fd
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """`solo` tests hold the run's lock exclusively, every other test holds it shared.
+
+    A gate taken first keeps a waiting solo test from being starved by the other worker's
+    stream of shared holders. Outermost (tryfirst), so the wait is not counted by
+    pytest-timeout. Without xdist there is nobody beside a test and nothing to lock."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        yield
+        return
+    solo = item.get_closest_marker("solo") is not None
+    gate, main = _lock("gate", run), _lock("main", run)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(main, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
+        if not solo:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(main)  # closing drops the flock
+        os.close(gate)
