@@ -85,10 +85,8 @@ def upy():  # noqa: ANN201 - a callable fixture
 
 
 def _lock(name: str, run: str) -> int:
-    fd = os.open(
-        Path(tempfile.gettempdir()) / f"lorachain-{run}-{name}.lock", os.O_RDWR | os.O_CREAT
-    )
-    return fd
+    path = Path(tempfile.gettempdir()) / f"lorachain-{run}-{name}.lock"
+    return os.open(path, os.O_RDWR | os.O_CREAT)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

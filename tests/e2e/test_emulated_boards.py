@@ -54,9 +54,10 @@ def _pinged_both_ways(mesh: Mesh) -> bool:
 
 
 def _link_tagged_both_ways(mesh: Mesh) -> bool:
-    """Each emulated board verified link-tagged frames and PONGs, at least one per
-    neighbour. A round trip alone does not prove it: a PING sent before the pinger knew
-    its neighbour's key goes out network-tagged, and so does the PONG to it."""
+    """Each emulated board verified at least as many link-tagged frames, and PONGs, as it
+    has neighbours (the counters are not per source). A round trip alone does not prove
+    it: a PING sent before the pinger knew its neighbour's key goes out network-tagged,
+    and so does the PONG to it."""
     for name in CHIP_NODES:
         status = mesh.nodes[mesh.names.index(name)].status or {}
         c = status.get("counters", {})
